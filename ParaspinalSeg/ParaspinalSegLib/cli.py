@@ -1,0 +1,202 @@
+"""The `paraspinal` command line: list series, measure a segmentation, run the demo.
+
+`main(argv)` returns an exit code and never calls sys.exit, so it runs in-process from tests and
+from Slicer's console. Library errors become one line on stderr and exit code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import OperationCancelled, ParaspinalError
+from .fat import FatMethod, FatSettings
+from .labels import LabelKind
+
+log = logging.getLogger(__name__)
+
+EXIT_ERROR = 2
+EXIT_CANCELLED = 130
+
+
+class ProgressBar:
+    """A tqdm bar on stderr driven by the libraries' (fraction, message) progress callback."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=1000, file=sys.stderr, leave=False, bar_format="{l_bar}{bar}| {elapsed}")
+        self.bar.set_description_str(message.split(",")[0])
+        self.bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _percent(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.1f} %"
+
+
+def command_series(args: argparse.Namespace, progress: ProgressBar) -> int:
+    from .dicom import list_series
+    from .series_selection import choose_series, format_series_table
+
+    summaries = list_series(Path(args.input), progress=progress)
+    progress.close()
+    try:
+        choice = choose_series(summaries, series_uid=args.series)
+    except ParaspinalError:
+        print("\n".join(format_series_table(summaries, None)))
+        raise
+    print("\n".join(format_series_table(summaries, choice)))
+    print(f"\nchosen: {choice.reason}")
+    return 0
+
+
+def measure_to_folder(args: argparse.Namespace, progress: ProgressBar):
+    """Read image and segmentation, measure, write the outputs; returns (result, out folder)."""
+    from .export import write_result
+    from .pipeline import measure_series
+    from .reading import read_study
+    from .segmentation import load_segmentation
+
+    study = read_study(Path(args.image), series_uid=args.series, progress=progress)
+    log.info("series: %s", study.reason)
+    segmentation = load_segmentation([Path(p) for p in args.segmentation], study.series, LabelKind(args.labels))
+    settings = FatSettings(method=FatMethod(args.fat_method), n4=args.n4)
+    result = measure_series(
+        study.series,
+        segmentation.labels,
+        needs_fat=segmentation.needs_fat,
+        fat_settings=settings,
+        label_kind=segmentation.kind.value,
+        warnings=segmentation.warnings,
+        progress=progress,
+    )
+    out = write_result(Path(args.output), result, study.series, segmentation.sources, overwrite=args.overwrite)
+    progress.close()
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return study, result, out
+
+
+def print_summary(study, result, out: Path) -> None:
+    s = result.summary
+    print(f"series:  {study.reason}")
+    print(f"method:  {result.provenance.method}")
+    print(f"slices with compartment: {s.slices} (right {s.slices_right}, left {s.slices_left})")
+    print(
+        f"mean fat fraction: {_percent(s.mean_fat_fraction_pct)} "
+        f"(right {_percent(s.mean_fat_fraction_right_pct)}, left {_percent(s.mean_fat_fraction_left_pct)})"
+    )
+    print(f"SGC grade: {s.grade or 'n/a'}")
+    print(f"outputs: {out}/ (slices.csv, patient.json, *.seg.nrrd, qc.png)")
+
+
+def command_measure(args: argparse.Namespace, progress: ProgressBar) -> int:
+    study, result, out = measure_to_folder(args, progress)
+    print_summary(study, result, out)
+    return 0
+
+
+def sample_folder() -> Path:
+    """Resources/Sample of the source tree this package was installed from (editable install)."""
+    folder = Path(__file__).resolve().parents[2] / "Resources" / "Sample"
+    if not (folder / "truth.json").exists():
+        raise ParaspinalError(
+            f"{folder}: the shipped sample study is missing; install from a clone with "
+            "`pip install -e .` (see README)"
+        )
+    return folder
+
+
+def command_demo(args: argparse.Namespace, progress: ProgressBar) -> int:
+    sample = sample_folder()
+    args.image = str(sample / "study")
+    args.segmentation = [str(sample / "compartments.nrrd")]
+    args.labels, args.series = LabelKind.AUTO.value, None
+    study, result, out = measure_to_folder(args, progress)
+    print_summary(study, result, out)
+    truth = json.loads((sample / "truth.json").read_text())
+    measured = result.summary.mean_fat_fraction_pct
+    print(
+        f"\nsample truth: mean fat fraction {truth['mean_fat_fraction_pct']:.1f} %, grade {truth['grade']}; "
+        f"measured {measured:.1f} % ({measured - truth['mean_fat_fraction_pct']:+.1f} points), "
+        f"grade {result.summary.grade} ({'agrees' if result.summary.grade == truth['grade'] else 'DIFFERS'})"
+    )
+    return 0
+
+
+def add_measure_options(parser: argparse.ArgumentParser, default_output: str) -> None:
+    parser.add_argument("-o", "--output", default=default_output, help="output folder (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--fat-method", choices=[m.value for m in FatMethod], default=FatMethod.GMM.value,
+                        help="fat inside compartment-only segmentations (default: %(default)s)")
+    parser.add_argument("--n4", action="store_true", help="N4 bias-field correction before fat quantification")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paraspinal", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    series = commands.add_parser("series", help="list the series of a study and say which would be chosen")
+    series.add_argument("input", help="DICOM folder (searched recursively), DICOM zip or file")
+    series.add_argument("--series", metavar="UID", help="choose this SeriesInstanceUID")
+    series.set_defaults(run=command_series)
+
+    measure = commands.add_parser("measure", help="CSA, fat fraction and grade from a given segmentation")
+    measure.add_argument("image", help="DICOM folder/zip/file, or a NIfTI/NRRD volume")
+    measure.add_argument("segmentation", nargs="+",
+                         help="label map(s) on the image grid (NIfTI/NRRD) or Slicer .seg.nrrd; one per block of angled slices")
+    measure.add_argument("--labels", choices=[k.value for k in LabelKind], default=LabelKind.AUTO.value,
+                         help="what the label values mean (default: detect; see README)")
+    measure.add_argument("--series", metavar="UID", help="choose this SeriesInstanceUID")
+    add_measure_options(measure, "paraspinal-output")
+    measure.set_defaults(run=command_measure)
+
+    demo = commands.add_parser("demo", help="measure the shipped synthetic sample study and compare with its truth")
+    add_measure_options(demo, "paraspinal-demo")
+    demo.set_defaults(run=command_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    progress = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
+    try:
+        return args.run(args, progress)
+    except OperationCancelled:
+        print("cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return EXIT_CANCELLED
+    except ParaspinalError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        progress.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""From a series and its segmentation to per-slice measurements and the grade, without file I/O.
+
+This is the one path that the command line and the Slicer module share: slices with their
+geometry and label maps in, completed label maps and measurements out.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import __version__
+from .fat import FatSettings, quantify_fat
+from .labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, compartment_masks
+from .measurement import PatientSummary, SliceMeasurement, measure_slice, summarise
+from .slices import SliceSeries
+
+ProgressCallback = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a result came from: method, versions, date."""
+
+    method: str
+    fat_settings: dict | None
+    label_kind: str
+    software: str = f"ParaspinalSeg {__version__}"
+    python: str = platform.python_version()
+    model: str | None = None
+    created: str = field(
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    )
+
+
+@dataclass
+class MeasurementResult:
+    """Label maps (scheme, per slice), measurements per slice, the patient summary, provenance."""
+
+    labels: list[np.ndarray]
+    slices: list[SliceMeasurement]
+    summary: PatientSummary
+    provenance: Provenance
+    warnings: tuple[str, ...] = ()
+
+
+def add_fat(
+    series: SliceSeries,
+    labels: list[np.ndarray],
+    settings: FatSettings,
+    progress: ProgressCallback | None = None,
+) -> list[np.ndarray]:
+    """Scheme label maps with fat found inside each slice's compartments by image analysis."""
+    completed = []
+    for index, (image_slice, plane) in enumerate(zip(series.slices, labels)):
+        right, left = compartment_masks(plane)
+        fat = quantify_fat(image_slice.pixels, right | left, image_slice.geometry.spacing, settings)
+        out = np.zeros(plane.shape, dtype=np.uint8)
+        out[right] = np.where(fat[right], RIGHT_FAT, RIGHT_MUSCLE)
+        out[left] = np.where(fat[left], LEFT_FAT, LEFT_MUSCLE)
+        completed.append(out)
+        if progress:
+            progress((index + 1) / len(series), f"fat quantification, slice {index + 1}/{len(series)}")
+    return completed
+
+
+def measure_labels(series: SliceSeries, labels: list[np.ndarray]) -> list[SliceMeasurement]:
+    """Per-slice measurements of scheme label maps (series order)."""
+    return [
+        measure_slice(plane, s.geometry, slice_index=i, source_index=s.source_index)
+        for i, (s, plane) in enumerate(zip(series.slices, labels))
+    ]
+
+
+def measure_series(
+    series: SliceSeries,
+    labels: list[np.ndarray],
+    *,
+    needs_fat: bool,
+    fat_settings: FatSettings | None = None,
+    label_kind: str = "scheme",
+    model: str | None = None,
+    warnings: tuple[str, ...] = (),
+    progress: ProgressCallback | None = None,
+) -> MeasurementResult:
+    """Complete the labels (fat by image analysis if they give only compartments) and measure."""
+    if len(labels) != len(series):
+        raise ValueError(f"{len(labels)} label maps for {len(series)} slices")
+    if needs_fat:
+        settings = fat_settings or FatSettings()
+        labels = add_fat(series, labels, settings, progress)
+        method = f"compartment from segmentation, fat by {settings.method.value}"
+        described = settings.describe()
+    else:
+        method = "muscle and fat labels as given"
+        described = None
+    measurements = measure_labels(series, labels)
+    provenance = Provenance(method=method, fat_settings=described, label_kind=label_kind, model=model)
+    return MeasurementResult(labels, measurements, summarise(measurements), provenance, warnings)

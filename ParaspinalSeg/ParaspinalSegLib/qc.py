@@ -1,0 +1,89 @@
+"""The QC picture: a PNG montage of slices in display orientation with the label outlines drawn."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .labels import SEGMENTS
+from .pipeline import MeasurementResult
+from .slices import SliceSeries
+
+TILE_PX = 224
+MAX_TILES = 24
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+    """Pixels of a mask that touch a pixel outside it (4-neighbourhood)."""
+    padded = np.pad(mask, 1)
+    inner = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~inner
+
+
+def grey_levels(pixels: np.ndarray) -> np.ndarray:
+    """uint8 grey image, windowed to the 1st-99.5th percentile of the slice."""
+    low, high = np.percentile(pixels, [1.0, 99.5])
+    scaled = (pixels - low) / max(float(high - low), 1e-6)
+    return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+
+
+def overlay_tile(pixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """RGB uint8 image of one slice with each segment's outline in its colour."""
+    grey = grey_levels(pixels)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    for style in SEGMENTS:
+        edge = outline(labels == style.label)
+        rgb[edge] = (np.asarray(style.color) * 255).astype(np.uint8)
+    return rgb
+
+
+def chosen_slices(result: MeasurementResult) -> list[int]:
+    """Slices with a compartment (all slices if none has one), at most MAX_TILES, evenly spread."""
+    present = [m.slice_index for m in result.slices if m.both.present] or [m.slice_index for m in result.slices]
+    if len(present) <= MAX_TILES:
+        return present
+    picks = np.linspace(0, len(present) - 1, MAX_TILES).round().astype(int)
+    return [present[i] for i in picks]
+
+
+def montage(series: SliceSeries, result: MeasurementResult):
+    """A Pillow image: tiles in display orientation, with slice index and fat fraction."""
+    from PIL import Image, ImageDraw
+
+    indices = chosen_slices(result)
+    columns = min(6, len(indices))
+    rows = math.ceil(len(indices) / columns)
+    header = 28
+    sheet = Image.new("RGB", (columns * TILE_PX, rows * TILE_PX + header), (0, 0, 0))
+    draw = ImageDraw.Draw(sheet)
+    s = result.summary
+    draw.text(
+        (6, 8),
+        f"SGC grade {s.grade or '-'}   mean fat fraction {s.mean_fat_fraction_pct:.1f} % "
+        f"(R {s.mean_fat_fraction_right_pct:.1f} %, L {s.mean_fat_fraction_left_pct:.1f} %)   "
+        "patient's right on the left",
+        fill=(255, 255, 255),
+    )
+    for n, index in enumerate(indices):
+        image_slice = series.slices[index]
+        transform = image_slice.display
+        tile = overlay_tile(transform.to_display(image_slice.pixels), transform.to_display(result.labels[index]))
+        row_mm, column_mm = transform.display_spacing(image_slice.geometry)
+        height, width = tile.shape[0] * row_mm, tile.shape[1] * column_mm
+        scale = TILE_PX / max(height, width)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        picture = Image.fromarray(tile).resize(size, Image.Resampling.NEAREST)
+        x0 = (n % columns) * TILE_PX + (TILE_PX - size[0]) // 2
+        y0 = header + (n // columns) * TILE_PX + (TILE_PX - size[1]) // 2
+        sheet.paste(picture, (x0, y0))
+        fraction = result.slices[index].both.fat_fraction_pct
+        label = f"#{index}  FF {fraction:.1f} %" if not math.isnan(fraction) else f"#{index}"
+        draw.text(((n % columns) * TILE_PX + 4, header + (n // columns) * TILE_PX + 4), label, fill=(255, 255, 0))
+    return sheet
+
+
+def write_qc_montage(path: Path, series: SliceSeries, result: MeasurementResult) -> None:
+    """Save the montage as PNG (called inside an output folder that is renamed when complete)."""
+    montage(series, result).save(Path(path), format="PNG")
