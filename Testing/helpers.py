@@ -1,0 +1,34 @@
+"""Small builders shared by the tests: volumes on oblique grids, label maps, CLI runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ParaspinalSegLib.cli import main
+
+
+def volume(array: np.ndarray, spacing=(0.8, 0.6, 4.0), origin=(-40.0, -30.0, -20.0), tilt_deg=12.0) -> sitk.Image:
+    """A SimpleITK image from a [slice, row, column] array on an oblique, anisotropic grid."""
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    t = math.radians(tilt_deg)
+    direction = np.array([[1, 0, 0], [0, math.cos(t), -math.sin(t)], [0, math.sin(t), math.cos(t)]])
+    image.SetDirection(tuple(direction.ravel()))
+    return image
+
+
+def write(image: sitk.Image, path: Path) -> Path:
+    sitk.WriteImage(image, str(path), useCompression=True)
+    return path
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run `paraspinal` in-process; returns (exit code, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
