@@ -59,7 +59,7 @@ def _read_scheme_or_raw(path: Path, series: SliceSeries) -> tuple[object, bool |
     has_fat = any("fat" in s.name.lower() or "adipose" in s.name.lower() for s in seg.segments)
     for block in grid_blocks(series):
         try:
-            return pad_to_reference(image, block.reference_image()), has_fat
+            return pad_to_reference(image, block.reference_image(), source=str(path)), has_fat
         except GeometryMismatchError:
             continue
     return image, has_fat
