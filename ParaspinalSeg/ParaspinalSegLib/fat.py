@@ -3,10 +3,11 @@
 Used when a segmentation gives only the compartment (erector spinae + multifidus inside the
 fascia). On T2 turbo-spin-echo images fat is bright and muscle dark. The default is a 3-class
 Gaussian mixture on the compartment's intensities with fat = the brightest class (the method that
-agreed best with Dixon fat fraction on T2 images in Wesselink et al. 2024); a middle class whose
-mean lies nearer the brightest than the darkest counts as fat too (fat split in two by the bias
-field), so the estimate holds at high fat fractions. Otsu's threshold is the alternative. Both
-work per slice, on both compartments of that slice together.
+agreed best with Dixon fat fraction on T2 images in Wesselink et al. 2024); pixels of a middle
+class (partial volume, or a tissue split in two by the bias field) are fat when brighter than the
+midpoint of the darkest and brightest class means, so the estimate holds at low and high fat
+fractions alike. Otsu's threshold is the alternative. Both work per slice, on both compartments
+of that slice together.
 
 Lean muscle has no fat class to find: a mixture fitted to muscle alone splits its noise. So the
 brightest class counts as fat only when its mean is at least `min_contrast` times the darkest
@@ -110,22 +111,23 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(edges[int(np.argmax(between[:-1])) + 1])
 
 
-def fat_classes(mixture: GaussianMixture1D, min_contrast: float) -> np.ndarray:
-    """Which components are fat: the brightest, and any whose mean lies nearer to it than to the
-    darkest (fat split in two by bias field or noise); none if the brightest is not bright enough."""
-    darkest, brightest = mixture.means[0], mixture.means[-1]
-    if brightest < min_contrast * max(darkest, 1e-6):
-        return np.zeros(mixture.means.shape, dtype=bool)
-    return mixture.means > (darkest + brightest) / 2
-
-
 def fat_mask_gmm(values: np.ndarray, settings: FatSettings) -> np.ndarray:
-    """Boolean fat flag per value: its most probable mixture class is a fat class."""
+    """Boolean fat flag per value from a Gaussian mixture.
+
+    A value whose most probable class is the brightest is fat, the darkest is muscle; a value of
+    a middle class (partial volume, or fat or muscle split in two by the bias field) is fat when
+    it lies above the midpoint between the darkest and brightest class means, i.e. when its pixel
+    is more than half fat. No fat if the brightest class is not `min_contrast` times the darkest.
+    """
     if values.size < 4 * settings.classes or float(values.max()) <= float(values.min()):
         return np.zeros(values.shape, dtype=bool)
     mixture = fit_gaussian_mixture(values, settings.classes, settings.max_iterations)
-    is_fat = fat_classes(mixture, settings.min_contrast)
-    return is_fat[mixture.responsibilities(values.astype(np.float64)).argmax(axis=1)]
+    darkest, brightest = float(mixture.means[0]), float(mixture.means[-1])
+    if brightest < settings.min_contrast * max(darkest, 1e-6):
+        return np.zeros(values.shape, dtype=bool)
+    component = mixture.responsibilities(values.astype(np.float64)).argmax(axis=1)
+    middle = (component > 0) & (component < settings.classes - 1)
+    return (component == settings.classes - 1) | (middle & (values > (darkest + brightest) / 2))
 
 
 def fat_mask_otsu(values: np.ndarray, settings: FatSettings) -> np.ndarray:

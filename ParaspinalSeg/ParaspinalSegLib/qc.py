@@ -13,6 +13,7 @@ from .slices import SliceSeries
 
 TILE_PX = 224
 MAX_TILES = 24
+MARGIN_MM = 35.0
 
 
 def outline(mask: np.ndarray) -> np.ndarray:
@@ -39,6 +40,19 @@ def overlay_tile(pixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def crop_around_labels(
+    pixels: np.ndarray, labels: np.ndarray, spacing: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays cut to the labels' bounding box plus MARGIN_MM (the whole slice if no labels)."""
+    rows, columns = np.nonzero(labels)
+    if rows.size == 0:
+        return pixels, labels
+    pad_rows, pad_columns = (int(math.ceil(MARGIN_MM / s)) for s in spacing)
+    r0, r1 = max(rows.min() - pad_rows, 0), rows.max() + pad_rows + 1
+    c0, c1 = max(columns.min() - pad_columns, 0), columns.max() + pad_columns + 1
+    return pixels[r0:r1, c0:c1], labels[r0:r1, c0:c1]
+
+
 def chosen_slices(result: MeasurementResult) -> list[int]:
     """Slices with a compartment (all slices if none has one), at most MAX_TILES, evenly spread."""
     present = [m.slice_index for m in result.slices if m.both.present] or [m.slice_index for m in result.slices]
@@ -49,7 +63,7 @@ def chosen_slices(result: MeasurementResult) -> list[int]:
 
 
 def montage(series: SliceSeries, result: MeasurementResult):
-    """A Pillow image: tiles in display orientation, with slice index and fat fraction."""
+    """A Pillow image: tiles in display orientation around the compartments, with index and fat fraction."""
     from PIL import Image, ImageDraw
 
     indices = chosen_slices(result)
@@ -69,8 +83,11 @@ def montage(series: SliceSeries, result: MeasurementResult):
     for n, index in enumerate(indices):
         image_slice = series.slices[index]
         transform = image_slice.display
-        tile = overlay_tile(transform.to_display(image_slice.pixels), transform.to_display(result.labels[index]))
         row_mm, column_mm = transform.display_spacing(image_slice.geometry)
+        pixels, labels = crop_around_labels(
+            transform.to_display(image_slice.pixels), transform.to_display(result.labels[index]), (row_mm, column_mm)
+        )
+        tile = overlay_tile(pixels, labels)
         height, width = tile.shape[0] * row_mm, tile.shape[1] * column_mm
         scale = TILE_PX / max(height, width)
         size = (max(1, round(width * scale)), max(1, round(height * scale)))

@@ -53,16 +53,16 @@ def anatomy_map(shape: tuple[int, int], spacing_mm: float, scale: float) -> np.n
     x = (x - columns / 2) * spacing_mm  # mm towards the patient's left
     y = (y - rows / 2) * spacing_mm + 10  # mm towards posterior
     out = np.zeros(shape, dtype=np.uint8)
-    out[_ellipse(x, y, 0, 0, 150, 112)] = SUBCUTANEOUS_FAT
-    out[_ellipse(x, y, 0, 0, 135, 97)] = BODY
+    out[_ellipse(x, y, 0, 0, 140, 104)] = SUBCUTANEOUS_FAT
+    out[_ellipse(x, y, 0, 0, 126, 90)] = BODY
     for side in (-1, 1):
         out[_ellipse(x, y, side * 42, 18, 15 * scale, 18 * scale)] = PSOAS
     out[_ellipse(x, y, 0, 18, 24, 20)] = CORTEX
     out[_ellipse(x, y, 0, 18, 21, 17)] = BONE
     out[_ellipse(x, y, 0, 48, 9, 8)] = CSF
     for side, muscle in ((-1, RIGHT_MUSCLE), (1, LEFT_MUSCLE)):
-        out[_ellipse(x, y, side * 33, 74, 25 * scale, 17 * scale) & (np.abs(x) > 6)] = muscle
-    out[(np.abs(x) <= 4) & (y > 56) & (y < 90)] = CORTEX
+        out[_ellipse(x, y, side * 34, 68, 29 * scale, 20 * scale) & (np.abs(x) > 6)] = muscle
+    out[(np.abs(x) <= 4) & (y > 56) & (y < 86)] = CORTEX
     return out
 
 
@@ -86,7 +86,7 @@ def place_fat(anatomy: np.ndarray, fat_fraction: float, rng: np.random.Generator
     return labels
 
 
-def t2_image(anatomy: np.ndarray, labels: np.ndarray, rng: np.random.Generator, noise: float = 22.0) -> np.ndarray:
+def t2_image(anatomy: np.ndarray, labels: np.ndarray, rng: np.random.Generator, noise: float = 35.0) -> np.ndarray:
     """T2-like image: tissue intensities, a smooth bias field, slight blur and Rician-like noise."""
     from scipy.ndimage import gaussian_filter
 
@@ -95,7 +95,7 @@ def t2_image(anatomy: np.ndarray, labels: np.ndarray, rng: np.random.Generator, 
     rows, columns = anatomy.shape
     y, x = np.mgrid[0:rows, 0:columns] / max(rows, columns)
     bias = 1.0 + 0.12 * np.sin(2.2 * x + rng.uniform(0, 3)) + 0.08 * np.cos(1.7 * y + rng.uniform(0, 3))
-    image = gaussian_filter(image * bias, 0.5)
+    image = gaussian_filter(image * bias, 0.9)
     real = image + rng.normal(0, noise, image.shape)
     imaginary = rng.normal(0, noise, image.shape)
     return np.hypot(real, imaginary).astype(np.float32)
@@ -109,4 +109,4 @@ def phantom_slice(
     labels = place_fat(anatomy, fat_fraction, rng)
     compartment = labels > 0
     fat = np.isin(labels, (RIGHT_FAT, LEFT_FAT))
-    return PhantomSlice(anatomy, labels, t2_image(anatomy, labels, rng), 100.0 * fat.sum() / compartment.sum())
+    return PhantomSlice(anatomy, labels, t2_image(anatomy, labels, rng), float(100.0 * fat.sum() / compartment.sum()))
