@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from helpers import run_cli, volume, write
-from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
+from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, LabelKind
 from ParaspinalSegLib.reading import read_study
 from ParaspinalSegLib.segmentation import load_segmentation
 from ParaspinalSegTrainingLib.phantom import phantom_slice
@@ -167,3 +167,22 @@ def test_real_case_csa_equals_independent_pixel_count(tmp_path, capsys, shared_d
         assert float(rows[k]["left_total_csa_mm2"]) == pytest.approx(left, abs=1e-3)
     patient = json.loads((tmp_path / "out" / "patient.json").read_text())
     assert patient["provenance"]["label_kind"] == "musclemap" and patient["warnings"] == []
+
+
+def test_progress_is_reported_and_cancel_stops_the_work(scheme_case):
+    from ParaspinalSegLib.errors import OperationCancelled
+    from ParaspinalSegLib.pipeline import measure_series
+
+    image_path, seg_path, _ = scheme_case
+    study = read_study(image_path)
+    compartments = load_segmentation([seg_path], study.series, kind=LabelKind.COMPARTMENT)
+    seen = []
+
+    def cancel_after_two(fraction, message):
+        seen.append(fraction)
+        if len(seen) == 2:
+            raise OperationCancelled("user pressed Cancel")
+
+    with pytest.raises(OperationCancelled):
+        measure_series(study.series, compartments.labels, needs_fat=True, progress=cancel_after_two)
+    assert seen == [0.25, 0.5]

@@ -63,7 +63,7 @@ class LabelKind(str, Enum):
     """What the values of a segmentation mean (see README, "Label maps")."""
 
     SCHEME = "scheme"  # the project's 4-label map, used as given
-    COMPARTMENT = "compartment"  # 1 right compartment, 3 left compartment; fat to be quantified
+    COMPARTMENT = "compartment"  # 1 right, 3 left compartment (2, 4 merged in); fat to be quantified
     BINARY = "binary"  # 1 = both compartments; split at the midline, fat to be quantified
     MUSCLEMAP = "musclemap"  # MuscleMap 8 labels: 1/3 right multifidus/erector, 2/4 left
     TOTALSEG = "totalseg"  # TotalSegmentator total_mr: 47 autochthon right, 46 left
@@ -72,7 +72,7 @@ class LabelKind(str, Enum):
 
 # Source label values that make up the right / left compartment, per kind.
 COMPARTMENT_SOURCES: dict[LabelKind, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    LabelKind.COMPARTMENT: ((RIGHT_MUSCLE,), (LEFT_MUSCLE,)),
+    LabelKind.COMPARTMENT: ((RIGHT_MUSCLE, RIGHT_FAT), (LEFT_MUSCLE, LEFT_FAT)),
     LabelKind.MUSCLEMAP: ((1, 3), (2, 4)),
     LabelKind.TOTALSEG: ((47,), (46,)),
 }
