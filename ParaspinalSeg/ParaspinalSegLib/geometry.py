@@ -97,8 +97,8 @@ class DisplayTransform:
     def for_geometry(cls, geometry: SliceGeometry) -> DisplayTransform:
         along_columns = np.asarray(geometry.row_direction, dtype=float)  # column index grows
         along_rows = np.asarray(geometry.column_direction, dtype=float)  # row index grows
-        transpose = abs(along_columns[1]) + abs(along_rows[0]) > abs(along_columns[0]) + abs(
-            along_rows[1]
+        transpose = bool(
+            abs(along_columns[1]) + abs(along_rows[0]) > abs(along_columns[0]) + abs(along_rows[1])
         )
         if transpose:
             along_columns, along_rows = along_rows, along_columns

@@ -1,0 +1,106 @@
+"""A slice to network input and the network's output back to the slice's own pixel grid.
+
+Forward: display orientation (exact flips), resampling to the model's pixel spacing, a square
+window of the model's input size centred on the body, intensities scaled by percentiles.
+Backward: class scores are put back into the window, resized to the display grid, turned into
+labels, and flipped back to the original orientation (exact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import DisplayTransform, SliceGeometry
+from .model import Preprocessing
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the model's window lies on the resampled display slice, to undo it exactly."""
+
+    transform: DisplayTransform
+    display_shape: tuple[int, int]
+    resampled_shape: tuple[int, int]
+    window_origin: tuple[int, int]  # top-left of the window in resampled pixels (may be negative)
+    size: int
+
+
+def normalise_intensities(pixels: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
+    """Scale so that the low/high percentiles map to 0/1 (values beyond are kept, not clipped)."""
+    low, high = np.percentile(pixels, percentiles)
+    return ((pixels - low) / max(float(high - low), 1e-6)).astype(np.float32)
+
+
+def resample(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
+    """Resize a 2D array to `shape` (pixel centres aligned; order 0 nearest, 1 linear)."""
+    from scipy.ndimage import map_coordinates
+
+    rows = (np.arange(shape[0]) + 0.5) * array.shape[0] / shape[0] - 0.5
+    columns = (np.arange(shape[1]) + 0.5) * array.shape[1] / shape[1] - 0.5
+    grid = np.meshgrid(rows, columns, indexing="ij")
+    return map_coordinates(array, grid, order=order, mode="nearest").astype(array.dtype)
+
+
+def body_centre(image: np.ndarray) -> tuple[int, int]:
+    """Centre of the pixels brighter than the slice mean (the body), in pixels."""
+    rows, columns = np.nonzero(image > image.mean())
+    if rows.size == 0:
+        return image.shape[0] // 2, image.shape[1] // 2
+    return int(round(rows.mean())), int(round(columns.mean()))
+
+
+def cut_window(array: np.ndarray, origin: tuple[int, int], size: int, fill: float) -> np.ndarray:
+    """A size x size window of `array` at `origin` (top-left), padded with `fill` outside."""
+    out = np.full((size, size), fill, dtype=array.dtype)
+    r0, c0 = origin
+    rs, re = max(r0, 0), min(r0 + size, array.shape[0])
+    cs, ce = max(c0, 0), min(c0 + size, array.shape[1])
+    if rs < re and cs < ce:
+        out[rs - r0 : re - r0, cs - c0 : ce - c0] = array[rs:re, cs:ce]
+    return out
+
+
+def prepare_slice(
+    pixels: np.ndarray, geometry: SliceGeometry, pre: Preprocessing, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, Placement, np.ndarray | None]:
+    """Network input (size x size float32), its placement, and the labels on the same window."""
+    transform = DisplayTransform.for_geometry(geometry)
+    display = transform.to_display(np.asarray(pixels, dtype=np.float32))
+    row_mm, column_mm = transform.display_spacing(geometry)
+    shape = (
+        max(1, int(round(display.shape[0] * row_mm / pre.pixel_spacing_mm))),
+        max(1, int(round(display.shape[1] * column_mm / pre.pixel_spacing_mm))),
+    )
+    image = normalise_intensities(resample(display, shape, order=1), pre.percentiles)
+    centre = body_centre(image)
+    origin = (centre[0] - pre.input_size // 2, centre[1] - pre.input_size // 2)
+    placement = Placement(transform, display.shape, shape, origin, pre.input_size)
+    window = cut_window(image, origin, pre.input_size, fill=float(image.min()))
+    label_window = None
+    if labels is not None:
+        resampled_labels = resample(transform.to_display(np.asarray(labels, dtype=np.uint8)), shape, order=0)
+        label_window = cut_window(resampled_labels, origin, pre.input_size, fill=0)
+    return window, placement, label_window
+
+
+def restore_labels(scores: np.ndarray, placement: Placement) -> np.ndarray:
+    """Labels on the slice's original pixel grid from class scores (classes, size, size)."""
+    import torch
+    import torch.nn.functional as F
+
+    classes = scores.shape[0]
+    background = np.full((classes,) + placement.resampled_shape, -1e4, dtype=np.float32)
+    background[0] = 1e4
+    r0, c0 = placement.window_origin
+    size = placement.size
+    rs, re = max(r0, 0), min(r0 + size, placement.resampled_shape[0])
+    cs, ce = max(c0, 0), min(c0 + size, placement.resampled_shape[1])
+    if rs < re and cs < ce:
+        background[:, rs:re, cs:ce] = scores[:, rs - r0 : re - r0, cs - c0 : ce - c0]
+    resized = F.interpolate(
+        torch.from_numpy(background)[None], size=placement.display_shape, mode="bilinear", align_corners=False
+    )[0]
+    labels = resized.argmax(dim=0).numpy().astype(np.uint8)
+    return placement.transform.from_display(labels)

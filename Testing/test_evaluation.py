@@ -1,0 +1,49 @@
+"""Evaluation metrics on hand-made masks with known Dice, CSA error, precision and recall."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ParaspinalSegTrainingLib.evaluation import grade_agreement, score_slice, summarise_values, table2, table2_markdown
+
+
+def test_known_overlap_gives_exact_figures():
+    truth = np.zeros((10, 10), dtype=np.uint8)
+    prediction = np.zeros((10, 10), dtype=np.uint8)
+    truth[0:4, 0:5] = 1  # 20 pixels right muscle
+    truth[0:1, 0:5] = 2  # 5 of them fat
+    prediction[0:4, 0:5] = 1
+    prediction[3:5, 0:5] = 1  # 25 pixels predicted compartment, 20 correct
+    prediction[0:2, 0:5] = 2  # 10 predicted fat, 5 correct
+    scores = {s.structure: s for s in score_slice(truth, prediction, 0.5, "case", 0)}
+    overall = scores["overall muscle"]
+    assert overall.dice == pytest.approx(2 * 20 / 45)
+    assert overall.csa_error_pct == pytest.approx(25.0)
+    assert (overall.precision, overall.recall) == (pytest.approx(0.8), 1.0)
+    assert (overall.csa_truth_mm2, overall.csa_prediction_mm2) == (10.0, 12.5)
+    fat = scores["fat"]
+    assert fat.dice == pytest.approx(2 * 5 / 15) and fat.csa_error_pct == pytest.approx(100.0)
+    muscle = scores["muscle tissue"]  # truth 15 (rows 1-3), prediction 15 (rows 2-4): 10 shared
+    assert muscle.dice == pytest.approx(2 * 10 / 30) and muscle.csa_error_pct == 0.0
+
+
+def test_empty_masks_leave_figures_undefined_not_perfect():
+    empty = np.zeros((5, 5), dtype=np.uint8)
+    score = score_slice(empty, empty, 1.0, "c", 0)[0]
+    assert math.isnan(score.dice) and math.isnan(score.csa_error_pct)
+    table = table2([score])
+    assert table["overall muscle"]["dice"].n == 0 and "n/a" in table2_markdown(table)
+
+
+def test_confidence_interval_of_the_mean():
+    s = summarise_values([1.0, 2.0, 3.0, 4.0, math.nan])
+    assert (s.mean, s.n) == (2.5, 4)
+    assert s.sd == pytest.approx(1.2909944)
+    assert s.ci_high - s.mean == pytest.approx(3.182446 * 1.2909944 / 2, rel=1e-5)
+
+
+def test_grade_confusion_matrix_and_accuracy():
+    agreement = grade_agreement({"a": (5.0, 8.0), "b": (30.0, 9.0), "c": (60.0, 55.0), "d": (10.0, 10.0)})
+    assert agreement.confusion["I"]["I"] == 2 and agreement.confusion["II"]["I"] == 1
+    assert agreement.confusion["III"]["III"] == 1 and agreement.accuracy == 0.75
