@@ -1,0 +1,42 @@
+"""Running a loaded model on the slices of a series: label maps on each slice's own pixel grid.
+
+No file I/O here: slices with their geometry in, scheme label maps out (the function the command
+line and the Slicer module share).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .modelfile import LoadedModel
+from .preprocess import prepare_slice, restore_labels
+from .slices import SliceSeries
+
+
+def predict_series(
+    model: LoadedModel,
+    series: SliceSeries,
+    device: str = "cpu",
+    batch_size: int = 8,
+    mixed_precision: bool = True,
+    progress: Callable[[float, str], None] | None = None,
+) -> list[np.ndarray]:
+    """Scheme label maps, one per slice of the series, from the model's class scores."""
+    import torch
+
+    pre = model.card.preprocessing
+    prepared = [prepare_slice(s.pixels, s.geometry, pre) for s in series.slices]
+    network = model.network.to(device).eval()
+    autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=mixed_precision)
+    labels: list[np.ndarray] = []
+    with torch.inference_mode(), autocast:
+        for start in range(0, len(prepared), batch_size):
+            chunk = prepared[start : start + batch_size]
+            batch = torch.from_numpy(np.stack([window for window, _, _ in chunk])[:, None]).to(device)
+            scores = network(batch).float().cpu().numpy()
+            labels += [restore_labels(score, placement) for score, (_, placement, _) in zip(scores, chunk)]
+            if progress:
+                progress(len(labels) / len(prepared), f"segmenting, slice {len(labels)}/{len(prepared)}")
+    return labels

@@ -1,0 +1,68 @@
+"""Training settings as one frozen dataclass, saved as JSON beside what it produced."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from ParaspinalSegLib.errors import InputError
+from ParaspinalSegLib.model import ModelArchitecture, Preprocessing
+
+from .augmentation import AugmentationSettings
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The paper's recipe by default: Dice + focal loss, 10-fold by patient, 28 epochs, best on validation."""
+
+    name: str = "paraspinal-unet"
+    version: str = "0.1.0"
+    epochs: int = 28
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    folds: int = 10
+    validation_fraction: float = 0.2
+    seed: int = 0
+    freeze_encoder_epochs: int = 0
+    dice_weight: float = 1.0
+    focal_weight: float = 1.0
+    device: str = "auto"
+    workers: int = -1  # -1: none on the CPU, 8 on a GPU
+    mixed_precision: bool = True
+    half_precision_weights: bool = False
+    architecture: ModelArchitecture = field(default_factory=ModelArchitecture)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    augmentation: AugmentationSettings = field(default_factory=AugmentationSettings)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["architecture"] = self.architecture.to_dict()
+        out["preprocessing"] = self.preprocessing.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainingConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        data = dict(data)
+        if "architecture" in data:
+            data["architecture"] = ModelArchitecture.from_dict(data["architecture"])
+        if "preprocessing" in data:
+            data["preprocessing"] = Preprocessing.from_dict(data["preprocessing"])
+        if "augmentation" in data:
+            data["augmentation"] = AugmentationSettings(**data["augmentation"])
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: Path) -> TrainingConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError) as error:
+            raise InputError(f"{path}: cannot read the training settings ({error})") from None
+
+    def with_overrides(self, **changes) -> TrainingConfig:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

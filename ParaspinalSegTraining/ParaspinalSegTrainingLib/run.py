@@ -1,0 +1,106 @@
+"""A training run: data set in, fold models and the paper's evaluation out, resumable in one folder.
+
+    OUT/config.json            the settings (a second start must use the same ones)
+    OUT/fold_<k>/metrics.csv   per-epoch loss and validation Dice
+    OUT/fold_<k>/model/        the fold's best-on-validation model (model.safetensors + model.json)
+    OUT/evaluation/            per-fold and pooled Table 2 (CSV, Markdown) and grade agreement
+
+With folds 0 or 1 there is one model trained on all patients but a validation share, and no test
+set; with k >= 2 each fold's model is tested on the patients held out of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ParaspinalSegLib.errors import InputError
+from ParaspinalSegLib.modelfile import LoadedModel, ModelCard, load_model
+from ParaspinalSegLib.outputs import write_text_atomic
+
+from .config import TrainingConfig
+from .datasets import dataset_fingerprint, find_cases, prepare_dataset
+from .evaluate import EvaluationReport, evaluate_cases
+from .folds import patient_splits
+from .training import FoldResult, choose_device, train_fold
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class TrainingRun:
+    folder: Path
+    folds: list[FoldResult]
+    evaluation: EvaluationReport | None
+
+    @property
+    def model_folders(self) -> list[Path]:
+        return [f.model_folder for f in self.folds]
+
+
+def _check_same_config(out: Path, config: TrainingConfig, base_id: str | None) -> None:
+    saved = out / "config.json"
+    document = {"config": config.to_dict(), "base_model": base_id}
+    if saved.exists():
+        if json.loads(saved.read_text()) != json.loads(json.dumps(document)):
+            raise InputError(f"{saved}: this folder holds a run with other settings; use a new output folder to start afresh")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(saved, json.dumps(document, indent=2) + "\n")
+
+
+def card_template(config: TrainingConfig, base: LoadedModel | None, fingerprint: dict) -> ModelCard:
+    """The card every fold model starts from: architecture from the base model when fine-tuning."""
+    architecture = base.card.architecture if base else config.architecture
+    preprocessing = base.card.preprocessing if base else config.preprocessing
+    return ModelCard(
+        name=config.name,
+        version=config.version,
+        architecture=architecture,
+        preprocessing=preprocessing,
+        parent=base.card.model_id if base else None,
+        description=f"U-Net trained with ParaspinalSegTrainingLib{' (fine-tuned)' if base else ''}",
+        training_data=fingerprint,
+        training_settings={**config.to_dict(), "architecture": architecture.to_dict(), "preprocessing": preprocessing.to_dict()},
+    )
+
+
+def run_training(
+    dataset: Path,
+    out: Path,
+    config: TrainingConfig,
+    base_model: Path | None = None,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainingRun:
+    """Train (and with k >= 2 folds, evaluate) on a data set folder; resumes an interrupted run in `out`."""
+    out = Path(out)
+    base = load_model(base_model) if base_model else None
+    _check_same_config(out, config, base.card.model_id if base else None)
+    cases = find_cases(dataset)
+    card = card_template(config, base, dataset_fingerprint(cases))
+    data = prepare_dataset(cases, card.preprocessing, progress)
+    if data.fat_by_image_analysis:
+        card = ModelCard.from_dict({**card.to_dict(), "training_data": {
+            **card.training_data, "fat_by_image_analysis": data.fat_by_image_analysis}})
+    splits = patient_splits(data.patient_ids, config.folds, config.validation_fraction, config.seed)
+    initial = {k: v.float() for k, v in base.network.state_dict().items()} if base else None
+    results, reports = [], []
+    for split in splits:
+        fold_progress = (lambda f, m, k=split.fold: progress((k + f) / len(splits), m)) if progress else None
+        result = train_fold(data, split, config, out / f"fold_{split.fold}", card, initial, fold_progress, should_stop)
+        results.append(result)
+        if split.test:
+            held_out = [c for c in cases if c.patient_id in set(split.test)]
+            report = evaluate_cases(load_model(result.model_folder), held_out, device=choose_device(config.device))
+            report.write(out / "evaluation", prefix=f"fold_{split.fold}_")
+            reports.append(report)
+    pooled = None
+    if reports:
+        pooled = EvaluationReport(
+            [s for r in reports for s in r.scores], {p: v for r in reports for p, v in r.fat_fractions.items()}
+        )
+        pooled.write(out / "evaluation", prefix="pooled_")
+    return TrainingRun(out, results, pooled)
