@@ -32,3 +32,23 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def write_phantom_dataset(root: Path, cases: int, slices: int = 3, size: int = 96, spacing: float = 3.0) -> Path:
+    """A small data set of phantom cases (image + scheme labels per case, one patient per case)."""
+    import json
+
+    from ParaspinalSegTrainingLib.phantom import phantom_slice
+
+    for case in range(cases):
+        rng = np.random.default_rng(case)
+        made = [phantom_slice((size, size), spacing, 0.9 + 0.05 * (case % 4), 0.1 + 0.08 * case, rng) for _ in range(slices)]
+        folder = root / "cases" / f"case-{case:03d}"
+        folder.mkdir(parents=True)
+        for name, array in (("image.nii.gz", np.stack([m.image for m in made])),
+                            ("labels.nii.gz", np.stack([m.labels for m in made]).astype(np.uint8))):
+            image = sitk.GetImageFromArray(array)
+            image.SetSpacing((spacing, spacing, 5.0))
+            sitk.WriteImage(image, str(folder / name))
+        (folder / "case.json").write_text(json.dumps({"patient_id": f"patient-{case}"}))
+    return root

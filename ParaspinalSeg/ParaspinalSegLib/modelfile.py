@@ -155,7 +155,7 @@ def save_model(folder: Path, network, card: ModelCard, half_precision: bool = Fa
     handle, temporary = tempfile.mkstemp(prefix=".weights.", dir=folder)
     os.close(handle)
     try:
-        save_file(state, temporary, metadata={"format": "pt", "model": card.model_id})
+        save_file(state, temporary, metadata={"format": "pt"})  # one key: byte-identical files
         digest = sha256_of(Path(temporary))
         os.replace(temporary, folder / WEIGHTS_FILE)
     except BaseException:

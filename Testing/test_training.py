@@ -1,0 +1,95 @@
+"""The training engine on tiny phantom data sets, on the CPU: k-fold, resume, determinism, loss."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from helpers import write_phantom_dataset
+from ParaspinalSegLib.errors import OperationCancelled
+from ParaspinalSegLib.inference import predict_series
+from ParaspinalSegLib.model import ModelArchitecture, Preprocessing
+from ParaspinalSegLib.modelfile import load_model
+from ParaspinalSegLib.reading import read_study
+from ParaspinalSegTrainingLib.config import TrainingConfig
+from ParaspinalSegTrainingLib.folds import patient_splits
+from ParaspinalSegTrainingLib.run import run_training
+
+TINY = TrainingConfig(
+    epochs=2,
+    batch_size=4,
+    folds=2,
+    mixed_precision=False,
+    architecture=ModelArchitecture(encoder_depth=3, decoder_channels=(32, 16, 8)),
+    preprocessing=Preprocessing(pixel_spacing_mm=4.5, input_size=64),
+)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_phantom_dataset(tmp_path_factory.mktemp("data"), cases=6)
+
+
+def metrics(folder):
+    with open(folder / "metrics.csv", newline="") as stream:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(stream)]
+
+
+def test_two_fold_run_trains_evaluates_and_writes_loadable_models(dataset, tmp_path):
+    run = run_training(dataset, tmp_path / "run", TINY)
+    assert [f.fold for f in run.folds] == [0, 1]
+    for fold in run.folds:
+        assert len(metrics(tmp_path / "run" / f"fold_{fold.fold}")) == 2
+        model = load_model(fold.model_folder)
+        assert model.card.validation["best_epoch"] in (1, 2)
+        assert model.card.training_data["cases"] == 6 and model.card.parent is None
+        series = read_study(dataset / "cases" / "case-000" / "image.nii.gz").series
+        labels = predict_series(model, series, mixed_precision=False)
+        assert [l.shape for l in labels] == [(96, 96)] * 3
+    for name in ("fold_0_table2.md", "fold_1_table2.csv", "pooled_table2.md"):
+        assert (tmp_path / "run" / "evaluation" / name).exists()
+    assert "overall muscle" in (tmp_path / "run" / "evaluation" / "pooled_table2.md").read_text()
+    assert run.evaluation.grades.patients == 6
+
+
+def test_folds_never_share_a_patient():
+    patients = [f"p{i // 3}" for i in range(60)]  # 20 patients, 3 slices each
+    splits = patient_splits(patients, folds=10, seed=3)
+    tested = [p for s in splits for p in s.test]
+    assert sorted(tested) == sorted(set(patients))  # each patient tested exactly once
+    for s in splits:
+        assert not set(s.train) & set(s.validation) and not set(s.train) & set(s.test)
+        assert not set(s.validation) & set(s.test)
+        assert len(s.validation) == round(0.2 * 18)
+
+
+def test_interrupted_run_resumes_to_the_same_result(dataset, tmp_path):
+    config = TINY.with_overrides(folds=0, epochs=3)
+    calls = {"n": 0}
+
+    def stop_in_second_epoch():
+        calls["n"] += 1
+        return calls["n"] > 3  # 4 training batches per epoch here
+
+    with pytest.raises(OperationCancelled):
+        run_training(dataset, tmp_path / "resumed", config, should_stop=stop_in_second_epoch)
+    assert len(metrics(tmp_path / "resumed" / "fold_0")) == 1
+    resumed = run_training(dataset, tmp_path / "resumed", config)
+    straight = run_training(dataset, tmp_path / "straight", config)
+    assert metrics(tmp_path / "resumed" / "fold_0") == metrics(tmp_path / "straight" / "fold_0")
+    assert resumed.folds[0].card.weights_sha256 == straight.folds[0].card.weights_sha256
+
+
+def test_loss_falls_on_a_fixed_set(dataset, tmp_path):
+    config = TINY.with_overrides(folds=0, epochs=8, learning_rate=3e-3)
+    run_training(dataset, tmp_path / "long", config)
+    losses = [float(row["train_loss"]) for row in metrics(tmp_path / "long" / "fold_0")]
+    assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2])
+
+
+def test_other_settings_in_the_same_folder_are_refused(dataset, tmp_path):
+    run_training(dataset, tmp_path / "run", TINY.with_overrides(folds=0, epochs=1))
+    from ParaspinalSegLib.errors import InputError
+
+    with pytest.raises(InputError, match="other settings"):
+        run_training(dataset, tmp_path / "run", TINY.with_overrides(folds=0, epochs=2))
