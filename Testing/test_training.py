@@ -93,3 +93,29 @@ def test_other_settings_in_the_same_folder_are_refused(dataset, tmp_path):
 
     with pytest.raises(InputError, match="other settings"):
         run_training(dataset, tmp_path / "run", TINY.with_overrides(folds=0, epochs=2))
+
+
+def test_command_line_trains_evaluates_and_registers(dataset, tmp_path, capsys, monkeypatch):
+    import json
+
+    from helpers import run_cli
+
+    monkeypatch.setenv("PARASPINALSEG_HOME", str(tmp_path / "home"))
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY.to_dict()))
+    code, out, err = run_cli(capsys, "train", dataset, "--out", tmp_path / "run", "--config", config,
+                             "--folds", "0", "--epochs", "1", "--version", "9.9.9", "--register")
+    assert code == 0, err
+    assert "registered paraspinal-unet-9.9.9" in out
+    code, out, err = run_cli(capsys, "models", "list")
+    assert "paraspinal-unet-9.9.9" in out and "user" in out
+    code, out, err = run_cli(capsys, "evaluate", "paraspinal-unet-9.9.9", dataset, "-o", tmp_path / "eval")
+    assert code == 0, err
+    assert "overall muscle" in out and (tmp_path / "eval" / "table2.csv").exists()
+    code, out, err = run_cli(capsys, "train", dataset, "--out", tmp_path / "run2", "--config", config, "--folds", "0",
+                             "--epochs", "1", "--base", "paraspinal-unet-9.9.9", "--version", "9.9.10")
+    assert code == 0, err
+    card = json.loads((tmp_path / "run2" / "fold_0" / "model" / "model.json").read_text())
+    assert card["parent"] == "paraspinal-unet-9.9.9"
+    code, _, err = run_cli(capsys, "evaluate", "no-such-model", dataset)
+    assert code == 2 and "no model 'no-such-model'" in err

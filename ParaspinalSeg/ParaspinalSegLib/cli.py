@@ -39,7 +39,7 @@ class ProgressBar:
             from tqdm import tqdm
 
             self.bar = tqdm(total=1000, file=sys.stderr, leave=False, bar_format="{l_bar}{bar}| {elapsed}")
-        self.bar.set_description_str(message.split(",")[0])
+        self.bar.set_description_str(message[:70])
         self.bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
         self.bar.refresh()
 
@@ -176,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="measure the shipped synthetic sample study and compare with its truth")
     add_measure_options(demo, "paraspinal-demo")
     demo.set_defaults(run=command_demo)
+
+    from ParaspinalSegTrainingLib.commands import add_training_commands
+
+    add_training_commands(commands)
     return parser
 
 

@@ -1,0 +1,128 @@
+"""The training side of the `paraspinal` command line: train, evaluate, models (and synth)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ParaspinalSegLib.errors import InputError
+
+
+def resolve_model(reference: str | None) -> Path:
+    """A model folder from a folder path or a registered model id (the active model if None)."""
+    from ParaspinalSegLib.registry import ModelRegistry
+
+    if reference and Path(reference).is_dir():
+        return Path(reference)
+    registry = ModelRegistry()
+    return (registry.get(reference) if reference else registry.active()).folder
+
+
+def command_train(args: argparse.Namespace, progress) -> int:
+    from .config import TrainingConfig
+    from .run import run_training
+
+    config = TrainingConfig.from_file(Path(args.config)) if args.config else TrainingConfig()
+    config = config.with_overrides(
+        folds=args.folds, epochs=args.epochs, learning_rate=args.learning_rate, device=args.device,
+        freeze_encoder_epochs=args.freeze_encoder_epochs, seed=args.seed, name=args.name, version=args.version,
+    )
+    base = resolve_model(args.base) if args.base else None
+    try:
+        run = run_training(Path(args.data), Path(args.out), config, base_model=base, progress=progress)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"interrupted; run the same command again to resume from the last checkpoint in {args.out}")
+        return 130
+    progress.close()
+    for fold in run.folds:
+        print(f"fold {fold.fold}: best epoch {fold.best_epoch}, validation Dice {fold.best_validation_dice:.3f}, "
+              f"model {fold.model_folder}")
+    if run.evaluation:
+        print((Path(args.out) / "evaluation" / "pooled_table2.md").read_text())
+    if args.register:
+        from ParaspinalSegLib.registry import ModelRegistry
+
+        for fold in run.folds:
+            print(f"registered {ModelRegistry().import_model(fold.model_folder).model_id}")
+    return 0
+
+
+def command_evaluate(args: argparse.Namespace, progress) -> int:
+    from ParaspinalSegLib.modelfile import load_model
+
+    from .datasets import find_cases
+    from .evaluate import evaluate_cases
+    from .training import choose_device
+
+    model = load_model(resolve_model(args.model))
+    report = evaluate_cases(model, find_cases(Path(args.data)), device=choose_device(args.device), progress=progress)
+    progress.close()
+    if args.out:
+        report.write(Path(args.out))
+    from .evaluation import table2_markdown
+
+    print(f"model {model.card.model_id} on {args.data}:\n")
+    print(table2_markdown(report.table))
+    print(report.grades.markdown())
+    return 0
+
+
+def command_models(args: argparse.Namespace, progress) -> int:
+    from ParaspinalSegLib.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    if args.action == "list":
+        try:
+            active = registry.active().model_id
+        except InputError:
+            active = None
+        for m in registry.models():
+            mark = "*" if m.model_id == active else " "
+            where = "shipped" if m.shipped else "user"
+            print(f"{mark} {m.model_id:32s} {where:8s} parent={m.card.parent or '-'}  {m.folder}")
+        return 0
+    if not args.target:
+        raise InputError(f"`paraspinal models {args.action}` needs a model id, folder or zip")
+    if args.action == "show":
+        print(json.dumps(registry.get(args.target).card.to_dict(), indent=2))
+    elif args.action == "import":
+        print(f"imported {registry.import_model(Path(args.target)).model_id}")
+    elif args.action == "export":
+        destination = Path(args.destination or f"{args.target}.zip")
+        print(f"exported to {registry.export_model(args.target, destination)}")
+    elif args.action == "activate":
+        print(f"active model: {registry.set_active(args.target).model_id}")
+    return 0
+
+
+def add_training_commands(commands) -> None:
+    train = commands.add_parser("train", help="train a U-Net on a data set folder (k-fold by patient)")
+    train.add_argument("data", help="data set folder (cases/<id>/image + labels)")
+    train.add_argument("--out", required=True, help="run folder (an interrupted run resumes there)")
+    train.add_argument("--config", help="training settings JSON (flags below override it)")
+    train.add_argument("--base", help="fine-tune this model (registered id or folder)")
+    train.add_argument("--folds", type=int, help="k for k-fold; 0 = one model with a validation split")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--freeze-encoder-epochs", type=int)
+    train.add_argument("--device", help="auto, cpu, cuda, mps")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--name", help="model name")
+    train.add_argument("--version", help="model version (name-version must be new)")
+    train.add_argument("--register", action="store_true", help="add the resulting model(s) to the user registry")
+    train.set_defaults(run=command_train)
+
+    evaluate = commands.add_parser("evaluate", help="the paper's Table 2 for a model on a data set")
+    evaluate.add_argument("model", help="registered model id or model folder")
+    evaluate.add_argument("data", help="data set folder")
+    evaluate.add_argument("-o", "--out", help="folder for table2.csv and table2.md")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.set_defaults(run=command_evaluate)
+
+    models = commands.add_parser("models", help="list, show, import, export or activate models")
+    models.add_argument("action", choices=["list", "show", "import", "export", "activate"])
+    models.add_argument("target", nargs="?", help="model id (show, export, activate) or folder/zip (import)")
+    models.add_argument("destination", nargs="?", help="zip file for export")
+    models.set_defaults(run=command_models)
