@@ -39,7 +39,6 @@ class FatSettings:
     min_contrast: float = 1.5
     n4: bool = False
     max_iterations: int = 200
-    seed: int = 0
 
     def describe(self) -> dict:
         out = asdict(self)
