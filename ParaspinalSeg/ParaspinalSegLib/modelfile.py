@@ -19,6 +19,7 @@ from . import __version__
 from .errors import InputError
 from .labels import SEGMENTS
 from .model import ModelArchitecture, Preprocessing, build_network
+from .outputs import move_into_place, write_text_atomic
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
@@ -157,7 +158,7 @@ def save_model(folder: Path, network, card: ModelCard, half_precision: bool = Fa
     try:
         save_file(state, temporary, metadata={"format": "pt"})  # one key: byte-identical files
         digest = sha256_of(Path(temporary))
-        os.replace(temporary, folder / WEIGHTS_FILE)
+        move_into_place(temporary, folder / WEIGHTS_FILE)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -170,8 +171,6 @@ def save_model(folder: Path, network, card: ModelCard, half_precision: bool = Fa
             "created": card.created or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
     )
-    from .outputs import write_text_atomic
-
     write_text_atomic(folder / CARD_FILE, json.dumps(final.to_dict(), indent=2) + "\n")
     return final
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,8 @@ def output_folder(path: Path, overwrite: bool = False) -> Iterator[Path]:
             f"{path}: already exists and is not empty; choose another output folder or pass --overwrite"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    staging = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.partial"
+    staging.mkdir()  # ordinary permissions (umask), unlike mkdtemp's 0700
     try:
         yield staging
     except BaseException:
@@ -40,6 +42,19 @@ def output_folder(path: Path, overwrite: bool = False) -> Iterator[Path]:
         os.replace(staging, path)
 
 
+def default_file_mode() -> int:
+    """The permissions an ordinary new file gets under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def move_into_place(temporary: Path | str, path: Path) -> None:
+    """Rename a finished temporary file (mkstemp makes it 0600) to its final name, ordinary permissions."""
+    os.chmod(temporary, default_file_mode())
+    os.replace(temporary, path)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a text file under a temporary name, then rename it into place."""
     path = Path(path)
@@ -47,7 +62,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
             stream.write(text)
-        os.replace(temporary, path)
+        move_into_place(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .modelfile import CARD_FILE, WEIGHTS_FILE, ModelCard, ModelFileError, read_card, sha256_of
-from .outputs import write_text_atomic
+from .outputs import move_into_place, write_text_atomic
 
 SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "Resources" / "Models"
 ACTIVE_FILE = "active.json"
@@ -119,7 +119,7 @@ class ModelRegistry:
             with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
                 for name in (CARD_FILE, WEIGHTS_FILE):
                     archive.write(model.folder / name, f"{model_id}/{name}")
-            os.replace(temporary, destination)
+            move_into_place(temporary, destination)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ParaspinalSegLib.outputs import write_text_atomic
+from ParaspinalSegLib.outputs import move_into_place, write_text_atomic
 
 WEIGHTS = "checkpoint.safetensors"
 STATE = "checkpoint.json"
@@ -35,7 +35,7 @@ def save_checkpoint(folder: Path, network, optimizer, state: dict) -> None:
     os.close(handle)
     try:
         save_file(tensors, temporary)
-        os.replace(temporary, folder / WEIGHTS)
+        move_into_place(temporary, folder / WEIGHTS)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -1,0 +1,1 @@
+"""ParaspinalSegTrainingLib: synthetic data (phantom, sample study, DICOM writer) and model training."""
