@@ -357,3 +357,20 @@ def test_folder_of_real_files(real):
 def test_dicom_source_names_zip_members():
     source = DicomSource(Path("/data/study.zip"), "a/b/IM1")
     assert (str(source), source.name) == ("/data/study.zip/a/b/IM1", "IM1")
+
+
+@pytest.mark.parametrize("case", ["empty", "not_images", "truncated", "sagittal_only"])
+def test_bad_studies_give_one_clear_line_and_exit_2(tmp_path, study, capsys, case):
+    """The command line turns each bad study into one line naming it, exit code 2, no traceback."""
+    bad = tmp_path / case
+    bad.mkdir()
+    if case == "not_images":
+        (bad / "report.txt").write_text("no images here")
+    elif case == "truncated":
+        (bad / "IM1").write_bytes(study["t2_files"][0].read_bytes()[:-300])
+    elif case == "sagittal_only":
+        shutil.copytree(study["root"] / "PAT_A" / "sag", bad, dirs_exist_ok=True)
+    code, out, err = run_cli(capsys, "measure", bad, bad / "labels.nii.gz", "-o", tmp_path / "out")
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("error: ") and str(bad) in err
+    assert not (tmp_path / "out").exists()

@@ -56,7 +56,13 @@ def _percent(value: float) -> str:
 def command_series(args: argparse.Namespace, progress: ProgressBar) -> int:
     from .dicom import list_series
     from .series_selection import choose_series, format_series_table
+    from .volumes import is_volume_file
 
+    if is_volume_file(Path(args.input)):
+        from .reading import read_study
+
+        print(f"chosen: {read_study(Path(args.input)).reason}")
+        return 0
     summaries = list_series(Path(args.input), progress=progress)
     progress.close()
     try:

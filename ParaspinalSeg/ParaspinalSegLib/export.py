@@ -42,7 +42,8 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def patient_document(result: MeasurementResult, series: SliceSeries, segmentation_files: list[str]) -> dict:
-    """patient.json: grade, means, method, versions and an input description without identifiers."""
+    """patient.json: grade, means, method, versions and an input description without identifiers
+    (no patient name, ID or UID, not even hashed: the output folder is the user's link to the patient)."""
     s = result.summary
     info = series.info
     return {
@@ -59,8 +60,6 @@ def patient_document(result: MeasurementResult, series: SliceSeries, segmentatio
             "series_description": info.description,
             "sequence": info.sequence,
             "slices": len(series),
-            "patient_ref": info.patient,
-            "study_ref": info.study,
         },
         "segmentation_files": [Path(f).name for f in segmentation_files],
         "outputs": segmentation_file_names(series),
