@@ -1,0 +1,31 @@
+"""Cleaning a predicted label map: one compartment per side, no holes, fat only inside its compartment."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .labels import SIDES
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of a 2D mask (empty stays empty)."""
+    from scipy import ndimage
+
+    labelled, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    if count <= 1:
+        return mask.copy()
+    sizes = np.bincount(labelled.ravel())[1:]
+    return labelled == (1 + int(np.argmax(sizes)))
+
+
+def clean_labels(labels: np.ndarray) -> np.ndarray:
+    """Per side: keep the compartment's main connected component, fill its holes, keep its fat
+    inside it (a filled hole becomes muscle tissue); pixels claimed by neither side stay background."""
+    from scipy import ndimage
+
+    out = np.zeros(labels.shape, dtype=np.uint8)
+    for side in SIDES:
+        compartment = ndimage.binary_fill_holes(largest_component(np.isin(labels, side.labels)))
+        free = compartment & (out == 0)
+        out[free] = np.where(labels[free] == side.fat, side.fat, side.muscle)
+    return out
