@@ -56,7 +56,7 @@ def test_scheme_label_map_gives_exact_areas_and_all_outputs(tmp_path, capsys, sc
     assert patient["mean_fat_fraction_pct"]["left"] == pytest.approx(30.0)
     assert patient["mean_fat_fraction_pct"]["overall"] == pytest.approx((20 + 26 + 26 + 30) / 4)
     assert patient["grade"] == "II" and "SGC grade: II" in stdout
-    assert patient["provenance"]["method"] == "muscle and fat labels as given"
+    assert patient["provenance"]["method"] == "muscle and fat from segmentation"
     assert patient["provenance"]["software"].startswith("ParaspinalSeg ")
     assert (out / "qc.png").stat().st_size > 1000
     # The written segmentation reads back onto the image as the same labels.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import __version__
-from .fat import FatSettings, quantify_fat
+from .fat import FatMethod, FatSettings, quantify_fat
 from .labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, compartment_masks
 from .measurement import PatientSummary, SliceMeasurement, measure_slice, summarise
 from .slices import SliceSeries
@@ -84,6 +84,7 @@ def measure_series(
     fat_settings: FatSettings | None = None,
     label_kind: str = "scheme",
     model: str | None = None,
+    source: str = "segmentation",
     warnings: tuple[str, ...] = (),
     progress: ProgressCallback | None = None,
 ) -> MeasurementResult:
@@ -93,11 +94,47 @@ def measure_series(
     if needs_fat:
         settings = fat_settings or FatSettings()
         labels = add_fat(series, labels, settings, progress)
-        method = f"compartment from segmentation, fat by {settings.method.value}"
+        method = f"compartment from {source}, fat by {settings.method.value}"
         described = settings.describe()
     else:
-        method = "muscle and fat labels as given"
+        method = f"muscle and fat from {source}"
         described = None
     measurements = measure_labels(series, labels)
     provenance = Provenance(method=method, fat_settings=described, label_kind=label_kind, model=model)
     return MeasurementResult(labels, measurements, summarise(measurements), provenance, warnings)
+
+
+FAT_FROM_MODEL = "cnn"
+
+
+def segment_series(
+    series: SliceSeries,
+    model,
+    *,
+    fat_method: str = FAT_FROM_MODEL,
+    device: str = "cpu",
+    batch_size: int = 8,
+    progress: ProgressCallback | None = None,
+) -> MeasurementResult:
+    """Segment every slice with a loaded model, clean the labels, quantify fat and measure.
+
+    fat_method "cnn" keeps the model's own fat class; "gmm" or "otsu" keep only its compartments
+    and find the fat inside them by image analysis.
+    """
+    from .inference import predict_series
+    from .postprocess import clean_labels
+
+    predicted = predict_series(model, series, device=device, batch_size=batch_size, progress=progress)
+    labels = [clean_labels(plane) for plane in predicted]
+    source = f"model {model.card.model_id}"
+    if fat_method == FAT_FROM_MODEL:
+        return measure_series(series, labels, needs_fat=False, label_kind="model", model=model.card.model_id, source=source)
+    return measure_series(
+        series,
+        labels,
+        needs_fat=True,
+        fat_settings=FatSettings(method=FatMethod(fat_method)),
+        label_kind="model",
+        model=model.card.model_id,
+        source=source,
+    )
