@@ -103,8 +103,12 @@ def measure_to_folder(args: argparse.Namespace, progress: ProgressBar):
 
 
 def print_summary(study, result, out: Path) -> None:
-    s = result.summary
     print(f"series:  {study.reason}")
+    print_result(result, out)
+
+
+def print_result(result, out: Path) -> None:
+    s = result.summary
     print(f"method:  {result.provenance.method}")
     print(f"slices with compartment: {s.slices} (right {s.slices_right}, left {s.slices_left})")
     print(
@@ -118,6 +122,32 @@ def print_summary(study, result, out: Path) -> None:
 def command_measure(args: argparse.Namespace, progress: ProgressBar) -> int:
     study, result, out = measure_to_folder(args, progress)
     print_summary(study, result, out)
+    return 0
+
+
+def command_segment(args: argparse.Namespace, progress: ProgressBar) -> int:
+    from ParaspinalSegTrainingLib.commands import resolve_model
+    from ParaspinalSegTrainingLib.training import choose_device
+
+    from .batch import segment_folder, segment_study
+    from .modelfile import load_model
+
+    device = choose_device(args.device)
+    model = load_model(resolve_model(args.model), device=device)
+    if args.batch:
+        outcomes = segment_folder(Path(args.input), Path(args.output), model, fat_method=args.fat_method,
+                                  device=device, batch_size=args.batch_size, overwrite=args.overwrite, progress=progress)
+        progress.close()
+        for o in outcomes:
+            status = f"grade {o.result.summary.grade}, {_percent(o.result.summary.mean_fat_fraction_pct)}" if o.result else f"FAILED: {o.error}"
+            print(f"{o.study.name}: {status}")
+        print(f"summary: {Path(args.output) / 'summary.csv'}")
+        return 0 if all(o.result for o in outcomes) else 1
+    outcome = segment_study(Path(args.input), Path(args.output), model, fat_method=args.fat_method, device=device,
+                            batch_size=args.batch_size, series_uid=args.series, overwrite=args.overwrite, progress=progress)
+    progress.close()
+    print(f"model:   {model.card.model_id} on {device}")
+    print_result(outcome.result, outcome.output)
     return 0
 
 
@@ -178,6 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--series", metavar="UID", help="choose this SeriesInstanceUID")
     add_measure_options(measure, "paraspinal-output")
     measure.set_defaults(run=command_measure)
+
+    segment = commands.add_parser("segment", help="segment, measure and grade a study (or, with --batch, a folder of studies)")
+    segment.add_argument("input", help="DICOM folder/zip/file or NIfTI/NRRD volume; with --batch a folder of those")
+    segment.add_argument("--batch", action="store_true", help="INPUT is a folder of studies: one result folder each plus summary.csv")
+    segment.add_argument("--model", help="registered model id or model folder (default: the active model)")
+    segment.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
+    segment.add_argument("--batch-size", type=int, default=8)
+    segment.add_argument("--series", metavar="UID", help="choose this SeriesInstanceUID")
+    segment.add_argument("-o", "--output", default="paraspinal-output", help="output folder (default: %(default)s)")
+    segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    segment.add_argument("--fat-method", choices=["cnn"] + [m.value for m in FatMethod], default="cnn",
+                         help="fat from the model's own class (cnn) or by image analysis inside its compartments")
+    segment.set_defaults(run=command_segment)
 
     demo = commands.add_parser("demo", help="measure the shipped synthetic sample study and compare with its truth")
     add_measure_options(demo, "paraspinal-demo")
