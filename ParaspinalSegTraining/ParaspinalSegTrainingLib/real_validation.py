@@ -1,0 +1,97 @@
+"""Validation of a model on the real labelled MRI in ../shared (never part of the repository).
+
+Compartment truth: MuscleMap sub0001, multifidus + erector spinae merged per side (roughly L3-S1,
+model-made labels, approximate); the TotalSegmentator MR example, autochthon per side (upper
+lumbar). Reported per case and side: Dice of the compartment per slice, CSA error per slice, and
+the mean fat fraction each fat method gives inside the model's compartments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ParaspinalSegLib.fat import FatMethod, FatSettings
+from ParaspinalSegLib.inference import predict_series
+from ParaspinalSegLib.labels import SIDES
+from ParaspinalSegLib.measurement import summarise
+from ParaspinalSegLib.modelfile import LoadedModel
+from ParaspinalSegLib.pipeline import add_fat, measure_labels
+from ParaspinalSegLib.postprocess import clean_labels
+from ParaspinalSegLib.reading import read_study
+from ParaspinalSegLib.segmentation import load_segmentation
+
+REAL_CASES = {
+    "musclemap_sub0001": ("image.nii.gz", "seg_8labels.nii.gz", "L3-S1"),
+    "totalseg_example_mr": ("image.nii.gz", "seg.nii.gz", "upper lumbar"),
+}
+
+
+@dataclass(frozen=True)
+class RealCaseFigures:
+    case: str
+    levels: str
+    slices: int
+    dice_right: float
+    dice_left: float
+    dice_per_slice: list[float]
+    csa_error_pct_mean: float
+    fat_fraction_pct: dict[str, float]
+
+    @property
+    def dice(self) -> float:
+        return (self.dice_right + self.dice_left) / 2
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "dice": self.dice}
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.sum() + b.sum()
+    return float(2 * (a & b).sum() / total) if total else float("nan")
+
+
+def validate_case(model: LoadedModel, folder: Path, image: str, labels: str, levels: str, device: str = "cpu") -> RealCaseFigures:
+    study = read_study(folder / image)
+    truth = load_segmentation([folder / labels], study.series).labels
+    prediction = [clean_labels(p) for p in predict_series(model, study.series, device=device)]
+    per_side = {side.name: [] for side in SIDES}
+    per_slice, csa_errors = [], []
+    for t, p in zip(truth, prediction):
+        slice_dice = []
+        for side in SIDES:
+            tm, pm = np.isin(t, side.labels), np.isin(p, side.labels)
+            if tm.any() or pm.any():
+                per_side[side.name].append(_dice(tm, pm))
+                slice_dice.append(per_side[side.name][-1])
+            if tm.any():
+                csa_errors.append(100.0 * abs(int(pm.sum()) - int(tm.sum())) / tm.sum())
+        if slice_dice:
+            per_slice.append(float(np.mean(slice_dice)))
+    fat = {"cnn": summarise(measure_labels(study.series, prediction)).mean_fat_fraction_pct}
+    compartments = [np.where(np.isin(p, (1, 2)), 1, np.where(p > 0, 3, 0)).astype(np.uint8) for p in prediction]
+    for method in FatMethod:
+        filled = add_fat(study.series, compartments, FatSettings(method=method))
+        fat[method.value] = summarise(measure_labels(study.series, filled)).mean_fat_fraction_pct
+    return RealCaseFigures(
+        case=folder.name,
+        levels=levels,
+        slices=len(study.series),
+        dice_right=float(np.nanmean(per_side["right"])),
+        dice_left=float(np.nanmean(per_side["left"])),
+        dice_per_slice=[round(d, 4) for d in per_slice],
+        csa_error_pct_mean=float(np.mean(csa_errors)) if csa_errors else float("nan"),
+        fat_fraction_pct={k: round(float(v), 2) for k, v in fat.items()},
+    )
+
+
+def validate_real(model: LoadedModel, shared: Path, device: str = "cpu") -> list[RealCaseFigures]:
+    """Figures on every real labelled case present under shared/data/real."""
+    root = Path(shared) / "data" / "real"
+    return [
+        validate_case(model, root / name, image, labels, levels, device)
+        for name, (image, labels, levels) in REAL_CASES.items()
+        if (root / name / image).exists()
+    ]
