@@ -21,5 +21,5 @@ def test_ci_runs_the_readme_quick_start_commands_verbatim():
 def test_each_module_cmakelists_lists_every_library_file():
     for module, library in (("ParaspinalSeg", "ParaspinalSegLib"), ("ParaspinalSegTraining", "ParaspinalSegTrainingLib")):
         listed = set(re.findall(rf"{library}/\S+\.py", (ROOT / module / "CMakeLists.txt").read_text()))
-        present = {p.relative_to(ROOT / module).as_posix() for p in (ROOT / module / library).glob("*.py")}
+        present = {p.relative_to(ROOT / module).as_posix() for p in (ROOT / module / library).rglob("*.py")}
         assert listed == present, f"{module}/CMakeLists.txt differs from the files: {sorted(listed ^ present)}"

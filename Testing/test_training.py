@@ -119,3 +119,18 @@ def test_command_line_trains_evaluates_and_registers(dataset, tmp_path, capsys, 
     assert card["parent"] == "paraspinal-unet-9.9.9"
     code, _, err = run_cli(capsys, "evaluate", "no-such-model", dataset)
     assert code == 2 and "no model 'no-such-model'" in err
+
+
+def test_tiny_run_on_synthesised_cases(tmp_path, capsys):
+    """The issue's tiny run: `paraspinal synth` cases at low resolution, one epoch, 2 folds, then a model
+    that loads back and predicts."""
+    from helpers import run_cli
+
+    code, out, err = run_cli(capsys, "synth", tmp_path / "synth", "--cases", "4", "--size", "96", "--shapes", "procedural")
+    assert code == 0, err
+    assert "4 synthetic cases" in out
+    run = run_training(tmp_path / "synth", tmp_path / "run", TINY.with_overrides(epochs=1))
+    assert len(run.folds) == 2 and run.evaluation.grades.patients == 4
+    model = load_model(run.folds[1].model_folder)
+    series = read_study(tmp_path / "synth" / "cases" / "synth-0000" / "image.nii.gz").series
+    assert len(predict_series(model, series)) == len(series)

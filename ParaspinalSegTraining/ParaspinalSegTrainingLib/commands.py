@@ -1,4 +1,4 @@
-"""The training side of the `paraspinal` command line: train, evaluate, models (and synth)."""
+"""The training side of the `paraspinal` command line: synth, train, evaluate, models."""
 
 from __future__ import annotations
 
@@ -17,6 +17,19 @@ def resolve_model(reference: str | None) -> Path:
         return Path(reference)
     registry = ModelRegistry()
     return (registry.get(reference) if reference else registry.active()).folder
+
+
+def command_synth(args: argparse.Namespace, progress) -> int:
+    from .synthesis import SynthesisSettings, write_dataset
+
+    settings = SynthesisSettings.from_dict(json.loads(Path(args.config).read_text())) if args.config else SynthesisSettings()
+    changes = {"seed": args.seed, "image_size": args.size, "shape_source": args.shapes}
+    settings = SynthesisSettings.from_dict({**settings.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
+    folder = write_dataset(Path(args.out), args.cases, settings, progress=progress, overwrite=args.overwrite)
+    progress.close()
+    summary = json.loads((folder / "dataset.json").read_text())
+    print(f"{args.cases} synthetic cases in {folder} ({summary['slices']} slices)")
+    return 0
 
 
 def command_train(args: argparse.Namespace, progress) -> int:
@@ -98,6 +111,17 @@ def command_models(args: argparse.Namespace, progress) -> int:
 
 
 def add_training_commands(commands) -> None:
+    synth = commands.add_parser("synth", help="write a synthetic training data set (label maps L1-S1 turned into images)")
+    synth.add_argument("out", help="data set folder to create")
+    synth.add_argument("--cases", type=int, required=True, help="number of synthetic patients")
+    synth.add_argument("--seed", type=int)
+    synth.add_argument("--size", type=int, help="image size in pixels (default 256)")
+    synth.add_argument("--shapes", choices=["auto", "procedural", "real"],
+                       help="compartment shapes: real traced L4/L5 masks from ../shared where present (auto)")
+    synth.add_argument("--config", help="synthesis settings JSON (flags above override it)")
+    synth.add_argument("--overwrite", action="store_true")
+    synth.set_defaults(run=command_synth)
+
     train = commands.add_parser("train", help="train a U-Net on a data set folder (k-fold by patient)")
     train.add_argument("data", help="data set folder (cases/<id>/image + labels)")
     train.add_argument("--out", required=True, help="run folder (an interrupted run resumes there)")

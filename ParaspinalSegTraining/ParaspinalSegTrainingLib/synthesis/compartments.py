@@ -1,0 +1,134 @@
+"""Procedural paraspinal compartments (multifidus + erector spinae per side) and how they are painted.
+
+The compartment's shape follows the level: a flat, wide strip at L1-L2 (lying on the transverse
+processes, behind the kidneys and the quadratus lumborum), rounder and larger at L3-L4, and a
+multifidus-dominant medial shape on the sacrum at L5-S1. Each side is the level's outline (in
+units of its width and depth) bent by smooth random offsets, scaled to a random size in mm and
+smoothed; the multifidus is its medial part, split off by a curved septum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import binary_dilation
+
+from .levels import along_spine
+from .raster import Canvas, smooth_closed
+from .spine import SIDES, Spine
+from .tissues import Tissue
+
+# Outlines of one compartment as (lateral distance / width, depth behind the multifidus' front /
+# depth), round from the lateral tip. LUMBAR is the mean of the 411 traced L4/L5 masks (the erector
+# spinae reaches further forward than the multifidus, onto the transverse process); SACRAL is the
+# multifidus-dominant shape on the sacrum, between the median crest and the posterior iliac spine.
+LUMBAR = np.array([
+    (0.97, 0.32), (0.9, 0.47), (0.82, 0.57), (0.74, 0.65), (0.66, 0.69), (0.58, 0.74), (0.5, 0.78), (0.41, 0.8),
+    (0.29, 0.82), (0.18, 0.76), (0.08, 0.65), (0.07, 0.48), (0.07, 0.32), (0.09, 0.17), (0.19, 0.07), (0.29, 0.02),
+    (0.38, 0.02), (0.43, -0.08), (0.5, -0.16), (0.6, -0.18), (0.69, -0.14), (0.79, -0.09), (0.91, -0.01), (1.0, 0.13),
+])
+SACRAL = np.array([
+    (1.0, 0.3), (0.98, 0.5), (0.92, 0.64), (0.84, 0.74), (0.74, 0.82), (0.62, 0.88), (0.5, 0.92), (0.38, 0.94),
+    (0.26, 0.92), (0.16, 0.86), (0.09, 0.74), (0.07, 0.58), (0.07, 0.4), (0.07, 0.22), (0.09, 0.08), (0.16, 0.01),
+    (0.26, -0.02), (0.38, -0.03), (0.5, -0.02), (0.62, 0.0), (0.72, 0.03), (0.82, 0.07), (0.9, 0.12), (0.97, 0.2),
+])
+
+MEDIAL_EDGE = 0.07  # the templates' medial border, moved onto the spinous process
+MULTIFIDUS_CODES = (Tissue.RIGHT_MULTIFIDUS, Tissue.LEFT_MULTIFIDUS)
+ERECTOR_CODES = (Tissue.RIGHT_ERECTOR_SPINAE, Tissue.LEFT_ERECTOR_SPINAE)
+
+
+@dataclass
+class Compartments:
+    """Multifidus and erector spinae masks of each side on a canvas grid; index 0 right, 1 left."""
+
+    multifidus: tuple[np.ndarray, np.ndarray]
+    erector: tuple[np.ndarray, np.ndarray]
+    source: str
+
+    def side(self, index: int) -> np.ndarray:
+        return self.multifidus[index] | self.erector[index]
+
+    def extent(self, canvas: Canvas) -> tuple[float, float]:
+        """(largest distance from the midline, most posterior y) of both compartments, mm."""
+        x, y = canvas.grid.coordinates()
+        both = self.side(0) | self.side(1)
+        if not both.any():
+            return 0.0, 0.0
+        return float(np.abs(x[both]).max()), float(y[both].max())
+
+
+def outline_template(position: float) -> np.ndarray:
+    """The outline for a level: the lumbar shape down to L4, turning into the sacral one from L4/L5 to S1."""
+    sacral = float(np.clip((position - 3.5) / 1.5, 0.0, 1.0))
+    return (1.0 - sacral) * LUMBAR + sacral * SACRAL
+
+
+def compartment_size(position: float, size: float, muscle: float) -> tuple[float, float, float]:
+    """Typical (width from the midline, depth, multifidus share of the width), mm, for a level."""
+    width = along_spine((60.0, 66.0, 70.0, 68.0, 60.0, 50.0), position) * size * muscle**0.3
+    depth = along_spine((27.0, 36.0, 46.0, 51.0, 48.0, 34.0), position) * size * muscle**0.7
+    share = along_spine((0.22, 0.26, 0.34, 0.43, 0.6, 0.85), position)
+    return width, depth, share
+
+
+def procedural_compartments(
+    canvas: Canvas, spine: Spine, size: float, muscle: float, asymmetry: float, rng: np.random.Generator
+) -> Compartments:
+    """Both compartments drawn from the level's template with random size, shape and asymmetry."""
+    template = outline_template(spine.position)
+    width, depth, share = compartment_size(spine.position, size, muscle)
+    width *= rng.uniform(0.9, 1.1)
+    depth *= rng.uniform(0.85, 1.15)
+    medial = spine.spinous_half_width + rng.uniform(0.8, 2.0)
+    multifidus, erector = [], []
+    for index, side in enumerate(SIDES):
+        factor = 1.0 + (asymmetry if index == 0 else -asymmetry) / 2 + rng.normal(0, 0.03)
+        w, d = width * factor, depth * factor
+        points = template + smooth_noise(len(template), 0.04, rng)
+        lateral = np.clip(points[:, 0], MEDIAL_EDGE, None)
+        u = medial + (lateral - MEDIAL_EDGE) / (1.0 - MEDIAL_EDGE) * (w - medial)
+        y = spine.lamina_y + points[:, 1] * d
+        outline = smooth_closed(np.column_stack([side * u, y]), 2)
+        whole = full_mask(canvas, outline)
+        split = share * rng.uniform(0.85, 1.15)
+        septum = np.array([
+            (-5.0, -0.4), (split * rng.uniform(0.9, 1.0), -0.4), (split * rng.uniform(0.95, 1.1), 0.5),
+            (split * rng.uniform(0.95, 1.2), 1.4), (-5.0, 1.4),
+        ])
+        medial_part = np.column_stack([side * (medial + septum[:, 0] * (w - medial)), spine.lamina_y + septum[:, 1] * d])
+        mf = whole & full_mask(canvas, smooth_closed(medial_part, 2))
+        multifidus.append(mf)
+        erector.append(whole & ~mf)
+    return Compartments((multifidus[0], multifidus[1]), (erector[0], erector[1]), "procedural")
+
+
+def smooth_noise(n: int, spread: float, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2) random offsets that vary smoothly round a closed outline (a few low harmonics)."""
+    angle = np.linspace(0.0, 2 * np.pi, n, endpoint=False)[:, None]
+    out = np.zeros((n, 2))
+    for k in (1, 2, 3):
+        out += rng.normal(0, spread / k, 2) * np.cos(k * angle + rng.uniform(0, 2 * np.pi, 2))
+    return out
+
+
+def full_mask(canvas: Canvas, polygon: np.ndarray) -> np.ndarray:
+    """A polygon's pixels as a mask over the whole canvas."""
+    out = np.zeros(canvas.grid.shape, dtype=bool)
+    found = canvas.polygon_mask(polygon)
+    if found is not None:
+        box, mask = found
+        out[box] = mask
+    return out
+
+
+def paint_compartments(canvas: Canvas, compartments: Compartments, fascia_mm: float) -> None:
+    """Fascia around each compartment, then the multifidus and erector spinae inside it."""
+    radius = max(1, int(round(fascia_mm / canvas.grid.spacing)))
+    for index in range(2):
+        whole = compartments.side(index)
+        canvas.paint_mask(binary_dilation(whole, iterations=radius) & ~whole, Tissue.FASCIA)
+    for index in range(2):
+        canvas.paint_mask(compartments.erector[index], ERECTOR_CODES[index])
+        canvas.paint_mask(compartments.multifidus[index], MULTIFIDUS_CODES[index])

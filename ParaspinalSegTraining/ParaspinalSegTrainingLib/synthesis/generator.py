@@ -1,0 +1,242 @@
+"""Synthetic slices and cases: a patient drawn per case, a label map per slice, an image from it.
+
+A case is one synthetic patient: build, contrast, pixel spacing and fat (a case fraction, more
+caudally, a little different per side and per slice) are drawn once; its slices cover the
+requested levels, ordered from inferior to superior, each an independent 2D slice (no 3D
+continuity). Everything is drawn from numpy generators seeded by (settings.seed, case index), so
+the same settings give the same arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ParaspinalSegLib.errors import InputError
+from ParaspinalSegLib.labels import LEFT, RIGHT
+
+from .anatomy import Habitus, draw_habitus, paint_anatomy
+from .fat import FatPattern, add_fat, draw_fat_pattern, seal_compartments
+from .intensities import Contrast, draw_contrast, render_image
+from .levels import Level, parse_level
+from .raster import Canvas
+from .settings import SynthesisSettings
+from .shapes import load_shapes, real_shapes_available, shapes_zip_path
+from .tissues import scheme_labels
+from .warp import covering_grid, draw_view, read_nearest, view_coordinates
+
+
+@dataclass(frozen=True)
+class Patient:
+    """What is drawn once per case: build, contrast, pixel spacing and the fat model."""
+
+    habitus: Habitus
+    contrast: Contrast
+    fat_pattern: FatPattern
+    fat_fraction_pct: float
+    fat_gradient_pct_per_level: float
+    fat_side_difference_pct: float
+    pixel_spacing_mm: float
+    slice_spacing_mm: float
+
+    def fat_fractions(self, position: float, settings: SynthesisSettings, rng: np.random.Generator) -> tuple[float, float]:
+        """(right, left) fat fraction (%) of a slice: the case's, more caudally, per side, with slice noise."""
+        low, high = settings.fat_fraction_pct
+        level = self.fat_fraction_pct + self.fat_gradient_pct_per_level * (position - 2.5) + rng.normal(0.0, 2.0)
+        half = self.fat_side_difference_pct / 2
+        return (float(np.clip(level + half + rng.normal(0.0, 1.0), low, high)),
+                float(np.clip(level - half + rng.normal(0.0, 1.0), low, high)))
+
+
+def draw_patient(rng: np.random.Generator, settings: SynthesisSettings) -> Patient:
+    """A new synthetic patient. The case fat fraction is low + (high - low) x Beta(1.2, 2) (mostly lean
+    muscle, sometimes very fatty); it rises by 0-4 points per level caudally, and the sides differ
+    by a normal N(0, 3) points."""
+    modes = [mode for mode, _ in settings.contrast_probabilities]
+    weights = np.array([weight for _, weight in settings.contrast_probabilities], dtype=float)
+    mode = modes[int(rng.choice(len(modes), p=weights / weights.sum()))]
+    low, high = settings.fat_fraction_pct
+    return Patient(
+        habitus=draw_habitus(rng),
+        contrast=draw_contrast(mode, rng),
+        fat_pattern=draw_fat_pattern(rng),
+        fat_fraction_pct=float(low + (high - low) * rng.beta(1.2, 2.0)),
+        fat_gradient_pct_per_level=float(rng.uniform(0.0, 4.0)),
+        fat_side_difference_pct=float(rng.normal(0.0, 3.0)),
+        pixel_spacing_mm=float(rng.uniform(*settings.pixel_spacing_mm)),
+        slice_spacing_mm=float(rng.uniform(*settings.slice_spacing_mm)),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class SynthSlice:
+    """One synthetic slice in display orientation: image, scheme labels and tissue codes on one grid.
+
+    fat_fraction_*_pct: fat pixels / compartment pixels of the label map (the truth), per side and
+    both together; fat_fraction_drawn_pct: the (right, left) fractions asked for. shape_source:
+    "procedural" or "real"; shape_name names the real mask used.
+    """
+
+    image: np.ndarray
+    labels: np.ndarray
+    tissues: np.ndarray
+    level: Level
+    position: float
+    fat_fraction_pct: float
+    fat_fraction_right_pct: float
+    fat_fraction_left_pct: float
+    fat_fraction_drawn_pct: tuple[float, float]
+    shape_source: str
+    shape_name: str
+    pixel_spacing_mm: float
+    contrast: str
+
+    def summary(self) -> dict:
+        return {
+            "level": self.level.name,
+            "vertebra": self.level.vertebra,
+            "disc": self.level.disc,
+            "position": round(self.position, 3),
+            "fat_fraction_pct": {
+                "both": round(self.fat_fraction_pct, 4),
+                "right": round(self.fat_fraction_right_pct, 4),
+                "left": round(self.fat_fraction_left_pct, 4),
+                "drawn_right": round(self.fat_fraction_drawn_pct[0], 4),
+                "drawn_left": round(self.fat_fraction_drawn_pct[1], 4),
+            },
+            "shape_source": self.shape_source,
+            "shape_name": self.shape_name,
+        }
+
+
+def slice_position(level: Level, rng: np.random.Generator) -> float:
+    """Where in its level a slice falls: anywhere in the vertebra's height, or within the disc."""
+    if level.disc:
+        return level.position + float(rng.uniform(-0.06, 0.06))
+    if level.vertebra == "S1":
+        return level.position + float(rng.uniform(-0.1, 0.15))
+    return level.position + float(rng.uniform(-0.2, 0.2))
+
+
+def wants_real_shape(level: Level, settings: SynthesisSettings, rng: np.random.Generator) -> bool:
+    """Whether this slice takes its compartments from the traced masks."""
+    if settings.shape_source == "procedural" or level.vertebra not in settings.real_shape_levels:
+        return False
+    if settings.shape_source == "real":
+        if not real_shapes_available(settings.shapes_zip):
+            raise InputError(
+                f"{shapes_zip_path(settings.shapes_zip)}: not found; shape_source 'real' needs the traced masks "
+                "(../shared beside the repository, or set shapes_zip), or use 'auto' or 'procedural'"
+            )
+        return True
+    return real_shapes_available(settings.shapes_zip) and bool(rng.random() < settings.real_shape_probability)
+
+
+def compartment_fat_pct(labels: np.ndarray, side) -> float:
+    inside = np.isin(labels, side.labels)
+    return float(100.0 * (labels[inside] == side.fat).mean()) if inside.any() else 0.0
+
+
+def synth_slice(level: Level | str, rng: np.random.Generator, settings: SynthesisSettings,
+                patient: Patient | None = None) -> SynthSlice:
+    """One synthetic slice at a level ('L1'..'S1', or a disc such as 'L4/L5'); a new patient if none is given."""
+    level = parse_level(level)
+    patient = patient or draw_patient(rng, settings)
+    position = slice_position(level, rng)
+    real = wants_real_shape(level, settings, rng)
+    size, spacing = settings.image_size, patient.pixel_spacing_mm
+    view = draw_view(rng, size, spacing, settings.rotation_deg, settings.scale, settings.elastic_mm)
+    x, y = view_coordinates(view, size, spacing, rng)
+    grid = covering_grid(x, y, spacing / view.scale)
+    canvas = Canvas(grid)
+    shapes = load_shapes(shapes_zip_path(settings.shapes_zip)) if real else None
+    compartments = paint_anatomy(canvas, position, level.disc, patient.habitus, rng, shapes)
+    tissues = seal_compartments(read_nearest(canvas.codes, grid, x, y))
+    fractions = patient.fat_fractions(position, settings, rng)
+    tissues = add_fat(tissues, fractions, patient.fat_pattern, spacing, rng)
+    labels = scheme_labels(tissues)
+    image = render_image(
+        tissues, patient.contrast, spacing, rng, snr=settings.snr, resolution_factor=settings.resolution_factor,
+        bias_strength=settings.bias_strength, normalise=settings.normalise,
+    )
+    compartment = labels > 0
+    fat = np.isin(labels, (RIGHT.fat, LEFT.fat))
+    return SynthSlice(
+        image=image,
+        labels=labels,
+        tissues=tissues,
+        level=level,
+        position=position,
+        fat_fraction_pct=float(100.0 * fat[compartment].mean()) if compartment.any() else 0.0,
+        fat_fraction_right_pct=compartment_fat_pct(labels, RIGHT),
+        fat_fraction_left_pct=compartment_fat_pct(labels, LEFT),
+        fat_fraction_drawn_pct=fractions,
+        shape_source="real" if real else "procedural",
+        shape_name=compartments.source,
+        pixel_spacing_mm=spacing,
+        contrast=patient.contrast.mode,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class SynthCase:
+    """One synthetic patient: slices ordered from inferior to superior on one pixel grid."""
+
+    case_id: str
+    index: int
+    seed: int
+    patient: Patient
+    slices: tuple[SynthSlice, ...]
+
+    @property
+    def patient_id(self) -> str:
+        return self.case_id
+
+    @property
+    def shape_source(self) -> str:
+        """"procedural", "real" or "mixed" over the case's slices."""
+        sources = {s.shape_source for s in self.slices}
+        return sources.pop() if len(sources) == 1 else "mixed"
+
+    def image_volume(self) -> np.ndarray:
+        return np.stack([s.image for s in self.slices])
+
+    def label_volume(self) -> np.ndarray:
+        return np.stack([s.labels for s in self.slices]).astype(np.uint8)
+
+    def metadata(self) -> dict:
+        """case.json: identifiers, how the case was drawn, and per-slice level and fat truth."""
+        return {
+            "case_id": self.case_id,
+            "patient_id": self.patient_id,
+            "generator": "ParaspinalSegTrainingLib.synthesis",
+            "seed": self.seed,
+            "case_index": self.index,
+            "contrast": self.patient.contrast.to_dict(),
+            "pixel_spacing_mm": round(self.patient.pixel_spacing_mm, 6),
+            "slice_spacing_mm": round(self.patient.slice_spacing_mm, 6),
+            "case_fat_fraction_pct": round(self.patient.fat_fraction_pct, 4),
+            "shape_source": self.shape_source,
+            "slice_order": "inferior to superior",
+            "slices": [s.summary() for s in self.slices],
+        }
+
+
+def case_levels(settings: SynthesisSettings, rng: np.random.Generator) -> list[Level]:
+    """The case's slice levels, each vertebra `slices_per_level` times, some at discs; inferior first."""
+    levels = [
+        Level(vertebra, disc=vertebra != "S1" and bool(rng.random() < settings.disc_probability))
+        for vertebra in settings.levels
+        for _ in range(settings.slices_per_level)
+    ]
+    return sorted(levels, key=lambda level: -level.position)
+
+
+def synth_case(case_index: int, settings: SynthesisSettings) -> SynthCase:
+    """Case number `case_index` of the data set that `settings` (with its seed) describes."""
+    rng = np.random.default_rng([settings.seed, case_index])
+    patient = draw_patient(rng, settings)
+    levels = case_levels(settings, rng)
+    slices = tuple(synth_slice(level, child, settings, patient) for level, child in zip(levels, rng.spawn(len(levels))))
+    return SynthCase(f"synth-{case_index:04d}", case_index, settings.seed, patient, slices)

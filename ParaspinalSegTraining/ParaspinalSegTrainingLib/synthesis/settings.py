@@ -1,0 +1,117 @@
+"""How synthetic training data are made: one frozen dataclass, saved in every data set's dataset.json."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, fields
+
+from ParaspinalSegLib.errors import InputError
+
+from .levels import VERTEBRAE
+
+SYNTHESIS_VERSION = "1.0.0"
+SHAPE_SOURCES = ("auto", "procedural", "real")
+CONTRASTS = ("t2", "t1", "fat_suppressed", "random")
+
+
+def _did_you_mean(value: str, choices: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(value, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@dataclass(frozen=True)
+class SynthesisSettings:
+    """Settings of the label-map-to-image synthesiser (ranges are drawn uniformly unless said otherwise).
+
+    image_size: rows = columns of every slice. pixel_spacing_mm: range of the in-plane spacing,
+    drawn per case (field of view = size x spacing). slice_spacing_mm: range of the nominal
+    distance between a case's slices (slices are independent; only the NIfTI grid uses it).
+    levels, slices_per_level: each case has that many slices of each vertebra; each slice is the
+    disc below its vertebra with disc_probability (never at S1). fat_fraction_pct: range of the
+    case's intramuscular fat fraction (per-slice and per-side variation stay inside it).
+    shape_source: "procedural" (drawn compartments only), "real" (the expert-traced L4/L5 masks at
+    real_shape_levels, procedural elsewhere; an error if the masks are missing) or "auto" (real masks with
+    real_shape_probability when available, procedural otherwise). shapes_zip: the masks' zip, ""
+    for ../shared/data/shapes beside the repository. contrast_probabilities: (mode, weight) pairs
+    of the per-case contrast. rotation_deg, scale, elastic_mm: in-plane spatial augmentation.
+    snr: signal-to-noise range of the Rician noise; resolution_factor: range of the acquisition
+    matrix reduction (1 = full); bias_strength: amplitude of the smooth multiplicative bias field.
+    normalise: each slice scaled so that its 1st..99th percentile is 0..1, values beyond kept (else
+    raw: material means of 0..1 times the bias field, with noise).
+    """
+
+    image_size: int = 256
+    pixel_spacing_mm: tuple[float, float] = (0.75, 1.6)
+    slice_spacing_mm: tuple[float, float] = (4.0, 5.0)
+    levels: tuple[str, ...] = VERTEBRAE
+    slices_per_level: int = 2
+    disc_probability: float = 0.4
+    fat_fraction_pct: tuple[float, float] = (0.0, 70.0)
+    shape_source: str = "auto"
+    real_shape_probability: float = 0.5
+    real_shape_levels: tuple[str, ...] = ("L3", "L4", "L5")
+    shapes_zip: str = ""
+    contrast_probabilities: tuple[tuple[str, float], ...] = (
+        ("t2", 0.55), ("t1", 0.15), ("fat_suppressed", 0.1), ("random", 0.2),
+    )
+    rotation_deg: float = 15.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    elastic_mm: float = 3.0
+    snr: tuple[float, float] = (8.0, 50.0)
+    resolution_factor: tuple[float, float] = (1.0, 2.2)
+    bias_strength: float = 0.3
+    normalise: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("pixel_spacing_mm", "slice_spacing_mm", "fat_fraction_pct", "scale", "snr", "resolution_factor"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high:
+                raise InputError(f"synthesis setting {name}={getattr(self, name)}: needs 0 <= low <= high")
+        if self.image_size < 64:
+            raise InputError(f"synthesis setting image_size={self.image_size}: needs at least 64 pixels")
+        if self.fat_fraction_pct[1] > 100:
+            raise InputError(f"synthesis setting fat_fraction_pct={self.fat_fraction_pct}: percentages above 100")
+        if self.shape_source not in SHAPE_SOURCES:
+            raise InputError(
+                f"synthesis setting shape_source={self.shape_source!r}: choose one of {', '.join(SHAPE_SOURCES)}"
+                + _did_you_mean(self.shape_source, SHAPE_SOURCES)
+            )
+        for level in self.levels + self.real_shape_levels:
+            if level not in VERTEBRAE:
+                raise InputError(
+                    f"synthesis setting level {level!r}: choose from {', '.join(VERTEBRAE)}"
+                    + _did_you_mean(level, VERTEBRAE)
+                )
+        if not self.levels or self.slices_per_level < 1:
+            raise InputError("synthesis settings: at least one level and one slice per level are needed")
+        for mode, weight in self.contrast_probabilities:
+            if mode not in CONTRASTS or weight < 0:
+                raise InputError(
+                    f"synthesis setting contrast_probabilities: {mode!r}: {weight} is not a known contrast "
+                    f"({', '.join(CONTRASTS)}) with a weight >= 0" + _did_you_mean(mode, CONTRASTS)
+                )
+        if sum(weight for _, weight in self.contrast_probabilities) <= 0:
+            raise InputError("synthesis setting contrast_probabilities: the weights add up to 0")
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["contrast_probabilities"] = {mode: weight for mode, weight in self.contrast_probabilities}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SynthesisSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"unknown synthesis settings {unknown}; known: {sorted(known)}")
+        data = dict(data)
+        for name in ("pixel_spacing_mm", "slice_spacing_mm", "fat_fraction_pct", "scale", "snr", "resolution_factor",
+                     "levels", "real_shape_levels"):
+            if name in data:
+                data[name] = tuple(data[name])
+        if isinstance(data.get("contrast_probabilities"), dict):
+            data["contrast_probabilities"] = tuple(data["contrast_probabilities"].items())
+        elif "contrast_probabilities" in data:
+            data["contrast_probabilities"] = tuple(tuple(pair) for pair in data["contrast_probabilities"])
+        return cls(**data)
