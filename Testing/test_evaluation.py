@@ -47,3 +47,18 @@ def test_grade_confusion_matrix_and_accuracy():
     agreement = grade_agreement({"a": (5.0, 8.0), "b": (30.0, 9.0), "c": (60.0, 55.0), "d": (10.0, 10.0)})
     assert agreement.confusion["I"]["I"] == 2 and agreement.confusion["II"]["I"] == 1
     assert agreement.confusion["III"]["III"] == 1 and agreement.accuracy == 0.75
+
+
+def test_patient_table_counts_each_patient_once():
+    from ParaspinalSegTrainingLib.evaluation import table2_by_patient
+
+    truth = np.zeros((4, 4), dtype=np.uint8)
+    truth[:2] = 1
+    perfect = score_slice(truth, truth, 1.0, "a1", 0) + score_slice(truth, truth, 1.0, "a2", 0)
+    half = np.zeros((4, 4), dtype=np.uint8)
+    half[:1] = 1  # Dice 2*4/(8+4) = 2/3
+    scores = perfect + score_slice(truth, half, 1.0, "b", 0)
+    by_patient = table2_by_patient(scores, {"a1": "A", "a2": "A", "b": "B"})["overall muscle"]["dice"]
+    assert by_patient.n == 2 and by_patient.mean == pytest.approx((1 + 2 / 3) / 2)
+    by_slice = table2(scores)["overall muscle"]["dice"]
+    assert by_slice.n == 3 and by_slice.mean == pytest.approx((2 + 2 / 3) / 3)

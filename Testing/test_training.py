@@ -134,3 +134,19 @@ def test_tiny_run_on_synthesised_cases(tmp_path, capsys):
     model = load_model(run.folds[1].model_folder)
     series = read_study(tmp_path / "synth" / "cases" / "synth-0000" / "image.nii.gz").series
     assert len(predict_series(model, series)) == len(series)
+
+
+def test_frozen_encoder_stays_as_the_base_model_had_it(dataset, tmp_path):
+    import torch
+
+    base = run_training(dataset, tmp_path / "base", TINY.with_overrides(folds=0, epochs=1)).folds[0]
+    tuned = run_training(dataset, tmp_path / "tuned", TINY.with_overrides(folds=0, epochs=1, freeze_encoder_epochs=1,
+                                                                          version="0.1.1", learning_rate=1e-2),
+                         base_model=base.model_folder).folds[0]
+    before = load_model(base.model_folder).network.state_dict()
+    after = load_model(tuned.model_folder).network.state_dict()
+    encoder = [k for k in before if k.startswith("encoder.")]
+    decoder = [k for k in before if k.startswith("decoder.") and before[k].is_floating_point()]
+    assert all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)
+    assert tuned.card.parent == base.card.model_id

@@ -74,11 +74,8 @@ def command_evaluate(args: argparse.Namespace, progress) -> int:
     progress.close()
     if args.out:
         report.write(Path(args.out))
-    from .evaluation import table2_markdown
-
     print(f"model {model.card.model_id} on {args.data}:\n")
-    print(table2_markdown(report.table))
-    print(report.grades.markdown())
+    print(report.markdown())
     return 0
 
 

@@ -16,13 +16,23 @@ from ParaspinalSegLib.reading import read_study
 from ParaspinalSegLib.segmentation import load_segmentation
 
 from .datasets import CaseFiles
-from .evaluation import GradeAgreement, SliceScore, grade_agreement, score_slice, table2, table2_csv, table2_markdown
+from .evaluation import (
+    GradeAgreement,
+    SliceScore,
+    grade_agreement,
+    score_slice,
+    table2,
+    table2_by_patient,
+    table2_csv,
+    table2_markdown,
+)
 
 
 @dataclass
 class EvaluationReport:
     scores: list[SliceScore]
     fat_fractions: dict[str, tuple[float, float]]  # patient -> (truth, prediction) mean fat fraction %
+    patient_of_case: dict[str, str]
 
     @property
     def grades(self) -> GradeAgreement:
@@ -32,10 +42,23 @@ class EvaluationReport:
     def table(self):
         return table2(self.scores)
 
+    @property
+    def patient_table(self):
+        return table2_by_patient(self.scores, self.patient_of_case)
+
+    def markdown(self) -> str:
+        return (
+            "Per slice (mean ± SD [95 % CI] over all slices):\n\n" + table2_markdown(self.table)
+            + "\nPer patient (mean of each patient's slices; mean ± SD [95 % CI] over patients):\n\n"
+            + table2_markdown(self.patient_table) + "\nSimplified Goutallier grade per patient:\n\n"
+            + self.grades.markdown()
+        )
+
     def write(self, folder: Path, prefix: str = "") -> None:
         folder.mkdir(parents=True, exist_ok=True)
         write_text_atomic(folder / f"{prefix}table2.csv", table2_csv(self.table))
-        write_text_atomic(folder / f"{prefix}table2.md", table2_markdown(self.table) + "\n" + self.grades.markdown())
+        write_text_atomic(folder / f"{prefix}table2_by_patient.csv", table2_csv(self.patient_table))
+        write_text_atomic(folder / f"{prefix}table2.md", self.markdown())
 
 
 def evaluate_cases(
@@ -67,4 +90,4 @@ def evaluate_cases(
         patient: (sum(t for t, _ in pairs) / len(pairs), sum(p for _, p in pairs) / len(pairs))
         for patient, pairs in per_patient.items()
     }
-    return EvaluationReport(scores, fat_fractions)
+    return EvaluationReport(scores, fat_fractions, {c.case_id: c.patient_id for c in cases})

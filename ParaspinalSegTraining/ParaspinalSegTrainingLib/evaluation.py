@@ -111,6 +111,21 @@ def table2(scores: list[SliceScore]) -> dict[str, dict[str, Summary]]:
     }
 
 
+def table2_by_patient(scores: list[SliceScore], patient_of_case: dict[str, str]) -> dict[str, dict[str, Summary]]:
+    """structure -> metric -> Summary over patients, each patient counted once with the mean of its slices."""
+    table = {}
+    for structure in STRUCTURES:
+        table[structure] = {}
+        for metric in METRICS:
+            per_patient: dict[str, list[float]] = {}
+            for s in scores:
+                value = getattr(s, metric)
+                if s.structure == structure and not math.isnan(value):
+                    per_patient.setdefault(patient_of_case.get(s.case_id, s.case_id), []).append(value)
+            table[structure][metric] = summarise_values([float(np.mean(v)) for v in per_patient.values()])
+    return table
+
+
 def table2_markdown(table: dict[str, dict[str, Summary]]) -> str:
     header = "| | " + " | ".join(METRICS) + " |\n|---|" + "---|" * len(METRICS) + "\n"
     rows = [f"| {structure} | " + " | ".join(table[structure][m].text() for m in METRICS) + " |" for structure in table]

@@ -100,7 +100,9 @@ def run_training(
     pooled = None
     if reports:
         pooled = EvaluationReport(
-            [s for r in reports for s in r.scores], {p: v for r in reports for p, v in r.fat_fractions.items()}
+            [s for r in reports for s in r.scores],
+            {p: v for r in reports for p, v in r.fat_fractions.items()},
+            {c: p for r in reports for c, p in r.patient_of_case.items()},
         )
         pooled.write(out / "evaluation", prefix="pooled_")
     return TrainingRun(out, results, pooled)

@@ -198,6 +198,8 @@ def train_fold(
             persistent_workers=False,
         )
         network.train()
+        if epoch <= config.freeze_encoder_epochs:
+            network.encoder.eval()  # frozen: batch-norm statistics stay as the base model had them
         losses = []
         for step, (images, target) in enumerate(loader):
             if should_stop and should_stop():
