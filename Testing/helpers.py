@@ -38,7 +38,7 @@ def write_phantom_dataset(root: Path, cases: int, slices: int = 3, size: int = 9
     """A small data set of phantom cases (image + scheme labels per case, one patient per case)."""
     import json
 
-    from ParaspinalSegTrainingLib.phantom import phantom_slice
+    from phantom import phantom_slice
 
     for case in range(cases):
         rng = np.random.default_rng(case)

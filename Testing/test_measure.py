@@ -11,7 +11,7 @@ from helpers import run_cli, volume, write
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, LabelKind
 from ParaspinalSegLib.reading import read_study
 from ParaspinalSegLib.segmentation import load_segmentation
-from ParaspinalSegTrainingLib.phantom import phantom_slice
+from phantom import phantom_slice
 
 SPACING = (0.8, 0.6, 4.0)  # column (x), row (y), slice: 0.48 mm² pixels
 

@@ -1,7 +1,8 @@
 """The product's synthetic sample study: a DICOM folder, its compartment map and its exact truth.
 
-Made from the procedural phantom with a fixed seed, so that `python -m ParaspinalSegTrainingLib.sample
-OUT` writes the same study as the one shipped in Resources/Sample. The folder holds an axial T2 TSE
+Made by the training-data synthesiser (T2 contrast, procedural anatomy, L1 to S1) with a fixed
+seed, so that `python -m ParaspinalSegTrainingLib.sample OUT` writes the same study as the one
+shipped in Resources/Sample. The folder holds an axial T2 TSE
 series (the one to process) and a sagittal localizer (to be passed over).
 """
 
@@ -20,53 +21,59 @@ from ParaspinalSegLib.outputs import output_folder, write_text_atomic
 from ParaspinalSegLib.slices import ImageSlice, SeriesInfo, SliceSeries
 from ParaspinalSegLib.volumes import block_image, grid_blocks
 
-from .phantom import phantom_slice
-
 SEED = 2021
-SHAPE = (256, 256)
-PIXEL_MM = 1.09375
-SLICE_GAP_MM = 4.4
-SLICES = 16
-# Fat fraction per slice from inferior (more fat at L5/S1) to superior.
-FAT_FRACTIONS = np.linspace(0.34, 0.14, SLICES)
-MUSCLE_SCALE = np.linspace(1.05, 0.85, SLICES)
+CASE = 11
+SIGNAL_SCALE = 1000.0  # the synthesiser's 0..1 intensities as scanner-like values
 
 
-def axial_geometry(k: int) -> SliceGeometry:
-    """Standard axial slice k: columns towards the patient's left, rows towards posterior."""
-    half = (SHAPE[0] - 1) / 2 * PIXEL_MM
+def sample_settings(seed: int = SEED):
+    """A T2 TSE-like synthetic patient with procedural anatomy (the same with or without ../shared)."""
+    from .synthesis import SynthesisSettings
+
+    return SynthesisSettings(seed=seed, shape_source="procedural", contrast_probabilities=(("t2", 1.0),))
+
+
+def axial_geometry(k: int, pixel_mm: float, gap_mm: float, shape: tuple[int, int]) -> SliceGeometry:
+    """Axial slice k: columns towards the patient's left, rows towards posterior, k upwards."""
+    half_rows, half_columns = ((n - 1) / 2 * pixel_mm for n in shape)
     return SliceGeometry(
-        origin=(-half, -half, -40.0 + k * SLICE_GAP_MM),
+        origin=(-half_columns, -half_rows, -60.0 + k * gap_mm),
         row_direction=(1.0, 0.0, 0.0),
         column_direction=(0.0, 1.0, 0.0),
-        spacing=(PIXEL_MM, PIXEL_MM),
-        shape=SHAPE,
-        thickness=4.0,
+        spacing=(pixel_mm, pixel_mm),
+        shape=shape,
+        thickness=round(gap_mm * 0.9, 2),
     )
 
 
 def sample_series(seed: int = SEED):
-    """The axial series with its truth label maps (scheme) and per-slice truth fat fractions."""
-    rng = np.random.default_rng(seed)
-    phantoms = [
-        phantom_slice(SHAPE, PIXEL_MM, float(MUSCLE_SCALE[k]), float(FAT_FRACTIONS[k]), rng) for k in range(SLICES)
+    """The axial series of one synthetic patient (L1 to S1) and its synthesised case (the truth)."""
+    from .synthesis import synth_case
+
+    case = synth_case(CASE, sample_settings(seed))
+    pixel_mm, gap_mm = case.patient.pixel_spacing_mm, case.patient.slice_spacing_mm
+    slices = [
+        ImageSlice((s.image * SIGNAL_SCALE).astype(np.float32), axial_geometry(k, pixel_mm, gap_mm, s.image.shape), k)
+        for k, s in enumerate(case.slices)
     ]
     info = SeriesInfo(
         uid="", number=3, description="t2_tse_tra_lumbar", sequence="SE",
         echo_time_ms=96.0, repetition_time_ms=4200.0, echo_train_length=17,
     )
-    slices = [ImageSlice(p.image, axial_geometry(k), source_index=k) for k, p in enumerate(phantoms)]
-    return SliceSeries(slices, info), phantoms
+    return SliceSeries(slices, info), case
 
 
-def truth_document(phantoms, seed: int) -> dict:
-    fractions = [p.fat_fraction_pct for p in phantoms]
+def truth_document(case, seed: int) -> dict:
+    labels = [s.labels for s in case.slices]
+    fractions = [100.0 * np.isin(l, (2, 4)).sum() / (l > 0).sum() for l in labels if (l > 0).any()]
     mean = float(np.mean(fractions))
     return {
-        "description": "synthetic lumbar phantom made by ParaspinalSegTrainingLib.sample; no patient data",
+        "description": "synthetic lumbar study made by ParaspinalSegTrainingLib.synthesis; no patient data",
         "seed": seed,
-        "slices": len(phantoms),
-        "fat_fraction_pct_per_slice": [round(f, 4) for f in fractions],
+        "case": case.case_id,
+        "slices": len(labels),
+        "levels": [str(s.level) for s in case.slices],
+        "fat_fraction_pct_per_slice": [round(float(f), 4) for f in fractions],
         "mean_fat_fraction_pct": round(mean, 4),
         "grade": sgc_grade(mean),
     }
@@ -78,11 +85,11 @@ def write_sample_study(folder: Path, seed: int = SEED, overwrite: bool = False) 
 
     from .dicom_writer import write_dicom_series
 
-    series, phantoms = sample_series(seed)
-    truth = truth_document(phantoms, seed)
+    series, case = sample_series(seed)
+    truth = truth_document(case, seed)
     (block,) = grid_blocks(series)
-    labels = [p.labels for p in phantoms]
-    compartments = [np.where(np.isin(p.labels, (1, 2)), 1, np.where(p.labels > 0, 3, 0)) for p in phantoms]
+    labels = [s.labels for s in case.slices]
+    compartments = [np.where(np.isin(l, (1, 2)), 1, np.where(l > 0, 3, 0)) for l in labels]
     with output_folder(Path(folder), overwrite) as staging:
         write_dicom_series(series, staging / "study" / "t2_tse_tra", seed=seed)
         write_dicom_series(localizer_series(), staging / "study" / "localizer", seed=seed + 1)

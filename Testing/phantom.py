@@ -3,7 +3,7 @@
 Simple anatomy in display orientation (patient's right on the image's left, anterior up): body
 outline with subcutaneous fat, vertebral body with cortex, spinal canal, spinous process, psoas,
 and the two paraspinal compartments holding intramuscular fat in streaks at a chosen fraction.
-It makes the product's sample study and test cases; it is not the training-data synthesiser.
+It makes quick test cases; the product's sample and training data come from the synthesiser.
 """
 
 from __future__ import annotations
