@@ -10,8 +10,8 @@ from ParaspinalSegTrainingLib.sample import write_sample_study
 from ParaspinalSegLib.cli import sample_folder
 
 
-def test_demo_measures_the_sample_and_agrees_with_its_truth(tmp_path, capsys):
-    code, out, err = run_cli(capsys, "demo", "-o", tmp_path / "demo")
+def test_demo_measure_mode_agrees_with_the_sample_truth(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "demo", "--measure", "-o", tmp_path / "demo")
     assert code == 0, err
     truth = json.loads((sample_folder() / "truth.json").read_text())
     patient = json.loads((tmp_path / "demo" / "patient.json").read_text())
@@ -32,3 +32,10 @@ def test_shipped_sample_is_what_the_generator_makes(tmp_path):
         made = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "sample" / name)))
         kept = sitk.GetArrayFromImage(sitk.ReadImage(str(shipped / name)))
         assert (made == kept).all()
+
+
+def test_measure_refuses_the_cnn_fat_method(tmp_path, capsys):
+    sample = sample_folder()
+    code, _, err = run_cli(capsys, "measure", sample / "study", sample / "compartments.nrrd", "--fat-method", "cnn",
+                           "-o", tmp_path / "out")
+    assert code == 2 and "gmm or otsu" in err

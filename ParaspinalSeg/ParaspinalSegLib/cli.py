@@ -85,7 +85,9 @@ def measure_to_folder(args: argparse.Namespace, progress: ProgressBar):
     study = read_study(Path(args.image), series_uid=args.series, progress=progress)
     log.info("series: %s", study.reason)
     segmentation = load_segmentation([Path(p) for p in args.segmentation], study.series, LabelKind(args.labels))
-    settings = FatSettings(method=FatMethod(args.fat_method), n4=args.n4)
+    if args.fat_method == "cnn":
+        raise ParaspinalError("--fat-method cnn needs a model's fat class; `measure` takes gmm or otsu")
+    settings = FatSettings(method=FatMethod(args.fat_method or FatMethod.GMM.value), n4=args.n4)
     result = measure_series(
         study.series,
         segmentation.labels,
@@ -162,28 +164,62 @@ def sample_folder() -> Path:
     return folder
 
 
-def command_demo(args: argparse.Namespace, progress: ProgressBar) -> int:
-    sample = sample_folder()
-    args.image = str(sample / "study")
-    args.segmentation = [str(sample / "compartments.nrrd")]
-    args.labels, args.series = LabelKind.AUTO.value, None
-    study, result, out = measure_to_folder(args, progress)
-    print_summary(study, result, out)
+def compare_with_truth(result, sample: Path, series) -> str:
+    """How a result on the sample compares with the sample's truth (fat fraction, grade, Dice)."""
+    import numpy as np
+
+    from .segmentation import load_segmentation
+
     truth = json.loads((sample / "truth.json").read_text())
     measured = result.summary.mean_fat_fraction_pct
-    print(
-        f"\nsample truth: mean fat fraction {truth['mean_fat_fraction_pct']:.1f} %, grade {truth['grade']}; "
-        f"measured {measured:.1f} % ({measured - truth['mean_fat_fraction_pct']:+.1f} points), "
-        f"grade {result.summary.grade} ({'agrees' if result.summary.grade == truth['grade'] else 'DIFFERS'})"
+    truth_labels = load_segmentation([sample / "truth.nrrd"], series).labels
+    dice = [2 * ((t > 0) & (p > 0)).sum() / max((t > 0).sum() + (p > 0).sum(), 1)
+            for t, p in zip(truth_labels, result.labels)]
+    return (
+        f"sample truth: mean fat fraction {truth['mean_fat_fraction_pct']:.1f} %, grade {truth['grade']}; "
+        f"measured {measured:.1f} % ({measured - truth['mean_fat_fraction_pct']:+.1f} points), grade "
+        f"{result.summary.grade} ({'agrees' if result.summary.grade == truth['grade'] else 'DIFFERS'}); "
+        f"compartment Dice against the truth {float(np.mean(dice)):.3f}"
     )
+
+
+def command_demo(args: argparse.Namespace, progress: ProgressBar) -> int:
+    """Segment & grade the shipped sample with the shipped model (or, with --measure, measure its
+    shipped compartment map) and compare with the sample's known truth."""
+    sample = sample_folder()
+    if args.measure:
+        args.image = str(sample / "study")
+        args.segmentation = [str(sample / "compartments.nrrd")]
+        args.labels, args.series = LabelKind.AUTO.value, None
+        study, result, out = measure_to_folder(args, progress)
+        print_summary(study, result, out)
+        series = study.series
+    else:
+        from ParaspinalSegTrainingLib.commands import resolve_model
+        from ParaspinalSegTrainingLib.training import choose_device
+
+        from .batch import segment_study
+        from .modelfile import load_model
+        from .reading import read_study
+
+        device = choose_device(args.device)
+        model = load_model(resolve_model(args.model), device=device)
+        outcome = segment_study(sample / "study", Path(args.output), model, fat_method=args.fat_method or "cnn",
+                                device=device, overwrite=args.overwrite, progress=progress)
+        progress.close()
+        print(f"model:   {model.card.model_id} on {device}")
+        print_result(outcome.result, outcome.output)
+        result, series = outcome.result, read_study(sample / "study").series
+    print("\n" + compare_with_truth(result, sample, series))
     return 0
 
 
 def add_measure_options(parser: argparse.ArgumentParser, default_output: str) -> None:
     parser.add_argument("-o", "--output", default=default_output, help="output folder (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--fat-method", choices=[m.value for m in FatMethod], default=FatMethod.GMM.value,
-                        help="fat inside compartment-only segmentations (default: %(default)s)")
+    parser.add_argument("--fat-method", choices=["cnn"] + [m.value for m in FatMethod],
+                        help="cnn: the model's own fat class (default when a model segments); gmm (default "
+                             "otherwise) or otsu: image analysis inside the compartments")
     parser.add_argument("--n4", action="store_true", help="N4 bias-field correction before fat quantification")
 
 
@@ -222,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="fat from the model's own class (cnn) or by image analysis inside its compartments")
     segment.set_defaults(run=command_segment)
 
-    demo = commands.add_parser("demo", help="measure the shipped synthetic sample study and compare with its truth")
+    demo = commands.add_parser("demo", help="segment & grade the shipped synthetic sample and compare with its truth")
+    demo.add_argument("--measure", action="store_true", help="measure the sample's shipped compartment map instead")
+    demo.add_argument("--model", help="registered model id or model folder (default: the active model)")
+    demo.add_argument("--device", default="auto")
     add_measure_options(demo, "paraspinal-demo")
     demo.set_defaults(run=command_demo)
 
