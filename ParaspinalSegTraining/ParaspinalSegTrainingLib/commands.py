@@ -107,7 +107,25 @@ def command_models(args: argparse.Namespace, progress) -> int:
     return 0
 
 
+def command_release(args: argparse.Namespace, progress) -> int:
+    from .release import release_model
+
+    card = release_model(Path(args.model), Path(args.out), Path(args.shared), args.notes or "")
+    print(f"released {card.model_id} to {args.out}: sample compartment Dice {card.validation['sample_compartment_dice']:.3f}")
+    for case in card.validation["real_cases"]:
+        print(f"  {case['case']} ({case['levels']}): Dice right {case['dice_right']:.3f}, left {case['dice_left']:.3f}, "
+              f"CSA error {case['csa_error_pct_mean']:.1f} %, fat fraction {case['fat_fraction_pct']}")
+    return 0
+
+
 def add_training_commands(commands) -> None:
+    release = commands.add_parser("release", help="copy a trained model into a new folder with its validation figures")
+    release.add_argument("model", help="the trained model folder (e.g. RUN/fold_0/model)")
+    release.add_argument("--out", required=True, help="new model folder, e.g. Resources/Models/<name>-<version>")
+    release.add_argument("--shared", default="../shared", help="folder with data/real for real-case figures")
+    release.add_argument("--notes", help="description for the card")
+    release.set_defaults(run=command_release)
+
     synth = commands.add_parser("synth", help="write a synthetic training data set (label maps L1-S1 turned into images)")
     synth.add_argument("out", help="data set folder to create")
     synth.add_argument("--cases", type=int, required=True, help="number of synthetic patients")
