@@ -37,8 +37,8 @@ def main(argv=None) -> int:
     from ParaspinalSegLib.modelfile import load_model
     from ParaspinalSegLib.preprocess import prepare_slice
     from ParaspinalSegLib.reading import read_study
-    from ParaspinalSegTrainingLib.commands import resolve_model
-    from ParaspinalSegTrainingLib.training import choose_device
+    from ParaspinalSegLib.registry import resolve_model
+    from ParaspinalSegLib.inference import choose_device
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model")

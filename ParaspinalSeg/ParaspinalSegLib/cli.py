@@ -128,8 +128,8 @@ def command_measure(args: argparse.Namespace, progress: ProgressBar) -> int:
 
 
 def command_segment(args: argparse.Namespace, progress: ProgressBar) -> int:
-    from ParaspinalSegTrainingLib.commands import resolve_model
-    from ParaspinalSegTrainingLib.training import choose_device
+    from ParaspinalSegLib.registry import resolve_model
+    from ParaspinalSegLib.inference import choose_device
 
     from .batch import segment_folder, segment_study
     from .modelfile import load_model
@@ -195,8 +195,8 @@ def command_demo(args: argparse.Namespace, progress: ProgressBar) -> int:
         print_summary(study, result, out)
         series = study.series
     else:
-        from ParaspinalSegTrainingLib.commands import resolve_model
-        from ParaspinalSegTrainingLib.training import choose_device
+        from ParaspinalSegLib.registry import resolve_model
+        from ParaspinalSegLib.inference import choose_device
 
         from .batch import segment_study
         from .modelfile import load_model

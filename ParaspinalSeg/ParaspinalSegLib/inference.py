@@ -15,6 +15,18 @@ from .preprocess import prepare_slice, restore_labels
 from .slices import SliceSeries
 
 
+def choose_device(requested: str = "auto") -> str:
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
 def predict_series(
     model: LoadedModel,
     series: SliceSeries,

@@ -144,3 +144,11 @@ def _unzip_model(archive_path: Path, scratch: Path) -> Path:
     except zipfile.BadZipFile:
         raise ModelFileError(f"{archive_path}: not a zip file") from None
     return scratch
+
+
+def resolve_model(reference: str | None) -> Path:
+    """A model folder from a folder path or a registered model id (the active model if None)."""
+    if reference and Path(reference).is_dir():
+        return Path(reference)
+    registry = ModelRegistry()
+    return (registry.get(reference) if reference else registry.active()).folder

@@ -7,16 +7,7 @@ import json
 from pathlib import Path
 
 from ParaspinalSegLib.errors import InputError
-
-
-def resolve_model(reference: str | None) -> Path:
-    """A model folder from a folder path or a registered model id (the active model if None)."""
-    from ParaspinalSegLib.registry import ModelRegistry
-
-    if reference and Path(reference).is_dir():
-        return Path(reference)
-    registry = ModelRegistry()
-    return (registry.get(reference) if reference else registry.active()).folder
+from ParaspinalSegLib.registry import resolve_model
 
 
 def command_synth(args: argparse.Namespace, progress) -> int:
@@ -67,7 +58,7 @@ def command_evaluate(args: argparse.Namespace, progress) -> int:
 
     from .datasets import find_cases
     from .evaluate import evaluate_cases
-    from .training import choose_device
+    from ParaspinalSegLib.inference import choose_device
 
     model = load_model(resolve_model(args.model))
     report = evaluate_cases(model, find_cases(Path(args.data)), device=choose_device(args.device), progress=progress)

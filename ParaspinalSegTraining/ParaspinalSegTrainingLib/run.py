@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ParaspinalSegLib.errors import InputError
+from ParaspinalSegLib.inference import choose_device
 from ParaspinalSegLib.modelfile import LoadedModel, ModelCard, load_model
 from ParaspinalSegLib.outputs import write_text_atomic
 
@@ -24,7 +25,7 @@ from .config import TrainingConfig
 from .datasets import dataset_fingerprint, find_cases, prepare_dataset
 from .evaluate import EvaluationReport, evaluate_cases
 from .folds import patient_splits
-from .training import FoldResult, choose_device, train_fold
+from .training import FoldResult, train_fold
 
 Progress = Callable[[float, str], None]
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ParaspinalSegLib.errors import InputError, OperationCancelled
+from ParaspinalSegLib.inference import choose_device
 from ParaspinalSegLib.model import build_network
 from ParaspinalSegLib.modelfile import CARD_FILE, ModelCard, read_card, save_model
 
@@ -33,18 +34,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_dice_overall", "val_dice_muscle", "val_dice_fat",
                   "val_dice_mean", "learning_rate", "seconds"]
-
-
-def choose_device(requested: str = "auto") -> str:
-    import torch
-
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def seed_everything(*keys: int) -> np.random.Generator:
