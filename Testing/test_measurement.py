@@ -70,3 +70,14 @@ def test_patient_mean_skips_slices_without_compartment_and_grades():
     assert math.isnan(summary.mean_fat_fraction_left_pct)
     assert summary.mean_fat_fraction_pct == pytest.approx(20.0)
     assert summary.grade == "II"
+
+
+def test_mean_compartment_dice_skips_slices_empty_in_both():
+    from ParaspinalSegLib.measurement import mean_compartment_dice
+
+    a = np.zeros((4, 4), dtype=np.uint8)
+    b = a.copy()
+    a[:2] = 1  # 8 pixels
+    b[:1] = 3  # 4 pixels, all inside: Dice 8/12
+    empty = np.zeros((4, 4), dtype=np.uint8)
+    assert mean_compartment_dice([a, empty, a], [b, empty, a]) == pytest.approx((8 / 12 + 1) / 2)

@@ -15,6 +15,7 @@ from .export import write_result
 from .outputs import write_text_atomic
 from .pipeline import FAT_FROM_MODEL, MeasurementResult, segment_series
 from .reading import read_study
+from .slices import SliceSeries
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class StudyOutcome:
     output: Path | None
     result: MeasurementResult | None
     error: str = ""
+    series: SliceSeries | None = None
 
 
 def segment_study(
@@ -48,7 +50,7 @@ def segment_study(
     result = segment_series(loaded.series, model, fat_method=fat_method, device=device, batch_size=batch_size,
                             progress=progress)
     write_result(out, result, loaded.series, overwrite=overwrite)
-    return StudyOutcome(study, out, result)
+    return StudyOutcome(study, out, result, series=loaded.series)
 
 
 def studies_in(folder: Path) -> list[Path]:

@@ -166,20 +166,17 @@ def sample_folder() -> Path:
 
 def compare_with_truth(result, sample: Path, series) -> str:
     """How a result on the sample compares with the sample's truth (fat fraction, grade, Dice)."""
-    import numpy as np
-
+    from .measurement import mean_compartment_dice
     from .segmentation import load_segmentation
 
     truth = json.loads((sample / "truth.json").read_text())
     measured = result.summary.mean_fat_fraction_pct
-    truth_labels = load_segmentation([sample / "truth.nrrd"], series).labels
-    dice = [2 * ((t > 0) & (p > 0)).sum() / max((t > 0).sum() + (p > 0).sum(), 1)
-            for t, p in zip(truth_labels, result.labels)]
+    dice = mean_compartment_dice(load_segmentation([sample / "truth.nrrd"], series).labels, result.labels)
     return (
         f"sample truth: mean fat fraction {truth['mean_fat_fraction_pct']:.1f} %, grade {truth['grade']}; "
         f"measured {measured:.1f} % ({measured - truth['mean_fat_fraction_pct']:+.1f} points), grade "
         f"{result.summary.grade} ({'agrees' if result.summary.grade == truth['grade'] else 'DIFFERS'}); "
-        f"compartment Dice against the truth {float(np.mean(dice)):.3f}"
+        f"compartment Dice against the truth {dice:.3f}"
     )
 
 
@@ -200,7 +197,6 @@ def command_demo(args: argparse.Namespace, progress: ProgressBar) -> int:
 
         from .batch import segment_study
         from .modelfile import load_model
-        from .reading import read_study
 
         device = choose_device(args.device)
         model = load_model(resolve_model(args.model), device=device)
@@ -209,7 +205,7 @@ def command_demo(args: argparse.Namespace, progress: ProgressBar) -> int:
         progress.close()
         print(f"model:   {model.card.model_id} on {device}")
         print_result(outcome.result, outcome.output)
-        result, series = outcome.result, read_study(sample / "study").series
+        result, series = outcome.result, outcome.series
     print("\n" + compare_with_truth(result, sample, series))
     return 0
 

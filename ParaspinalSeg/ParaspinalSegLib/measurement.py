@@ -105,3 +105,13 @@ def summarise(measurements: list[SliceMeasurement]) -> PatientSummary:
     left, n_left = mean_fat_fraction(measurements, "left")
     both, n_both = mean_fat_fraction(measurements, "both")
     return PatientSummary(right, left, both, n_right, n_left, n_both, sgc_grade(both))
+
+
+def mean_compartment_dice(truth: list[np.ndarray], prediction: list[np.ndarray]) -> float:
+    """Mean over slices of the Dice of the compartments (any label > 0), slices empty in both skipped."""
+    values = []
+    for t, p in zip(truth, prediction):
+        total = int((t > 0).sum() + (p > 0).sum())
+        if total:
+            values.append(2 * int(((t > 0) & (p > 0)).sum()) / total)
+    return float(np.mean(values)) if values else math.nan

@@ -12,8 +12,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.modelfile import CARD_FILE, WEIGHTS_FILE, ModelCard, load_model, sha256_of
 from ParaspinalSegLib.outputs import write_text_atomic
@@ -36,14 +34,14 @@ LIMITS = (
 def sample_dice(model) -> float:
     """Mean compartment Dice over the slices of the shipped synthetic sample."""
     from ParaspinalSegLib.cli import sample_folder
+    from ParaspinalSegLib.measurement import mean_compartment_dice
     from ParaspinalSegLib.pipeline import segment_series
     from ParaspinalSegLib.reading import read_study
     from ParaspinalSegLib.segmentation import load_segmentation
 
     series = read_study(sample_folder() / "study").series
     truth = load_segmentation([sample_folder() / "truth.nrrd"], series).labels
-    labels = segment_series(series, model).labels
-    return float(np.mean([2 * ((t > 0) & (p > 0)).sum() / ((t > 0).sum() + (p > 0).sum()) for t, p in zip(truth, labels)]))
+    return mean_compartment_dice(truth, segment_series(series, model).labels)
 
 
 def release_model(source: Path, destination: Path, shared: Path | None, notes: str = "") -> ModelCard:
