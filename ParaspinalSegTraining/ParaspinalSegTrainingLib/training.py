@@ -88,30 +88,20 @@ def structure_dice(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float
     return out
 
 
-def predict_windows(network, images: np.ndarray, device: str, batch_size: int, mixed_precision: bool) -> np.ndarray:
-    """Label windows predicted for network-ready images (n, size, size)."""
-    import torch
-
-    predictions = []
-    autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=mixed_precision)
-    with torch.inference_mode(), autocast:
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(images[start : start + batch_size, None]).to(device)
-            predictions.append(network(batch).argmax(dim=1).cpu().numpy().astype(np.uint8))
-    return np.concatenate(predictions) if predictions else np.zeros((0,) + images.shape[1:], dtype=np.uint8)
-
-
 def validation_scores(network, data: PreparedSlices, loss, device: str, config: TrainingConfig) -> tuple[float, dict]:
+    """Mean validation loss and per-structure Dice, from one pass of the network over the slices."""
     import torch
 
     network.eval()
-    losses = []
+    losses, predictions = [], []
     with torch.inference_mode():
         for start in range(0, len(data), config.batch_size):
             images = torch.from_numpy(data.images[start : start + config.batch_size, None]).to(device)
             target = torch.from_numpy(data.labels[start : start + config.batch_size]).to(device)
-            losses.append(float(loss(network(images).float(), target)))
-    prediction = predict_windows(network, data.images, device, config.batch_size, False)
+            logits = network(images).float()
+            losses.append(float(loss(logits, target)))
+            predictions.append(logits.argmax(dim=1).cpu().numpy().astype(np.uint8))
+    prediction = np.concatenate(predictions) if predictions else np.zeros(data.labels.shape, dtype=np.uint8)
     return float(np.mean(losses)) if losses else float("nan"), structure_dice(prediction, data.labels)
 
 
