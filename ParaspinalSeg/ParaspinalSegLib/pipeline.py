@@ -126,15 +126,13 @@ def segment_series(
 
     predicted = predict_series(model, series, device=device, batch_size=batch_size, progress=progress)
     labels = [clean_labels(plane) for plane in predicted]
-    source = f"model {model.card.model_id}"
-    if fat_method == FAT_FROM_MODEL:
-        return measure_series(series, labels, needs_fat=False, label_kind="model", model=model.card.model_id, source=source)
+    from_model = fat_method == FAT_FROM_MODEL
     return measure_series(
         series,
         labels,
-        needs_fat=True,
-        fat_settings=FatSettings(method=FatMethod(fat_method)),
+        needs_fat=not from_model,
+        fat_settings=None if from_model else FatSettings(method=FatMethod(fat_method)),
         label_kind="model",
         model=model.card.model_id,
-        source=source,
+        source=f"model {model.card.model_id}",
     )

@@ -71,9 +71,8 @@ def validate_case(model: LoadedModel, folder: Path, image: str, labels: str, lev
         if slice_dice:
             per_slice.append(float(np.mean(slice_dice)))
     fat = {"cnn": summarise(measure_labels(study.series, prediction)).mean_fat_fraction_pct}
-    compartments = [np.where(np.isin(p, (1, 2)), 1, np.where(p > 0, 3, 0)).astype(np.uint8) for p in prediction]
-    for method in FatMethod:
-        filled = add_fat(study.series, compartments, FatSettings(method=method))
+    for method in FatMethod:  # add_fat treats the model's fat as compartment and finds fat anew
+        filled = add_fat(study.series, prediction, FatSettings(method=method))
         fat[method.value] = summarise(measure_labels(study.series, filled)).mean_fat_fraction_pct
     return RealCaseFigures(
         case=folder.name,
