@@ -6,7 +6,6 @@ import csv
 import io
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from .outputs import write_text_atomic
 from .pipeline import FAT_FROM_MODEL, MeasurementResult, segment_series
 from .reading import read_study
 from .slices import SliceSeries
+from .progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def segment_study(
     batch_size: int = 8,
     series_uid: str | None = None,
     overwrite: bool = False,
-    progress: Callable[[float, str], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> StudyOutcome:
     """Read, segment, measure and write one study's outputs into `out`."""
     loaded = read_study(study, series_uid=series_uid, progress=progress)
@@ -90,7 +90,7 @@ def segment_folder(
     device: str = "cpu",
     batch_size: int = 8,
     overwrite: bool = False,
-    progress: Callable[[float, str], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> list[StudyOutcome]:
     """Every study of `folder` into `out/<study name>/`, and `out/summary.csv`; a failing study is
     reported in the summary and skipped, the others go on."""

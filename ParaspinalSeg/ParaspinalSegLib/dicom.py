@@ -18,7 +18,7 @@ import struct
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -37,10 +37,9 @@ from pydicom.uid import (
 from .errors import InputError
 from .geometry import SliceGeometry, orientation_label
 from .slices import ImageSlice, SeriesInfo, SliceSeries
+from .progress import ProgressCallback
 
 log = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[float, str], None]
 
 PREAMBLE_BYTES = 132
 HASH_LENGTH = 8

@@ -6,13 +6,13 @@ line and the Slicer module share).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import numpy as np
 
 from .modelfile import LoadedModel
 from .preprocess import prepare_slice, restore_labels
 from .slices import SliceSeries
+from .progress import ProgressCallback
 
 
 def choose_device(requested: str = "auto") -> str:
@@ -33,7 +33,7 @@ def predict_series(
     device: str = "cpu",
     batch_size: int = 8,
     mixed_precision: bool = True,
-    progress: Callable[[float, str], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> list[np.ndarray]:
     """Scheme label maps, one per slice of the series, from the model's class scores.
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import platform
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,8 +17,7 @@ from .fat import FatMethod, FatSettings, quantify_fat
 from .labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, compartment_masks
 from .measurement import PatientSummary, SliceMeasurement, measure_slice, summarise
 from .slices import SliceSeries
-
-ProgressCallback = Callable[[float, str], None]
+from .progress import ProgressCallback
 
 
 @dataclass(frozen=True)

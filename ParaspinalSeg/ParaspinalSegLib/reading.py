@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import InputError, NoSuitableSeriesError
 from .geometry import DEFAULT_AXIAL_TOLERANCE_DEG
-from .pipeline import ProgressCallback
+from .progress import ProgressCallback
 from .slices import SliceSeries
 from .volumes import is_volume_file, read_volume_series
 

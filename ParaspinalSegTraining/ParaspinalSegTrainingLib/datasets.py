@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from ParaspinalSegLib.fat import FatSettings
 from ParaspinalSegLib.preprocess import prepare_slice
 from ParaspinalSegLib.reading import read_study
 from ParaspinalSegLib.segmentation import load_segmentation
+from ParaspinalSegLib.progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def prepare_case(case: CaseFiles, pre: Preprocessing) -> tuple[list[np.ndarray],
 
 
 def prepare_dataset(
-    cases: list[CaseFiles], pre: Preprocessing, progress: Callable[[float, str], None] | None = None
+    cases: list[CaseFiles], pre: Preprocessing, progress: ProgressCallback | None = None
 ) -> PreparedSlices:
     images, labels, case_ids, patient_ids, fat_cases = [], [], [], [], []
     for n, case in enumerate(cases):

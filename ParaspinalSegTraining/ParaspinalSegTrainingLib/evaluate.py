@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from ParaspinalSegLib.inference import predict_series
 from ParaspinalSegLib.modelfile import LoadedModel
 from ParaspinalSegLib.outputs import write_text_atomic
 from ParaspinalSegLib.pipeline import add_fat, measure_labels
+from ParaspinalSegLib.progress import ProgressCallback
 from ParaspinalSegLib.measurement import summarise
 from ParaspinalSegLib.reading import read_study
 from ParaspinalSegLib.segmentation import load_segmentation
@@ -65,7 +65,7 @@ def evaluate_cases(
     model: LoadedModel,
     cases: list[CaseFiles],
     device: str = "cpu",
-    progress: Callable[[float, str], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> EvaluationReport:
     """Predict every case and compare with its labels, slice by slice and patient by patient."""
     scores: list[SliceScore] = []

@@ -26,8 +26,7 @@ from .datasets import dataset_fingerprint, find_cases, prepare_dataset
 from .evaluate import EvaluationReport, evaluate_cases
 from .folds import patient_splits
 from .training import FoldResult, train_fold
-
-Progress = Callable[[float, str], None]
+from ParaspinalSegLib.progress import ProgressCallback
 
 
 @dataclass
@@ -73,7 +72,7 @@ def run_training(
     out: Path,
     config: TrainingConfig,
     base_model: Path | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainingRun:
     """Train (and with k >= 2 folds, evaluate) on a data set folder; resumes an interrupted run in `out`."""

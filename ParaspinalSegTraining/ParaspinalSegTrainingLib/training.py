@@ -28,10 +28,10 @@ from .config import TrainingConfig
 from .datasets import PreparedSlices
 from .evaluation import STRUCTURES
 from .folds import Split
+from ParaspinalSegLib.progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[float, str], None]
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_dice_overall", "val_dice_muscle", "val_dice_fat",
                   "val_dice_mean", "learning_rate", "seconds"]
 
@@ -135,7 +135,7 @@ def train_fold(
     folder: Path,
     card: ModelCard,
     initial_weights: dict | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> FoldResult:
     """Train one fold into `folder` (resuming if a checkpoint is there); the best epoch is saved as a model."""

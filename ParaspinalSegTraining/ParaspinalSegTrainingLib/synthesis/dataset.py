@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from ParaspinalSegLib.outputs import output_folder, write_text_atomic
 from .generator import SynthCase, synth_case
 from .settings import SYNTHESIS_VERSION, SynthesisSettings
 from .shapes import SHAPES_NAME, real_shapes_available
+from ParaspinalSegLib.progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def dataset_document(settings: SynthesisSettings, cases: list[dict]) -> dict:
 
 
 def write_dataset(out: Path, n_cases: int, settings: SynthesisSettings,
-                  progress: Callable[[float, str], None] | None = None, overwrite: bool = False) -> Path:
+                  progress: ProgressCallback | None = None, overwrite: bool = False) -> Path:
     """Write cases 0..n_cases-1 of `settings` as a data set folder at `out` (whole or not at all).
 
     Raises OutputExistsError if `out` holds files and overwrite is False; a progress callback may
