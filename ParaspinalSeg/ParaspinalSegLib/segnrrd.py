@@ -225,17 +225,23 @@ def _conversion_parameters(image: sitk.Image) -> str:
     return f"Reference image geometry|{geometry}|{description}&"
 
 
-def _tags(label: int) -> str:
-    """Segment tags: a terminology entry (tissue type, erector spinae, side) for the scheme's labels."""
+def terminology_entry(label: int) -> str:
+    """Slicer's terminology entry (SNOMED CT: muscle or body fat, erector spinae, side) of a scheme
+    label; "" for a label outside the scheme. Also what vtkSegment.SetTerminology takes."""
     for side in SIDES:
         if label in side.labels:
             tissue_type = _BODY_FAT if label == side.fat else _MUSCLE
-            entry = "~".join(
+            return "~".join(
                 (_TERMINOLOGY_CONTEXT, _TISSUE, tissue_type, _NO_CODE, _ANATOMIC_CONTEXT, _ERECTOR_SPINAE,
                  _LATERALITY[side.name])
             )
-            return f"TerminologyEntry:{entry}|"
     return ""
+
+
+def _tags(label: int) -> str:
+    """Segment tags: the terminology entry of a scheme label."""
+    entry = terminology_entry(label)
+    return f"TerminologyEntry:{entry}|" if entry else ""
 
 
 def _check_extra_field(key: str, value: str) -> None:

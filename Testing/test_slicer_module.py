@@ -1,0 +1,299 @@
+"""ParaspinalSeg.py end to end on stand-ins for Slicer (Testing/slicer_fakes): the panel built from
+its .ui, Segment & Grade clicked on the shipped sample with the shipped model (CPU), Update
+measurements after an edit, Cancel, the console batch, the dependency installation and the
+self-test. The fakes are not Slicer; the self-test inside Slicer is the real check (README)."""
+
+import csv
+import importlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import slicer_fakes
+from ParaspinalSegLib import mrml
+from ParaspinalSegLib.batch import SUMMARY_COLUMNS
+from ParaspinalSegLib.cli import sample_folder
+from ParaspinalSegLib.errors import NoSuitableSeriesError, ParaspinalError
+from ParaspinalSegLib.export import SLICE_COLUMNS
+from ParaspinalSegLib.labels import SEGMENTS
+from ParaspinalSegLib.reading import read_study
+from ParaspinalSegLib.registry import ModelRegistry
+from ParaspinalSegLib.segmentation import load_segmentation
+
+ROOT = Path(__file__).resolve().parents[1]
+TRUTH = json.loads((sample_folder() / "truth.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def installed():
+    """The fakes in sys.modules and ParaspinalSeg.py imported against them (once per module)."""
+    with pytest.MonkeyPatch.context() as patch:
+        fake = slicer_fakes.install(patch)
+        patch.syspath_prepend(str(ROOT / "ParaspinalSeg"))
+        patch.delitem(sys.modules, "ParaspinalSeg", raising=False)
+        yield SimpleNamespace(slicer=fake, module=importlib.import_module("ParaspinalSeg"))
+        sys.modules.pop("ParaspinalSeg", None)
+
+
+@pytest.fixture
+def env(installed, tmp_path, monkeypatch):
+    """An empty scene, fresh records, and the shipped model as the active one."""
+    installed.slicer.reset()
+    monkeypatch.setenv("PARASPINALSEG_HOME", str(tmp_path / "home"))
+    return installed
+
+
+@pytest.fixture(scope="module")
+def sample():
+    series = read_study(sample_folder() / "study").series
+    truth = load_segmentation([sample_folder() / "truth.nrrd"], series).labels
+    return SimpleNamespace(volume=mrml.volume_from_series(series), truth=mrml.volume_from_series(series, truth).array)
+
+
+def add_volume(env, arrays, name="sample T2"):
+    return env.slicer.util.addVolumeFromArray(arrays.array, ijkToRAS=arrays.ijk_to_ras, name=name)
+
+
+def panel(env, volume):
+    widget = env.module.ParaspinalSegWidget()
+    widget.setup()
+    widget.ui.deviceComboBox.setCurrentIndex(widget.ui.deviceComboBox.findData("cpu"))
+    widget.ui.inputVolumeSelector.setCurrentNode(volume)
+    return widget
+
+
+def column(table, name):
+    return table.columns[name]
+
+
+def test_panel_segments_grades_and_updates_after_an_edit(env, sample):
+    volume = add_volume(env, sample.volume)
+    widget = panel(env, volume)
+    ui = widget.ui
+    assert ui.modelComboBox.currentData == ModelRegistry().active().model_id
+    assert ui.applyButton.enabled and ui.axialWarningLabel.text == ""
+    assert not ui.updateButton.enabled and not ui.showTableButton.enabled
+
+    ui.applyButton.click()
+
+    segmentation_node, table = ui.outputSegmentationSelector.currentNode(), ui.outputTableSelector.currentNode()
+    segmentation = segmentation_node.GetSegmentation()
+    assert [s.name for s in segmentation.segments.values()] == [style.name for style in SEGMENTS]
+    assert [s.color for s in segmentation.segments.values()] == [style.color for style in SEGMENTS]
+    terms = {s.name: s.terminology for s in segmentation.segments.values()}
+    assert all("SCT^44947003^Erector spinae muscle" in term for term in terms.values())
+    assert "SCT^248300009^Body fat" in terms["Left fat"] and "SCT^24028007^Right" in terms["Right muscle tissue"]
+    assert segmentation_node.reference_volume is volume and segmentation_node.references["referenceImageGeometryRef"] == volume.GetID()
+
+    assert list(table.columns) == SLICE_COLUMNS and len(column(table, "slice_index")) == len(sample.volume.array)
+    assert table.units["right_total_csa_mm2"] == "mm2" and table.units["left_fat_fraction_pct"] == "%"
+    assert column(table, "source_index").dtype == np.int32
+    masks = {s.name: s.mask for s in segmentation.segments.values()}
+    spacing = volume.GetSpacing()
+    for k, row in zip(column(table, "source_index"), column(table, "right_total_csa_mm2")):
+        pixels = masks["Right muscle tissue"][k].sum() + masks["Right fat"][k].sum()
+        assert row == pytest.approx(pixels * spacing[0] * spacing[1], rel=1e-12)
+
+    assert ui.gradeLabel.text == f"Grade {TRUTH['grade']}"
+    assert ui.fatFractionLabel.text.startswith("Mean fat fraction: right ") and ui.fatFractionLabel.text.endswith(" %")
+    attributes = segmentation_node.attributes
+    assert attributes[mrml.GRADE_ATTRIBUTE] == TRUTH["grade"]
+    assert attributes[mrml.MODEL_ATTRIBUTE] == ui.modelComboBox.currentData
+    assert attributes["ParaspinalSeg.Software"].startswith("ParaspinalSeg ") and attributes["ParaspinalSeg.Created"]
+    charts = env.slicer.mrmlScene.nodes_of_class("vtkMRMLPlotChartNode")
+    series_nodes = env.slicer.mrmlScene.nodes_of_class("vtkMRMLPlotSeriesNode")
+    assert len(charts) == 2 and len(series_nodes) == 4 and all(s.table_id == table.GetID() for s in series_nodes)
+    assert {s.y_column for s in series_nodes} <= set(SLICE_COLUMNS)
+
+    # A correction through the API: a 3 x 4 block of right muscle tissue becomes fat.
+    status = env.slicer.vtkSlicerSegmentationsModuleLogic
+    right_fat = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("Right fat"))
+    status.SetSegmentStatus(right_fat, status.Completed)
+    muscle, fat = masks["Right muscle tissue"].copy(), masks["Right fat"].copy()
+    k, j, i = first_block_inside(muscle, (3, 4))
+    muscle[k, j:j + 3, i:i + 4], fat[k, j:j + 3, i:i + 4] = 0, 1
+    for name, array in (("Right muscle tissue", muscle), ("Right fat", fat)):
+        env.slicer.util.updateSegmentBinaryLabelmapFromArray(array, segmentation_node, segmentation.GetSegmentIdBySegmentName(name), volume)
+    before = {name: column(table, name).copy() for name in SLICE_COLUMNS}
+
+    ui.updateButton.click()
+
+    edited_area = 12 * spacing[0] * spacing[1]
+    row = list(column(table, "source_index")).index(k)
+    for name, change in (("right_fat_csa_mm2", edited_area), ("right_muscle_csa_mm2", -edited_area),
+                         ("both_fat_csa_mm2", edited_area), ("right_total_csa_mm2", 0.0)):
+        difference = column(table, name) - before[name]
+        assert difference[row] == pytest.approx(change, abs=1e-9)
+        assert np.count_nonzero(np.delete(difference, row)) == 0
+    assert status.GetSegmentStatus(right_fat) == status.Completed
+    assert attributes[mrml.METHOD_ATTRIBUTE] == "muscle and fat from the edited segmentation"
+    assert len(env.slicer.mrmlScene.nodes_of_class("vtkMRMLPlotChartNode")) == 2  # the same charts follow the table
+
+    ui.showTableButton.click()
+    ui.showCsaPlotButton.click()
+    assert env.slicer.records.active_table_ids == [table.GetID()]
+    assert [c.title for c in env.slicer.records.charts_shown] == ["Compartment CSA along the slices"]
+
+
+def first_block_inside(mask, size):
+    """(k, j, i) of the first block of `size` rows x columns lying wholly inside the mask."""
+    rows, columns = size
+    for k, j, i in zip(*np.nonzero(mask)):
+        if mask[k, j:j + rows, i:i + columns].sum() == rows * columns:
+            return k, j, i
+    raise AssertionError("no block of that size inside the mask")
+
+
+def test_cancel_mid_run_leaves_the_scene_as_it_was(env, sample):
+    volume = add_volume(env, sample.volume)
+    existing = env.slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "earlier result")
+    existing.GetSegmentation().AddEmptySegment("kept", "kept")
+    existing.SetAttribute(mrml.GRADE_ATTRIBUTE, "I")
+    widget = panel(env, volume)
+    widget.ui.outputSegmentationSelector.setCurrentNode(existing)
+    seen = []
+
+    def user_clicks_cancel_while_segmenting():
+        if not widget.ui.statusLabel.text.startswith("segmenting"):
+            env.slicer.app.call_later(user_clicks_cancel_while_segmenting)
+            return
+        seen.append((widget.ui.applyButton.text, widget.ui.progressBar.visible, widget.ui.statusLabel.text))
+        widget.ui.applyButton.click()
+
+    env.slicer.app.call_later(user_clicks_cancel_while_segmenting)
+    widget.ui.applyButton.click()
+
+    assert seen == [("Cancel", True, "segmenting, slice 4/12")]
+    assert list(env.slicer.mrmlScene.nodes.values()) == [volume, existing]
+    assert list(existing.GetSegmentation().segments) == ["kept"] and existing.attributes == {mrml.GRADE_ATTRIBUTE: "I"}
+    assert widget.ui.statusLabel.text == "Cancelled; the scene is as it was."
+    assert widget.ui.applyButton.text == "Segment && Grade" and not widget.ui.progressBar.visible
+
+
+def test_console_batch_of_a_folder_writes_results_and_a_summary(env, tmp_path):
+    studies = tmp_path / "studies"
+    shutil.copytree(sample_folder() / "study", studies / "sample")
+    outcomes = env.module.ParaspinalSegLogic().processDicomFolder(studies, tmp_path / "out", device="cpu")
+    assert [o.error for o in outcomes] == [""]
+    with open(tmp_path / "out" / "summary.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert list(rows[0]) == SUMMARY_COLUMNS
+    assert (rows[0]["study"], rows[0]["status"], rows[0]["grade"]) == ("sample", "ok", TRUTH["grade"])
+    assert {p.name for p in (tmp_path / "out" / "sample").iterdir()} == {
+        "slices.csv", "patient.json", "segmentation.seg.nrrd", "qc.png"}
+    assert env.slicer.mrmlScene.nodes == {}
+
+
+def test_a_volume_that_is_not_axial_is_refused_with_a_clear_message(env, sample):
+    sagittal = np.eye(4)
+    sagittal[:3, :3] = [[0, 0, 4.0], [0.8, 0, 0], [0, -0.8, 0]]
+    volume = add_volume(env, SimpleNamespace(array=sample.volume.array[:, :8], ijk_to_ras=sagittal), name="sag T2")
+    widget = panel(env, volume)
+    assert widget.ui.axialWarningLabel.text.startswith("'sag T2' is not an axial series")
+    assert widget.ui.axialWarningLabel.visible and not widget.ui.applyButton.enabled
+    with pytest.raises(NoSuitableSeriesError, match="'sag T2' is not an axial series"):
+        env.module.ParaspinalSegLogic().process(volume)
+    assert list(env.slicer.mrmlScene.nodes.values()) == [volume]
+
+
+def missing_until_installed(env, monkeypatch, missing):
+    """Report `missing` as not importable until something was installed."""
+    def is_installed(name):
+        records = env.slicer.records
+        return name not in missing or bool(records.pip_installs or records.torch_installs)
+    monkeypatch.setattr(env.module, "isInstalled", is_installed)
+
+
+def test_a_declined_installation_installs_nothing_and_says_why(env, sample, monkeypatch):
+    missing_until_installed(env, monkeypatch, {"torch", "segmentation_models_pytorch"})
+    env.slicer.records.confirm = False
+    widget = panel(env, add_volume(env, sample.volume))
+    with pytest.raises(ParaspinalError, match="Not installed: torch, segmentation_models_pytorch"):
+        widget.ui.applyButton.click()
+    records = env.slicer.records
+    assert records.dialogs[0] == ("confirm", records.dialogs[0][1])
+    assert "not installed: torch, segmentation_models_pytorch" in records.dialogs[0][1]
+    assert records.dialogs[1][0] == "error" and "cannot segment without them" in records.dialogs[1][1]
+    assert records.pip_installs == [] and records.torch_installs == []
+    assert len(env.slicer.mrmlScene.nodes) == 1 and widget.ui.applyButton.text == "Segment && Grade"
+
+
+def test_an_accepted_installation_takes_torch_from_the_extension_and_keeps_the_core(env, monkeypatch):
+    missing_until_installed(env, monkeypatch, {"torch", "segmentation_models_pytorch"})
+    env.module.ParaspinalSegLogic().setupPythonRequirements()
+    records = env.slicer.records
+    assert records.torch_installs == [{"askConfirmation": False}]
+    (arguments, constraints), = records.pip_installs
+    assert arguments[:1] == ["-c"] and arguments[2:] == ["segmentation-models-pytorch>=0.4"]
+    pinned = dict(line.split("==") for line in constraints.split())
+    assert pinned["numpy"] == np.__version__ and "torch" in pinned and "SimpleITK" in pinned
+    assert records.restarts == 0 and [kind for kind, _ in records.dialogs] == ["confirm"]
+
+
+def test_packages_still_missing_after_installation_ask_for_a_restart(env, monkeypatch):
+    assert env.module.isInstalled("numpy") and not env.module.isInstalled("paraspinalseg_no_such_package")
+    monkeypatch.setattr(env.module, "isInstalled", lambda name: name != "safetensors")
+    env.slicer.records.restart_answer = True
+    with pytest.raises(ParaspinalError, match="safetensors: installed; restart Slicer to use them"):
+        env.module.ParaspinalSegLogic().setupPythonRequirements()
+    assert env.slicer.records.restarts == 1 and env.slicer.records.dialogs[-1][0] == "yes/no"
+
+
+def test_add_to_training_set_hands_the_corrected_case_to_the_training_library(env, sample, monkeypatch, tmp_path):
+    calls = []
+
+    def add_case(training_set, series, labels, **options):
+        calls.append(SimpleNamespace(training_set=training_set, series=series, labels=labels, **options))
+        return training_set / "case-0001"
+
+    monkeypatch.setitem(sys.modules, "ParaspinalSegTrainingLib.trainingset",
+                        SimpleNamespace(__name__="ParaspinalSegTrainingLib.trainingset", add_case=add_case))
+    volume = add_volume(env, sample.volume)
+    segmentation_node = env.slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "corrected")
+    logic = env.module.ParaspinalSegLogic()
+    logic.setSegments(segmentation_node, volume, sample.truth)
+    status = env.slicer.vtkSlicerSegmentationsModuleLogic
+    segmentation = segmentation_node.GetSegmentation()
+    status.SetSegmentStatus(segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("Left fat")), status.Completed)
+    widget = panel(env, volume)
+    widget.ui.outputSegmentationSelector.setCurrentNode(segmentation_node)
+    widget.ui.trainingSetPathLineEdit.currentPath = str(tmp_path / "training")
+    widget.ui.authorLineEdit.text = "reader 1"
+
+    widget.ui.addToTrainingSetButton.click()
+
+    (call,) = calls
+    assert call.training_set == tmp_path / "training" and len(call.series) == len(sample.truth)
+    np.testing.assert_array_equal(mrml.label_volume(call.series, call.labels, sample.truth.shape), sample.truth)
+    assert (call.draft_model, call.corrected_segments, call.author) == (None, ["Left fat"], "reader 1")
+    assert widget.ui.statusLabel.text == f"Added to the training set as {tmp_path / 'training' / 'case-0001'}."
+
+
+def test_add_to_training_set_writes_a_case_with_the_training_library(env, sample, tmp_path):
+    trainingset = pytest.importorskip("ParaspinalSegTrainingLib.trainingset")
+    volume = add_volume(env, sample.volume)
+    segmentation_node = env.slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "corrected")
+    logic = env.module.ParaspinalSegLogic()
+    logic.setSegments(segmentation_node, volume, sample.truth)
+    case = logic.addToTrainingSet(volume, segmentation_node, tmp_path / "training", author="reader 1")
+    assert case.parent == tmp_path / "training" / "cases"
+    assert {trainingset.IMAGE_FILE, trainingset.LABELS_FILE, trainingset.CASE_FILE} <= {p.name for p in case.iterdir()}
+    assert "reader 1" in (case / trainingset.CASE_FILE).read_text()
+
+
+def test_the_self_test_passes_on_the_stand_ins(env):
+    env.module.ParaspinalSegTest().runTest()
+    assert env.slicer.records.messages[0] == f"Segment & Grade: grade {TRUTH['grade']}"
+    assert env.slicer.records.messages[1].startswith("Update measurements: ")
+
+
+def test_the_help_names_the_method_its_limits_and_the_paper(installed):
+    parent = SimpleNamespace()
+    installed.module.ParaspinalSeg(parent)
+    assert parent.title == "ParaspinalSeg"
+    assert "simplified Goutallier" in parent.helpText and "axial slices only" in parent.helpText
+    assert "Baur D. et al." in parent.acknowledgementText and "Eur Spine J 2021" in parent.acknowledgementText
