@@ -52,3 +52,18 @@ def write_phantom_dataset(root: Path, cases: int, slices: int = 3, size: int = 9
             sitk.WriteImage(image, str(folder / name))
         (folder / "case.json").write_text(json.dumps({"patient_id": f"patient-{case}"}))
     return root
+
+
+def phantom_series(slices: int = 3, size: int = 96, spacing: float = 3.0, fat_fraction: float = 0.2, seed: int = 0,
+                   contrast=None):
+    """A phantom series on a standard axial grid and its scheme labels; `contrast` maps the T2-like pixels."""
+    from phantom import phantom_slice
+
+    from ParaspinalSegLib.slices import ImageSlice, SeriesInfo, SliceSeries
+    from ParaspinalSegTrainingLib.sample import axial_geometry
+
+    rng = np.random.default_rng(seed)
+    made = [phantom_slice((size, size), spacing, 0.9 + 0.1 * k, fat_fraction, rng) for k in range(slices)]
+    images = [m.image if contrast is None else contrast(m.image).astype(np.float32) for m in made]
+    planes = [ImageSlice(image, axial_geometry(k, spacing, 5.0, (size, size)), k) for k, image in enumerate(images)]
+    return SliceSeries(planes, SeriesInfo(uid="phantom", description="phantom")), [m.labels for m in made]

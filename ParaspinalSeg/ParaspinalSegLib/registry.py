@@ -146,9 +146,9 @@ def _unzip_model(archive_path: Path, scratch: Path) -> Path:
     return scratch
 
 
-def resolve_model(reference: str | None) -> Path:
+def resolve_model(reference: str | Path | None, registry: ModelRegistry | None = None) -> Path:
     """A model folder from a folder path or a registered model id (the active model if None)."""
     if reference and Path(reference).is_dir():
         return Path(reference)
-    registry = ModelRegistry()
-    return (registry.get(reference) if reference else registry.active()).folder
+    registry = registry or ModelRegistry()
+    return (registry.get(str(reference)) if reference else registry.active()).folder

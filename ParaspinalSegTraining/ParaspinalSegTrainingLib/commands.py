@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ParaspinalSegLib.errors import InputError
+from ParaspinalSegLib.outputs import write_text_atomic
 from ParaspinalSegLib.registry import resolve_model
 
 
@@ -23,15 +24,41 @@ def command_synth(args: argparse.Namespace, progress) -> int:
     return 0
 
 
+def training_overrides(args: argparse.Namespace) -> dict:
+    """The `train` flags that override the settings file (None where not given)."""
+    return dict(folds=args.folds, epochs=args.epochs, learning_rate=args.learning_rate, device=args.device,
+                freeze_encoder_epochs=args.freeze_encoder_epochs, seed=args.seed, name=args.name, version=args.version)
+
+
+def command_fine_tune(args: argparse.Namespace, progress) -> int:
+    """`train --base MODEL --register`: one new registered model, compared with its parent."""
+    from .config import TrainingConfig
+    from .finetune import FineTuneSettings, fine_tune
+
+    settings = FineTuneSettings.from_config(TrainingConfig.from_file(Path(args.config))) if args.config else FineTuneSettings()
+    settings = settings.with_overrides(**training_overrides(args))
+    try:
+        result = fine_tune(Path(args.data), args.base, settings, run_folder=Path(args.out), progress=progress)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"interrupted; nothing was registered; run the same command again to resume from the last checkpoint "
+              f"in {args.out}")
+        return 130
+    progress.close()
+    print(result.markdown())
+    print(f"registered {result.model_id} (parent {result.parent_id}); make it the active model with "
+          f"`paraspinal models activate {result.model_id}`")
+    return 0
+
+
 def command_train(args: argparse.Namespace, progress) -> int:
     from .config import TrainingConfig
     from .run import run_training
 
+    if args.base and args.register:
+        return command_fine_tune(args, progress)
     config = TrainingConfig.from_file(Path(args.config)) if args.config else TrainingConfig()
-    config = config.with_overrides(
-        folds=args.folds, epochs=args.epochs, learning_rate=args.learning_rate, device=args.device,
-        freeze_encoder_epochs=args.freeze_encoder_epochs, seed=args.seed, name=args.name, version=args.version,
-    )
+    config = config.with_overrides(**training_overrides(args))
     base = resolve_model(args.base) if args.base else None
     try:
         run = run_training(Path(args.data), Path(args.out), config, base_model=base, progress=progress)
@@ -61,7 +88,19 @@ def command_evaluate(args: argparse.Namespace, progress) -> int:
     from ParaspinalSegLib.inference import choose_device
 
     model = load_model(resolve_model(args.model))
-    report = evaluate_cases(model, find_cases(Path(args.data)), device=choose_device(args.device), progress=progress)
+    cases, device = find_cases(Path(args.data)), choose_device(args.device)
+    if args.fat_methods:
+        from .fatcomparison import compare_fat_methods, comparison_markdown
+
+        table = comparison_markdown(compare_fat_methods(model, cases, device=device, progress=progress))
+        progress.close()
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            write_text_atomic(Path(args.out) / "fat_methods.md", table)
+        print(f"fat methods with model {model.card.model_id} on {args.data}, per patient against the truth:\n")
+        print(table)
+        return 0
+    report = evaluate_cases(model, cases, device=device, progress=progress)
     progress.close()
     if args.out:
         report.write(Path(args.out))
@@ -128,7 +167,9 @@ def add_training_commands(commands) -> None:
     synth.add_argument("--overwrite", action="store_true")
     synth.set_defaults(run=command_synth)
 
-    train = commands.add_parser("train", help="train a U-Net on a data set folder (k-fold by patient)")
+    train = commands.add_parser(
+        "train", help="train a U-Net on a data set folder (k-fold by patient), or with --base and --register fine-tune "
+                      "a model into a new registered one, compared with its parent on the cases it did not train on")
     train.add_argument("data", help="data set folder (cases/<id>/image + labels)")
     train.add_argument("--out", required=True, help="run folder (an interrupted run resumes there)")
     train.add_argument("--config", help="training settings JSON (flags below override it)")
@@ -139,9 +180,12 @@ def add_training_commands(commands) -> None:
     train.add_argument("--freeze-encoder-epochs", type=int)
     train.add_argument("--device", help="auto, cpu, cuda, mps")
     train.add_argument("--seed", type=int)
-    train.add_argument("--name", help="model name")
-    train.add_argument("--version", help="model version (name-version must be new)")
-    train.add_argument("--register", action="store_true", help="add the resulting model(s) to the user registry")
+    train.add_argument("--name", help="model name (fine-tuning: default the parent's)")
+    train.add_argument("--version", help="model version (name-version must be new; fine-tuning: default the "
+                                         "parent's version + -ft<n>)")
+    train.add_argument("--register", action="store_true",
+                       help="add the resulting model(s) to the user registry; with --base: fine-tune (default 10 "
+                            "epochs, learning rate 3e-4, 3 frozen encoder epochs, folds 0) and compare with the parent")
     train.set_defaults(run=command_train)
 
     evaluate = commands.add_parser("evaluate", help="the paper's Table 2 for a model on a data set")
@@ -149,6 +193,8 @@ def add_training_commands(commands) -> None:
     evaluate.add_argument("data", help="data set folder")
     evaluate.add_argument("-o", "--out", help="folder for table2.csv and table2.md")
     evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--fat-methods", action="store_true",
+                          help="instead of Table 2: each fat method's patient fat fraction against the truth")
     evaluate.set_defaults(run=command_evaluate)
 
     models = commands.add_parser("models", help="list, show, import, export or activate models")

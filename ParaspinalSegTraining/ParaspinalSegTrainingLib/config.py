@@ -12,6 +12,15 @@ from ParaspinalSegLib.model import ModelArchitecture, Preprocessing
 from .augmentation import AugmentationSettings
 
 
+def checked_fields(cls, data: dict, what: str) -> dict:
+    """A copy of `data` after checking that every key is a field of the dataclass `cls`."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InputError(f"unknown {what} {unknown}; known: {sorted(known)}")
+    return dict(data)
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """The paper's recipe by default: Dice + focal loss, 10-fold by patient, 28 epochs, best on validation."""
@@ -44,11 +53,7 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainingConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"unknown training settings {unknown}; known: {sorted(known)}")
-        data = dict(data)
+        data = checked_fields(cls, data, "training settings")
         if "architecture" in data:
             data["architecture"] = ModelArchitecture.from_dict(data["architecture"])
         if "preprocessing" in data:

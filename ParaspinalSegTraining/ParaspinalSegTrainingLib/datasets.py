@@ -30,6 +30,7 @@ from ParaspinalSegLib.preprocess import prepare_slice
 from ParaspinalSegLib.reading import read_study
 from ParaspinalSegLib.segmentation import load_segmentation
 from ParaspinalSegLib.progress import ProgressCallback
+from ParaspinalSegLib.slices import SliceSeries
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +51,40 @@ def _first_existing(folder: Path, names: tuple[str, ...]) -> Path | None:
     return next((folder / n for n in names if (folder / n).exists()), None)
 
 
+def case_files(folder: Path) -> CaseFiles:
+    """The files of one case folder; a clear error if its image or labels are missing."""
+    image, labels = _first_existing(folder, IMAGE_NAMES), _first_existing(folder, LABEL_NAMES)
+    if image is None or labels is None:
+        raise InputError(f"{folder}: a case needs an image ({', '.join(IMAGE_NAMES)}) and labels ({', '.join(LABEL_NAMES)})")
+    meta_path = folder / "case.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return CaseFiles(folder.name, str(meta.get("patient_id", folder.name)), image, labels, meta)
+
+
+def case_folders(dataset: Path) -> list[Path]:
+    """The case folders under DATASET/cases, sorted; hidden ones (unfinished writes) are left out."""
+    root = Path(dataset) / "cases"
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+
+
 def find_cases(dataset: Path) -> list[CaseFiles]:
     """The cases of a data set folder, sorted by case id; a clear error if there are none."""
     dataset = Path(dataset)
-    root = dataset / "cases"
-    if not root.is_dir():
+    if not (dataset / "cases").is_dir():
         raise InputError(f"{dataset}: not a data set (no cases/ folder); see the data set layout in the README")
-    cases = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        image, labels = _first_existing(folder, IMAGE_NAMES), _first_existing(folder, LABEL_NAMES)
-        if image is None or labels is None:
-            raise InputError(f"{folder}: a case needs an image ({', '.join(IMAGE_NAMES)}) and labels ({', '.join(LABEL_NAMES)})")
-        meta_path = folder / "case.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        cases.append(CaseFiles(folder.name, str(meta.get("patient_id", folder.name)), image, labels, meta))
+    cases = [case_files(folder) for folder in case_folders(dataset)]
     if not cases:
-        raise InputError(f"{root}: no cases found")
+        raise InputError(f"{dataset / 'cases'}: no cases found")
     return cases
+
+
+def case_labels(case: CaseFiles, series: SliceSeries) -> tuple[list[np.ndarray], bool]:
+    """The case's scheme labels on the series' slices, and whether their fat came from image analysis
+    (labels giving compartments only)."""
+    segmentation = load_segmentation([case.labels], series)
+    if segmentation.needs_fat:
+        return add_fat(series, segmentation.labels, FatSettings()), True
+    return segmentation.labels, False
 
 
 @dataclass
@@ -98,16 +116,13 @@ class PreparedSlices:
 def prepare_case(case: CaseFiles, pre: Preprocessing) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
     """Windows and label windows of every slice of one case; whether fat came from image analysis."""
     study = read_study(case.image)
-    segmentation = load_segmentation([case.labels], study.series)
-    labels = segmentation.labels
-    if segmentation.needs_fat:
-        labels = add_fat(study.series, labels, FatSettings())
+    labels, fat_from_image = case_labels(case, study.series)
     images, targets = [], []
     for image_slice, plane in zip(study.series.slices, labels):
         window, _, label_window = prepare_slice(image_slice.pixels, image_slice.geometry, pre, plane)
         images.append(window)
         targets.append(label_window)
-    return images, targets, segmentation.needs_fat
+    return images, targets, fat_from_image
 
 
 def prepare_dataset(

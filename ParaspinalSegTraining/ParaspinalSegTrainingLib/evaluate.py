@@ -5,17 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ParaspinalSegLib.fat import FatSettings
 from ParaspinalSegLib.inference import predict_series
 from ParaspinalSegLib.modelfile import LoadedModel
 from ParaspinalSegLib.outputs import write_text_atomic
-from ParaspinalSegLib.pipeline import add_fat, measure_labels
+from ParaspinalSegLib.pipeline import measure_labels
 from ParaspinalSegLib.progress import ProgressCallback
 from ParaspinalSegLib.measurement import summarise
 from ParaspinalSegLib.reading import read_study
-from ParaspinalSegLib.segmentation import load_segmentation
 
-from .datasets import CaseFiles
+from .datasets import CaseFiles, case_labels
 from .evaluation import (
     GradeAgreement,
     SliceScore,
@@ -72,10 +70,7 @@ def evaluate_cases(
     per_patient: dict[str, list] = {}
     for n, case in enumerate(cases):
         study = read_study(case.image)
-        segmentation = load_segmentation([case.labels], study.series)
-        truth = segmentation.labels
-        if segmentation.needs_fat:
-            truth = add_fat(study.series, truth, FatSettings())
+        truth, _ = case_labels(case, study.series)
         prediction = predict_series(model, study.series, device=device)
         for index, (image_slice, t, p) in enumerate(zip(study.series.slices, truth, prediction)):
             scores += score_slice(t, p, image_slice.geometry.pixel_area_mm2, case.case_id, index)

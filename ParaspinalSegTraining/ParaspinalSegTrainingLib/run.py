@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ParaspinalSegLib.errors import InputError
@@ -24,9 +24,11 @@ from ParaspinalSegLib.outputs import write_text_atomic
 from .config import TrainingConfig
 from .datasets import dataset_fingerprint, find_cases, prepare_dataset
 from .evaluate import EvaluationReport, evaluate_cases
-from .folds import patient_splits
-from .training import FoldResult, train_fold
+from .folds import Split, patient_splits
+from .training import EpochCallback, FoldResult, train_fold
 from ParaspinalSegLib.progress import ProgressCallback
+
+READING_SHARE = 0.05  # of the progress bar, for reading and preparing the cases
 
 
 @dataclass
@@ -34,6 +36,7 @@ class TrainingRun:
     folder: Path
     folds: list[FoldResult]
     evaluation: EvaluationReport | None
+    splits: list[Split]
 
     @property
     def model_folders(self) -> list[Path]:
@@ -74,14 +77,20 @@ def run_training(
     base_model: Path | None = None,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> TrainingRun:
-    """Train (and with k >= 2 folds, evaluate) on a data set folder; resumes an interrupted run in `out`."""
+    """Train (and with k >= 2 folds, evaluate) on a data set folder; resumes an interrupted run in `out`.
+
+    Fine-tuning (base_model given) keeps the base model's architecture and preprocessing, whatever
+    the config says. The cards list the data set's case ids."""
     out = Path(out)
     base = load_model(base_model) if base_model else None
+    if base:
+        config = replace(config, architecture=base.card.architecture, preprocessing=base.card.preprocessing)
     _check_same_config(out, config, base.card.model_id if base else None)
     cases = find_cases(dataset)
-    card = card_template(config, base, dataset_fingerprint(cases))
-    data = prepare_dataset(cases, card.preprocessing, progress)
+    card = card_template(config, base, {**dataset_fingerprint(cases), "case_ids": [c.case_id for c in cases]})
+    data = prepare_dataset(cases, card.preprocessing, (lambda f, m: progress(READING_SHARE * f, m)) if progress else None)
     if data.fat_by_image_analysis:
         card = ModelCard.from_dict({**card.to_dict(), "training_data": {
             **card.training_data, "fat_by_image_analysis": data.fat_by_image_analysis}})
@@ -89,8 +98,10 @@ def run_training(
     initial = {k: v.float() for k, v in base.network.state_dict().items()} if base else None
     results, reports = [], []
     for split in splits:
-        fold_progress = (lambda f, m, k=split.fold: progress((k + f) / len(splits), m)) if progress else None
-        result = train_fold(data, split, config, out / f"fold_{split.fold}", card, initial, fold_progress, should_stop)
+        fold_progress = (lambda f, m, k=split.fold: progress(
+            READING_SHARE + (1 - READING_SHARE) * (k + f) / len(splits), m)) if progress else None
+        result = train_fold(data, split, config, out / f"fold_{split.fold}", card, initial, fold_progress, should_stop,
+                            on_epoch)
         results.append(result)
         if split.test:
             held_out = [c for c in cases if c.patient_id in set(split.test)]
@@ -105,4 +116,4 @@ def run_training(
             {c: p for r in reports for c, p in r.patient_of_case.items()},
         )
         pooled.write(out / "evaluation", prefix="pooled_")
-    return TrainingRun(out, results, pooled)
+    return TrainingRun(out, results, pooled, splits)

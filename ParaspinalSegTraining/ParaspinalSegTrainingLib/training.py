@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_dice_overall", "val_dice_muscle", "val_dice_fat",
                   "val_dice_mean", "learning_rate", "seconds"]
+EpochCallback = Callable[[int, dict[str, float]], None]  # (fold, the epoch's metrics.csv row as numbers)
 
 
 def seed_everything(*keys: int) -> np.random.Generator:
@@ -137,8 +138,11 @@ def train_fold(
     initial_weights: dict | None = None,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> FoldResult:
-    """Train one fold into `folder` (resuming if a checkpoint is there); the best epoch is saved as a model."""
+    """Train one fold into `folder` (resuming if a checkpoint is there); the best epoch is saved as a model.
+
+    on_epoch receives each finished epoch's metrics (after its checkpoint is written)."""
     import torch
 
     if (folder / "model" / CARD_FILE).exists():
@@ -195,17 +199,20 @@ def train_fold(
                 progress(fraction, f"fold {split.fold} epoch {epoch}/{config.epochs} loss {np.mean(losses):.3f}")
         validation_loss, dice = validation_scores(network, validation, loss, device, config)
         mean_dice = float(np.nanmean(list(dice.values())))
-        append_metrics(folder / "metrics.csv", {
+        row = {
             "epoch": epoch, "train_loss": f"{np.mean(losses):.5f}", "val_loss": f"{validation_loss:.5f}",
             "val_dice_overall": f"{dice['overall muscle']:.5f}", "val_dice_muscle": f"{dice['muscle tissue']:.5f}",
             "val_dice_fat": f"{dice['fat']:.5f}", "val_dice_mean": f"{mean_dice:.5f}",
             "learning_rate": f"{learning_rate:.3g}", "seconds": f"{time.monotonic() - started:.1f}",
-        })
+        }
+        append_metrics(folder / "metrics.csv", row)
         if mean_dice > state["best_dice"]:
             state.update(best_dice=mean_dice, best_epoch=epoch, best_scores=dice)
             save_checkpoint(best_folder, network, optimizer, {"epoch": epoch})
         state["epoch"] = epoch
         save_checkpoint(folder / "checkpoint", network, optimizer, state)
+        if on_epoch:
+            on_epoch(split.fold, {k: float(v) for k, v in row.items()})
         if progress:
             progress(epoch / config.epochs, f"fold {split.fold} epoch {epoch}/{config.epochs} loss {np.mean(losses):.3f} "
                      f"val Dice {mean_dice:.3f}")

@@ -1,0 +1,283 @@
+"""Fine-tuning a model on a training set of corrected cases into a new registered model, compared with its parent.
+
+The new model gets an id of its own (the parent's name, the parent's version + "-ft<n>" unless
+given), so it never replaces the parent; its card names the parent, the cases trained on and
+validated with, and the figures below. Both the new model and its parent are evaluated with the
+paper's Table 2 on the cases the new model was not trained on: with folds 0 or 1 the validation
+cases (they also chose the best epoch, so the new model's figures lean optimistic), with k >= 2
+folds the test cases of the fold whose model is registered (the one best on its validation).
+
+A run lives in its own folder (default: runs/<model id>-<settings hash> beside the user models):
+cancelled, it keeps its last checkpoint and registers nothing; the same call again resumes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from ParaspinalSegLib.errors import InputError, OperationCancelled
+from ParaspinalSegLib.inference import choose_device
+from ParaspinalSegLib.modelfile import CARD_FILE, WEIGHTS_FILE, LoadedModel, ModelCard, load_model
+from ParaspinalSegLib.outputs import write_text_atomic
+from ParaspinalSegLib.progress import ProgressCallback
+from ParaspinalSegLib.registry import ModelRegistry, RegisteredModel, resolve_model
+
+from .config import TrainingConfig, checked_fields
+from .datasets import CaseFiles, find_cases
+from .evaluate import EvaluationReport, evaluate_cases
+from .evaluation import METRICS, STRUCTURES, Summary, table2_markdown
+from .folds import Split
+from .run import run_training
+from .training import EpochCallback, FoldResult
+
+log = logging.getLogger(__name__)
+
+TRAINING_SHARE = 0.9  # of the progress bar; evaluation takes the rest
+PhaseCallback = Callable[[str], None]  # "training", "evaluating", "registering"
+
+
+@dataclass(frozen=True)
+class FineTuneSettings:
+    """What the issue's training panel sets; everything else comes from `config` (batch size, loss,
+    augmentation, ...). name/version: of the new model ("" = the parent's name, and the parent's
+    version + "-ft<n>" with the first n not registered yet)."""
+
+    epochs: int = 10
+    learning_rate: float = 3e-4
+    folds: int = 0
+    device: str = "auto"
+    freeze_encoder_epochs: int = 3
+    seed: int = 0
+    name: str = ""
+    version: str = ""
+    config: TrainingConfig = field(default_factory=TrainingConfig)
+
+    @classmethod
+    def from_config(cls, config: TrainingConfig) -> FineTuneSettings:
+        """Settings taking epochs, learning rate, folds, device, frozen epochs and seed from a config."""
+        return cls(epochs=config.epochs, learning_rate=config.learning_rate, folds=config.folds, device=config.device,
+                   freeze_encoder_epochs=config.freeze_encoder_epochs, seed=config.seed, config=config)
+
+    def with_overrides(self, **changes) -> FineTuneSettings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["config"] = self.config.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FineTuneSettings:
+        data = checked_fields(cls, data, "fine-tuning settings")
+        if "config" in data:
+            data["config"] = TrainingConfig.from_dict(data["config"])
+        return cls(**data)
+
+    def training_config(self, name: str, version: str) -> TrainingConfig:
+        return replace(self.config, name=name, version=version, epochs=self.epochs, learning_rate=self.learning_rate,
+                       folds=self.folds, device=self.device, freeze_encoder_epochs=self.freeze_encoder_epochs,
+                       seed=self.seed)
+
+
+def finite_or_none(value: float) -> float | None:
+    """A number for JSON files: NaN (a figure undefined on these slices) becomes null."""
+    return None if math.isnan(value) else value
+
+
+def table_dict(table: dict[str, dict[str, Summary]]) -> dict:
+    """A Table 2 (structure -> metric -> Summary) as plain numbers, NaN as None."""
+    return {structure: {metric: {"mean": finite_or_none(s.mean), "sd": finite_or_none(s.sd),
+                                 "ci95_low": finite_or_none(s.ci_low), "ci95_high": finite_or_none(s.ci_high), "n": s.n}
+                        for metric, s in metrics.items()}
+            for structure, metrics in table.items()}
+
+
+def figures_dict(figures: dict[str, dict[str, float]]) -> dict:
+    """comparison_figures as plain numbers, NaN as None."""
+    return {structure: {k: finite_or_none(v) for k, v in values.items()} for structure, values in figures.items()}
+
+
+def comparison_figures(new: EvaluationReport, parent: EvaluationReport) -> dict[str, dict[str, float]]:
+    """structure -> mean Dice and CSA error (%) over the evaluated slices, new model and parent."""
+    return {structure: {"dice_new": new.table[structure]["dice"].mean, "dice_parent": parent.table[structure]["dice"].mean,
+                        "csa_error_pct_new": new.table[structure]["csa_error_pct"].mean,
+                        "csa_error_pct_parent": parent.table[structure]["csa_error_pct"].mean}
+            for structure in STRUCTURES}
+
+
+@dataclass(frozen=True)
+class FineTuneResult:
+    """The new registered model and how it and its parent did on the cases it was not trained on."""
+
+    model_id: str
+    parent_id: str
+    model_folder: Path
+    run_folder: Path
+    trained_case_ids: tuple[str, ...]
+    held_out_case_ids: tuple[str, ...]
+    held_out_kind: str  # "validation" or "test"
+    best_epoch: int
+    best_validation_dice: float
+    new_evaluation: EvaluationReport
+    parent_evaluation: EvaluationReport
+
+    def figures(self) -> dict[str, dict[str, float]]:
+        """structure -> mean Dice and CSA error (%) over the held-out slices, new model and parent."""
+        return comparison_figures(self.new_evaluation, self.parent_evaluation)
+
+    def markdown(self) -> str:
+        rows = [f"| {structure} | {f['dice_parent']:.3f} | {f['dice_new']:.3f} | {f['dice_new'] - f['dice_parent']:+.3f} | "
+                f"{f['csa_error_pct_parent']:.1f} | {f['csa_error_pct_new']:.1f} |"
+                for structure, f in self.figures().items()]
+        return (
+            f"New model {self.model_id} against its parent {self.parent_id} on {len(self.held_out_case_ids)} "
+            f"{self.held_out_kind} case(s) ({', '.join(self.held_out_case_ids)}), mean over slices:\n\n"
+            "| structure | Dice parent | Dice new | change | CSA error % parent | CSA error % new |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+            f"Parent {self.parent_id}:\n\n{table2_markdown(self.parent_evaluation.table)}\n"
+            f"New {self.model_id}:\n\n{table2_markdown(self.new_evaluation.table)}"
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-ready: ids, folders, cases, figures and both Table 2s."""
+        return {
+            "model_id": self.model_id, "parent_id": self.parent_id, "model_folder": str(self.model_folder),
+            "run_folder": str(self.run_folder), "trained_case_ids": list(self.trained_case_ids),
+            "held_out_case_ids": list(self.held_out_case_ids), "held_out_kind": self.held_out_kind,
+            "best_epoch": self.best_epoch, "best_validation_dice": self.best_validation_dice,
+            "figures": figures_dict(self.figures()), "metrics": list(METRICS),
+            "tables": {"new": table_dict(self.new_evaluation.table), "parent": table_dict(self.parent_evaluation.table)},
+            "markdown": self.markdown(),
+        }
+
+
+def next_version(registry: ModelRegistry, name: str, parent_version: str) -> str:
+    """The parent's version + "-ft<n>", with the smallest n whose id is not registered."""
+    taken = {m.model_id for m in registry.models()}
+    n = 1
+    while f"{name}-{parent_version}-ft{n}" in taken:
+        n += 1
+    return f"{parent_version}-ft{n}"
+
+
+def default_run_folder(registry: ModelRegistry, model_id: str, config: TrainingConfig, parent_id: str,
+                       cases: list[CaseFiles], training_set: Path) -> Path:
+    """runs/<model id>-<hash of settings, parent and cases>: the same call finds its cancelled run again."""
+    key = json.dumps({"config": config.to_dict(), "parent": parent_id, "set": str(Path(training_set).resolve()),
+                      "cases": [c.case_id for c in cases]}, sort_keys=True)
+    return registry.user_dir.parent / "runs" / f"{model_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def stopping_progress(progress: ProgressCallback | None, should_stop: Callable[[], bool] | None,
+                      start: float, share: float) -> ProgressCallback:
+    """A progress callback mapped onto [start, start + share] that cancels when should_stop says so."""
+    def report(fraction: float, message: str) -> None:
+        if should_stop and should_stop():
+            raise OperationCancelled(f"fine-tuning cancelled while {message}; nothing was registered")
+        if progress:
+            progress(start + share * fraction, message)
+
+    return report
+
+
+def case_ids_of(cases: list[CaseFiles], patients: tuple[str, ...]) -> list[str]:
+    return [c.case_id for c in cases if c.patient_id in set(patients)]
+
+
+def final_card(fold: FoldResult, split: Split, cases: list[CaseFiles], kind: str, figures: dict) -> ModelCard:
+    """The fold model's card with the cases it trained, validated and was tested on, and its
+    comparison with the parent."""
+    card = fold.card.to_dict()
+    card["description"] = f"{card['description']}; fine-tuned from {fold.card.parent} on corrected cases"
+    card["training_data"] = {**card["training_data"], "trained_case_ids": case_ids_of(cases, split.train),
+                             "validation_case_ids": case_ids_of(cases, split.validation),
+                             "test_case_ids": case_ids_of(cases, split.test)}
+    card["validation"] = {**card["validation"], "comparison_with_parent": {
+        "parent": fold.card.parent, "cases": case_ids_of(cases, split.test or split.validation), "kind": kind,
+        "figures": figures}}
+    return ModelCard.from_dict(card)
+
+
+def register(registry: ModelRegistry, fold: FoldResult, card: ModelCard, run_folder: Path) -> RegisteredModel:
+    """Copy the fold's weights with the final card into the registry (checked, whole or not at all)."""
+    with tempfile.TemporaryDirectory(prefix=".register.", dir=run_folder) as staging:
+        shutil.copy2(fold.model_folder / WEIGHTS_FILE, Path(staging) / WEIGHTS_FILE)
+        write_text_atomic(Path(staging) / CARD_FILE, json.dumps(card.to_dict(), indent=2) + "\n")
+        return registry.import_model(Path(staging))
+
+
+def evaluate_both(new: LoadedModel, parent: LoadedModel, cases: list[CaseFiles], device: str,
+                  progress: ProgressCallback) -> tuple[EvaluationReport, EvaluationReport]:
+    new_report = evaluate_cases(new, cases, device=device, progress=lambda f, m: progress(f / 2, f"new model: {m}"))
+    parent_report = evaluate_cases(parent, cases, device=device,
+                                   progress=lambda f, m: progress(0.5 + f / 2, f"parent model: {m}"))
+    return new_report, parent_report
+
+
+def fine_tune(
+    training_set: Path,
+    base_model: str | Path | None = None,
+    settings: FineTuneSettings | None = None,
+    *,
+    registry: ModelRegistry | None = None,
+    run_folder: Path | None = None,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_phase: PhaseCallback | None = None,
+) -> FineTuneResult:
+    """Fine-tune `base_model` (registered id or folder; the active model if None) on a training set,
+    register the result as a new model and compare it with its parent.
+
+    should_stop (checked between batches and cases) cancels with OperationCancelled, registering
+    nothing; the run folder keeps its last checkpoint and the same call resumes from it.
+    """
+    settings = settings or FineTuneSettings()
+    registry = registry or ModelRegistry()
+    training_set = Path(training_set)
+    cases = find_cases(training_set)
+    parent = load_model(resolve_model(base_model, registry))
+    name = settings.name or parent.card.name
+    version = settings.version or next_version(registry, name, parent.card.version)
+    if f"{name}-{version}" == parent.card.model_id:
+        raise InputError(f"the new model would have its parent's id {parent.card.model_id!r}; give it another version")
+    registry.new_model_folder(ModelCard(name=name, version=version))  # refuses an id already registered
+    config = settings.training_config(name, version)
+    run_folder = Path(run_folder) if run_folder else default_run_folder(
+        registry, f"{name}-{version}", config, parent.card.model_id, cases, training_set)
+    if on_phase:
+        on_phase("training")
+    run = run_training(training_set, run_folder, config, base_model=parent.folder,
+                       progress=stopping_progress(progress, should_stop, 0.0, TRAINING_SHARE),
+                       should_stop=should_stop, on_epoch=on_epoch)
+    fold = max(run.folds, key=lambda f: f.best_validation_dice)
+    split = run.splits[fold.fold]
+    kind = "test" if split.test else "validation"
+    held_out = case_ids_of(cases, split.test or split.validation)
+    if on_phase:
+        on_phase("evaluating")
+    new_report, parent_report = evaluate_both(
+        load_model(fold.model_folder), parent, [c for c in cases if c.case_id in held_out], choose_device(config.device),
+        stopping_progress(progress, should_stop, TRAINING_SHARE, 1.0 - TRAINING_SHARE))
+    new_report.write(run_folder / "comparison", prefix="new_")
+    parent_report.write(run_folder / "comparison", prefix="parent_")
+    if should_stop and should_stop():
+        raise OperationCancelled("fine-tuning cancelled before registering; nothing was registered")
+    if on_phase:
+        on_phase("registering")
+    card = final_card(fold, split, cases, kind, figures_dict(comparison_figures(new_report, parent_report)))
+    registered = register(registry, fold, card, run_folder)
+    result = FineTuneResult(registered.model_id, parent.card.model_id, registered.folder, run_folder,
+                            tuple(case_ids_of(cases, split.train)), tuple(held_out), kind, fold.best_epoch,
+                            fold.best_validation_dice, new_report, parent_report)
+    write_text_atomic(run_folder / "comparison" / "comparison.md", result.markdown())
+    log.info("registered %s (parent %s) from %s", registered.model_id, parent.card.model_id, run_folder)
+    return result

@@ -1,0 +1,148 @@
+"""Fine-tuning the shipped model on corrected cases (CPU, short): a new registered model naming its
+parent and cases, a cancelled run in the training process that leaves the first model intact, the
+command line, and a contrast the parent never saw."""
+
+import csv
+import itertools
+import json
+import time
+
+import numpy as np
+import pytest
+
+from helpers import phantom_series, run_cli
+from ParaspinalSegLib.modelfile import WEIGHTS_FILE, load_model, sha256_of
+from ParaspinalSegLib.registry import ModelRegistry
+from ParaspinalSegTrainingLib.config import TrainingConfig
+from ParaspinalSegTrainingLib.finetune import FineTuneSettings, fine_tune
+from ParaspinalSegTrainingLib import trainingset
+from ParaspinalSegTrainingLib.trainingset import add_case
+from ParaspinalSegTrainingLib.trainprocess import TrainingProcess
+
+FAST = TrainingConfig(batch_size=2, mixed_precision=False, workers=0)
+ONE_EPOCH = FineTuneSettings(epochs=1, freeze_encoder_epochs=0, config=FAST)
+PROCESS_TIMEOUT_S = 400
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """PARASPINALSEG_HOME in a temporary folder: the shipped model plus what the tests register."""
+    folder = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PARASPINALSEG_HOME", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def shipped(home) -> str:
+    return ModelRegistry().active().model_id
+
+
+def corrected_cases(folder, cases: int, contrast=None):
+    for seed in range(cases):
+        series, labels = phantom_series(slices=2, seed=seed, fat_fraction=0.05 + 0.1 * seed, contrast=contrast)
+        add_case(folder, series, labels, draft_model="paraspinalseg-unet-r18-1.0.0",
+                 corrected_segments=["Right muscle tissue"], author="test")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def two_cases(tmp_path_factory):
+    return corrected_cases(tmp_path_factory.mktemp("set") / "training set", 2)
+
+
+def case_ids(training_set) -> list[str]:
+    return sorted(p.name for p in (training_set / "cases").iterdir())
+
+
+def test_training_process_registers_a_new_model_and_a_cancelled_second_run_loses_nothing(home, shipped, two_cases,
+                                                                                           tmp_path):
+    registry = ModelRegistry()
+    first = TrainingProcess(two_cases, shipped, ONE_EPOCH, work_folder=tmp_path / "first")
+    first.start()
+    outcome = first.wait(timeout=PROCESS_TIMEOUT_S)
+    assert outcome is not None and outcome.status == "finished", outcome and outcome.error
+    epochs = [e for e in first.events if e.kind == "epoch"]
+    assert [(e.epoch, e.epochs) for e in epochs] == [(1, 1)]
+    assert epochs[0].loss > 0 and 0 <= epochs[0].validation_dice <= 1
+    assert [e.phase for e in first.events if e.kind == "phase"] == ["training", "evaluating", "registering"]
+
+    model = registry.get(outcome.model_id)
+    assert outcome.model_id != shipped and not model.shipped
+    assert model.card.parent == shipped
+    assert model.card.training_data["case_ids"] == case_ids(two_cases)
+    held_out = outcome.result["held_out_case_ids"]
+    assert len(held_out) == 1 and model.card.validation["comparison_with_parent"]["cases"] == held_out
+    figures = outcome.result["figures"]["overall muscle"]
+    assert 0 <= figures["dice_new"] <= 1 and 0 <= figures["dice_parent"] <= 1
+    assert set(outcome.result["tables"]) == {"new", "parent"}
+
+    second = TrainingProcess(two_cases, shipped, FineTuneSettings(epochs=3, freeze_encoder_epochs=0, config=FAST),
+                             run_folder=tmp_path / "second run", work_folder=tmp_path / "second")
+    second.start()
+    deadline = time.monotonic() + PROCESS_TIMEOUT_S
+    while not any(e.kind == "epoch" for e in second.events):  # cancel once the first of 3 epochs is done
+        assert second.running and time.monotonic() < deadline, second.outcome
+        second.poll()
+        time.sleep(0.2)
+    second.cancel()
+    cancelled = second.wait(timeout=120)
+    assert cancelled is not None and cancelled.status == "cancelled", cancelled
+    assert "nothing was registered" in cancelled.error or "checkpoint is kept" in cancelled.error
+    assert {m.model_id for m in ModelRegistry().models()} == {shipped, outcome.model_id}
+    reloaded = load_model(model.folder)
+    assert sha256_of(model.folder / WEIGHTS_FILE) == reloaded.card.weights_sha256 == model.card.weights_sha256
+    with open(tmp_path / "second run" / "fold_0" / "metrics.csv", newline="") as stream:
+        assert 1 <= len(list(csv.DictReader(stream))) < 3
+    assert (tmp_path / "second run" / "fold_0" / "checkpoint" / "checkpoint.safetensors").is_file()
+
+
+def test_command_line_fine_tunes_registers_and_compares_with_the_parent(home, shipped, two_cases, tmp_path, capsys):
+    config = tmp_path / "fast.json"
+    config.write_text(json.dumps(FAST.to_dict() | {"folds": 0, "epochs": 1, "freeze_encoder_epochs": 0}))
+    code, out, err = run_cli(capsys, "train", two_cases, "--out", tmp_path / "run", "--base", shipped, "--register",
+                             "--config", config, "--version", "1.0.0-cli")
+    assert code == 0, err
+    assert f"registered paraspinalseg-unet-r18-1.0.0-cli (parent {shipped})" in out
+    assert "| structure | Dice parent | Dice new |" in out and "| overall muscle |" in out
+    card = ModelRegistry().get("paraspinalseg-unet-r18-1.0.0-cli").card
+    assert card.parent == shipped and card.training_settings["epochs"] == 1
+    code, _, err = run_cli(capsys, "train", two_cases, "--out", tmp_path / "again", "--base", shipped, "--register",
+                           "--config", config, "--version", "1.0.0-cli")
+    assert code == 2 and "already exists" in err
+
+
+def test_fine_tuning_on_a_contrast_the_parent_never_saw_improves_validation_dice(home, shipped, tmp_path, monkeypatch):
+    def inverted(image):
+        return np.clip(1400.0 - image, 0.0, None)
+
+    counter = itertools.count(1)  # pseudonyms in a fixed order, so that the same case is held out every time
+    monkeypatch.setattr(trainingset.secrets, "token_hex", lambda n: f"{next(counter):0{2 * n}x}")
+    training_set = corrected_cases(tmp_path / "inverted", 4, contrast=inverted)
+    monkeypatch.undo()
+    settings = FineTuneSettings(epochs=2, learning_rate=3e-3, freeze_encoder_epochs=2, seed=0, config=FAST)
+    result = fine_tune(training_set, shipped, settings)
+    figures = result.figures()
+    shown = result.markdown().split("\n\nParent")[0]
+    assert result.held_out_kind == "validation" and len(result.held_out_case_ids) == 1
+    for structure in ("overall muscle", "muscle tissue"):
+        assert figures[structure]["dice_new"] > figures[structure]["dice_parent"] + 0.3, shown
+    assert result.parent_id == shipped and result.model_id.startswith(f"{shipped}-ft")
+    assert load_model(result.model_folder).card.parent == shipped
+
+
+def test_training_process_reports_a_failure_and_an_early_cancel(home, shipped, tmp_path):
+    (tmp_path / "empty set").mkdir()
+    failing = TrainingProcess(tmp_path / "empty set", shipped, ONE_EPOCH, work_folder=tmp_path / "failing")
+    failing.start()
+    outcome = failing.wait(timeout=PROCESS_TIMEOUT_S)
+    assert outcome.status == "failed" and outcome.exit_code == 2
+    assert outcome.error == (f"{tmp_path / 'empty set'}: not a data set (no cases/ folder); "
+                             "see the data set layout in the README")
+
+    early = TrainingProcess(tmp_path / "empty set", shipped, ONE_EPOCH, work_folder=tmp_path / "early")
+    early.start()
+    early.cancel()
+    outcome = early.wait(timeout=PROCESS_TIMEOUT_S)
+    assert outcome.status == "cancelled" and outcome.model_id is None
+    assert not (tmp_path / "early" / "events.jsonl").read_text().count('"finished"')
