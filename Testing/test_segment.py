@@ -48,3 +48,24 @@ def test_batch_reports_the_broken_study_and_goes_on(tiny_model, tmp_path, capsys
     assert rows["patient_a"]["model"] == "paraspinal-unet-0.1.0" and rows["patient_a"]["grade"] in ("I", "II", "III", "")
     assert (tmp_path / "results" / "patient_a" / "slices.csv").exists()
     assert not (tmp_path / "results" / "patient_c").exists()
+
+
+def test_segment_series_progress_runs_once_to_the_end_and_cancels_in_the_fat_step(tiny_model):
+    from ParaspinalSegLib.errors import OperationCancelled
+    from ParaspinalSegLib.modelfile import load_model
+    from ParaspinalSegLib.pipeline import segment_series
+    from ParaspinalSegLib.reading import read_study
+
+    series, model = read_study(sample_folder() / "study").series, load_model(tiny_model)
+    seen = []
+    segment_series(series, model, fat_method="gmm", progress=lambda f, m: seen.append((f, m)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert any("fat" in m for _, m in seen)
+
+    def cancel_in_fat_step(fraction, message):
+        if "fat" in message:
+            raise OperationCancelled("stopped")
+
+    with pytest.raises(OperationCancelled):
+        segment_series(series, model, fat_method="gmm", progress=cancel_in_fat_step)

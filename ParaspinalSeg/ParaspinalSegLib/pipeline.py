@@ -105,6 +105,13 @@ def measure_series(
 FAT_FROM_MODEL = "cnn"
 
 
+def part_of(progress: ProgressCallback | None, start: float, end: float) -> ProgressCallback | None:
+    """A callback reporting a step's 0..1 as start..end of the whole bar (cancelling as the original)."""
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(start + (end - start) * fraction, message)
+
+
 def segment_series(
     series: SliceSeries,
     model,
@@ -122,9 +129,11 @@ def segment_series(
     from .inference import predict_series
     from .postprocess import clean_labels
 
-    predicted = predict_series(model, series, device=device, batch_size=batch_size, progress=progress)
-    labels = [clean_labels(plane) for plane in predicted]
     from_model = fat_method == FAT_FROM_MODEL
+    network_share = 1.0 if from_model else 0.85  # the rest of the bar is the fat step
+    predicted = predict_series(model, series, device=device, batch_size=batch_size,
+                               progress=part_of(progress, 0.0, network_share))
+    labels = [clean_labels(plane) for plane in predicted]
     return measure_series(
         series,
         labels,
@@ -133,4 +142,5 @@ def segment_series(
         label_kind="model",
         model=model.card.model_id,
         source=f"model {model.card.model_id}",
+        progress=part_of(progress, network_share, 1.0),
     )
