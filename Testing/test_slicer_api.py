@@ -19,7 +19,9 @@ CHECKED_ROOTS = ("slicer", "qt", "ctk", "vtk", "DICOMUtils")
 # ones the module files name as qt.X / ctk.X; add a class here only after checking Qt's or CTK's
 # documentation.
 QT_CTK_CLASSES = {
-    "QLabel": "ParaspinalSegTraining.py: the placeholder panel's text",
+    "QTimer": "ParaspinalSegTraining.py: polls the training process (QTimer(), setInterval, start, stop, "
+              "signal timeout())",
+    "QTableWidgetItem": "ParaspinalSegTraining.py: a cell of the case table (QTableWidgetItem(text), setToolTip, text)",
 }
 
 # Slicer core application and MRML methods that signatures.md does not list, with what they are.

@@ -12,7 +12,7 @@ from types import ModuleType, SimpleNamespace
 import numpy as np
 
 from . import scene as mrml
-from .widgets import child_widget_variables, load_ui
+from .widgets import TableWidgetItem, Timer, child_widget_variables, load_ui
 
 
 class Records:
@@ -105,6 +105,9 @@ class Util:
         except Exception as error:
             self._records.dialogs.append(("error", f"{message}\n{error}"))
             raise
+
+    def errorDisplay(self, text, windowTitle=None, parent=None, standardButtons=None, **kwargs):
+        self._records.dialogs.append(("error", text))
 
     def confirmOkCancelDisplay(self, text, windowTitle=None, parent=None, **kwargs):
         self._records.dialogs.append(("confirm", text))
@@ -209,7 +212,7 @@ def install(monkeypatch) -> FakeSlicer:
         "slicer.util": slicer.util,
         "slicer.ScriptedLoadableModule": slicer.ScriptedLoadableModule,
         "vtk": _module("vtk", SimpleNamespace(vtkMatrix4x4=mrml.vtkMatrix4x4)),
-        "qt": ModuleType("qt"),
+        "qt": _module("qt", SimpleNamespace(QTimer=Timer, QTableWidgetItem=TableWidgetItem)),
         "ctk": ModuleType("ctk"),
         "PyTorchUtils": torch_utils,
     }

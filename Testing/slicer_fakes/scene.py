@@ -1,5 +1,5 @@
 """Stand-in MRML scene and nodes: volumes, segmentations, tables, plots, with numpy arrays in
-[K, J, I] order. Only the methods ParaspinalSeg.py calls, plus plain attributes tests read."""
+[K, J, I] order. Only the methods the module files call, plus plain attributes tests read."""
 
 from __future__ import annotations
 
@@ -82,6 +82,9 @@ class Segmentation:
     def GetSegment(self, segmentId):
         return self.segments.get(segmentId)
 
+    def GetNthSegmentID(self, index):
+        return list(self.segments)[index]
+
     def GetNumberOfSegments(self):
         return len(self.segments)
 
@@ -130,11 +133,43 @@ class SegmentationsModuleLogic:
 
 
 class TableNode(Node):
+    """Columns by name: numpy arrays (updateTableFromArray) or lists of cell texts (AddColumn)."""
+
     def __init__(self, node_id, name):
         super().__init__(node_id, name)
-        self.columns: dict[str, np.ndarray] = {}
+        self.columns: dict[str, np.ndarray | list[str]] = {}
         self.units: dict[str, str] = {}
         self.descriptions: dict[str, str] = {}
+
+    def RemoveAllColumns(self):
+        self.columns.clear()
+        return True
+
+    def AddColumn(self, column=None):
+        """A new text column (what Slicer adds without an array), as long as the table."""
+        assert column is None, "the fakes add text columns only"
+        self.columns[f"Column {len(self.columns) + 1}"] = [""] * self.GetNumberOfRows()
+
+    def RenameColumn(self, columnIndex, newName):
+        names = list(self.columns)
+        names[columnIndex] = newName
+        self.columns = dict(zip(names, self.columns.values()))
+        return True
+
+    def GetNumberOfRows(self):
+        return len(next(iter(self.columns.values()), []))
+
+    def AddEmptyRow(self):
+        for cells in self.columns.values():
+            cells.append("")
+        return self.GetNumberOfRows() - 1
+
+    def SetCellText(self, row, column, text):
+        list(self.columns.values())[column][row] = str(text)
+        return True
+
+    def GetCellText(self, row, column):
+        return list(self.columns.values())[column][row]
 
     def SetColumnUnitLabel(self, columnName, unit):
         assert columnName in self.columns, columnName

@@ -57,8 +57,20 @@ class LineEdit(Widget):
 class PathLineEdit(Widget):
     currentPath = ""
 
+    def setCurrentPath(self, path):
+        """A user's choice of folder: sets currentPath and emits currentPathChanged, as ctk does."""
+        self.currentPath = str(path)
+        self.emit("currentPathChanged(QString)", self.currentPath)
+
 
 class ProgressBar(Widget):
+    value = 0
+    format = "%p%"
+
+
+class SpinBox(Widget):
+    """QSpinBox and QDoubleSpinBox: `value` as the .ui file sets it."""
+
     value = 0
 
 
@@ -76,6 +88,10 @@ class ComboBox(Widget):
     def addItem(self, text, userData=None):
         self.items.append((text, userData))
         self.currentIndex = max(self.currentIndex, 0)
+
+    def clear(self):
+        self.items.clear()
+        self.currentIndex = -1
 
     def findData(self, data):
         return next((i for i, (_, d) in enumerate(self.items) if d == data), -1)
@@ -117,6 +133,96 @@ class NodeComboBox(Widget):
         self.emit("currentNodeChanged(vtkMRMLNode*)", node)
 
 
+class TableWidgetItem:
+    """qt.QTableWidgetItem: a cell's text and tooltip."""
+
+    def __init__(self, text=""):
+        self._text, self._tool_tip = str(text), ""
+
+    def text(self):
+        return self._text
+
+    def setToolTip(self, toolTip):
+        self._tool_tip = toolTip
+
+    def toolTip(self):
+        return self._tool_tip
+
+
+class TableWidget(Widget):
+    """QTableWidget: cells by (row, column); setCurrentCell is a user's click on a row."""
+
+    def __init__(self, class_name, name):
+        super().__init__(class_name, name)
+        self.header_labels: list[str] = []
+        self.cells: dict[tuple[int, int], TableWidgetItem] = {}
+        self._rows, self._columns, self._current_row = 0, 0, -1
+
+    @property
+    def rowCount(self):
+        return self._rows
+
+    @property
+    def columnCount(self):
+        return self._columns
+
+    def setRowCount(self, rows):
+        self._rows = rows
+        self.cells = {(r, c): item for (r, c), item in self.cells.items() if r < rows}
+        if self._current_row >= rows:
+            self._current_row = -1
+            self.emit("itemSelectionChanged()")
+
+    def setColumnCount(self, columns):
+        self._columns = columns
+
+    def setHorizontalHeaderLabels(self, labels):
+        self.header_labels = list(labels)
+
+    def setItem(self, row, column, item):
+        assert row < self._rows and column < self._columns, (row, column)
+        self.cells[row, column] = item
+
+    def item(self, row, column):
+        return self.cells.get((row, column))
+
+    def currentRow(self):
+        return self._current_row
+
+    def setCurrentCell(self, row, column):
+        self._current_row = row
+        self.emit("itemSelectionChanged()")
+
+    def resizeColumnsToContents(self):
+        pass
+
+    def row_texts(self, row):
+        """For tests: the texts of one row, column by column."""
+        return [self.cells[row, column].text() for column in range(self._columns)]
+
+
+class Timer(Widget):
+    """qt.QTimer: it never fires by itself; a test calls `fire()` for each timeout it wants."""
+
+    def __init__(self, parent=None):
+        super().__init__("QTimer", "")
+        self.interval, self.active = 0, False
+
+    def setInterval(self, msec):
+        self.interval = msec
+
+    def start(self, msec=None):
+        self.active = True
+
+    def stop(self):
+        self.active = False
+
+    def fire(self):
+        """One timeout, as the event loop would deliver it while the timer runs."""
+        if self.active:
+            self.emit("timeout()")
+
+
 class MRMLWidget(Widget):
     def setMRMLScene(self, scene):
         self.emit("mrmlSceneChanged(vtkMRMLScene*)", scene)
@@ -128,6 +234,9 @@ WIDGET_CLASSES = {
     "QLineEdit": LineEdit,
     "QComboBox": ComboBox,
     "QProgressBar": ProgressBar,
+    "QSpinBox": SpinBox,
+    "QDoubleSpinBox": SpinBox,
+    "QTableWidget": TableWidget,
     "ctkCollapsibleButton": CollapsibleButton,
     "ctkPathLineEdit": PathLineEdit,
     "qMRMLNodeComboBox": NodeComboBox,
@@ -144,6 +253,8 @@ def _property_value(element):
         return value.text == "true"
     if value.tag == "number":
         return int(value.text)
+    if value.tag == "double":
+        return float(value.text)
     if value.tag == "stringlist":
         return [item.text for item in value]
     return None
