@@ -157,7 +157,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             self._installTorch()
         specs = [PIP_REQUIREMENTS[name] for name in missing if name in PIP_REQUIREMENTS]
         if specs:
-            self._pipInstallKeepingCore(specs)
+            self.pipInstallKeepingCore(specs)
         importlib.invalidate_caches()
         stillMissing = ", ".join(missingPythonPackages())
         if stillMissing:
@@ -182,7 +182,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             raise ParaspinalError("PyTorch could not be installed; try the PyTorch Utils module and see its log.")
 
     @staticmethod
-    def _pipInstallKeepingCore(specs: list[str]) -> None:
+    def pipInstallKeepingCore(specs: list[str]) -> None:
         log.info("installing %s with pip", ", ".join(specs))
         with tempfile.TemporaryDirectory() as folder:
             constraints = Path(folder) / "constraints.txt"
@@ -250,7 +250,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         labels = mrml.label_volume(series, measurement.labels, slicer.util.arrayFromVolume(volumeNode).shape)
         with nodesRemovedOnFailure() as created:
             if segmentationNode is None:
-                segmentationNode = self._addNode("vtkMRMLSegmentationNode", f"{volumeNode.GetName()} paraspinal", created)
+                segmentationNode = self.addNode("vtkMRMLSegmentationNode", f"{volumeNode.GetName()} paraspinal", created)
             self.setSegments(segmentationNode, volumeNode, labels)
             return self._writeMeasurements(segmentationNode, measurement, tableNode, created)
 
@@ -340,7 +340,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
     # -- nodes ----------------------------------------------------------------------------------
 
     @staticmethod
-    def _addNode(className: str, name: str, created: list):
+    def addNode(className: str, name: str, created: list):
         node = slicer.mrmlScene.AddNewNodeByClass(className, name)
         created.append(node)
         return node
@@ -353,7 +353,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
 
     def _writeMeasurements(self, segmentationNode, measurement, tableNode, created) -> ParaspinalSegResult:
         if tableNode is None:
-            tableNode = self.linkedNode(segmentationNode, mrml.TABLE_ATTRIBUTE) or self._addNode(
+            tableNode = self.linkedNode(segmentationNode, mrml.TABLE_ATTRIBUTE) or self.addNode(
                 "vtkMRMLTableNode", f"{segmentationNode.GetName()} measurements", created)
         columns = mrml.measurement_columns(measurement.slices)
         slicer.util.updateTableFromArray(tableNode, [c.values for c in columns], columnNames=[c.name for c in columns])
@@ -373,14 +373,14 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         chart = self.linkedNode(segmentationNode, spec.attribute)
         if chart is not None and chart.GetAttribute(mrml.TABLE_ATTRIBUTE) == tableNode.GetID():
             return chart
-        chart = self._addNode("vtkMRMLPlotChartNode", f"{segmentationNode.GetName()} {spec.title.lower()}", created)
+        chart = self.addNode("vtkMRMLPlotChartNode", f"{segmentationNode.GetName()} {spec.title.lower()}", created)
         chart.SetAttribute(mrml.TABLE_ATTRIBUTE, tableNode.GetID())
         chart.SetTitle(spec.title)
         chart.SetXAxisTitle(mrml.CHART_X_TITLE)
         chart.SetYAxisTitle(spec.y_title)
         chart.SetLegendVisibility(True)
         for column, legend in spec.series:
-            series = self._addNode("vtkMRMLPlotSeriesNode", legend, created)
+            series = self.addNode("vtkMRMLPlotSeriesNode", legend, created)
             series.SetAndObserveTableNodeID(tableNode.GetID())
             series.SetXColumnName(mrml.CHART_X_COLUMN)
             series.SetYColumnName(column)
@@ -428,16 +428,25 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget):
     def cleanup(self):
         self._cancelRequested = True
 
-    def _fillChoices(self):
+    def enter(self):
+        """Each time the module is shown: models registered or activated elsewhere appear."""
+        self.refreshModels()
+
+    def refreshModels(self):
+        """The registered models in the model list, the active one selected."""
         try:
             models, active = self.logic.modelChoices()
         except ParaspinalError as error:
             models, active = [], None
             self.ui.statusLabel.text = str(error)
+        self.ui.modelComboBox.clear()
         for modelId in models:
             self.ui.modelComboBox.addItem(modelId, modelId)
         if active:
             self.ui.modelComboBox.setCurrentIndex(self.ui.modelComboBox.findData(active))
+
+    def _fillChoices(self):
+        self.refreshModels()
         for value, text in DEVICES:
             self.ui.deviceComboBox.addItem(text, value)
         for value, text in FAT_METHODS:

@@ -141,7 +141,7 @@ class ParaspinalSegTrainingLogic(ScriptedLoadableModuleLogic):
         ):
             raise ParaspinalError(f"Not installed: {', '.join(missing)}. Training cannot run without them; press "
                                   "Train again and accept the installation.")
-        ParaspinalSegLogic._pipInstallKeepingCore(specs)
+        ParaspinalSegLogic.pipInstallKeepingCore(specs)
         importlib.invalidate_caches()
         stillMissing = [name for name in missing if not isInstalled(name)]
         if stillMissing:
@@ -222,7 +222,7 @@ class ParaspinalSegTrainingLogic(ScriptedLoadableModuleLogic):
 
     def createCurveNodes(self, name: str):
         """An (empty) table for the per-epoch curves and a chart of them: (table, chart)."""
-        addNode = ParaspinalSegLogic._addNode  # a new node, listed in `created`
+        addNode = ParaspinalSegLogic.addNode  # a new node, listed in `created`
         with nodesRemovedOnFailure() as created:
             table = addNode("vtkMRMLTableNode", f"{name} curves", created)
             chart = addNode("vtkMRMLPlotChartNode", f"{name} curves", created)

@@ -297,3 +297,17 @@ def test_the_help_names_the_method_its_limits_and_the_paper(installed):
     assert parent.title == "ParaspinalSeg"
     assert "simplified Goutallier" in parent.helpText and "axial slices only" in parent.helpText
     assert "Baur D. et al." in parent.acknowledgementText and "Eur Spine J 2021" in parent.acknowledgementText
+
+
+def test_showing_the_panel_again_lists_models_registered_and_activated_meanwhile(env, sample, tmp_path):
+    widget = panel(env, add_volume(env, sample.volume))
+    registry = ModelRegistry()
+    copy = shutil.copytree(registry.active().folder, tmp_path / "copy")
+    card = json.loads((copy / "model.json").read_text())
+    (copy / "model.json").write_text(json.dumps({**card, "version": "9.9.9-test"}))
+    new_id = registry.import_model(copy).model_id
+    registry.set_active(new_id)
+    assert widget.ui.modelComboBox.findData(new_id) == -1
+    widget.enter()
+    assert widget.ui.modelComboBox.currentData == new_id
+    assert widget.ui.modelComboBox.count == len(registry.models())

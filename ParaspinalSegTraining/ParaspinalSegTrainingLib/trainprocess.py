@@ -93,8 +93,10 @@ def package_roots() -> list[str]:
 
 def default_python() -> str:
     """PythonSlicer inside Slicer (whose own executable is the application), else this interpreter."""
-    slicer_python = shutil.which("PythonSlicer") if "slicer" in sys.modules else None
-    return slicer_python or sys.executable
+    if "slicer" not in sys.modules:
+        return sys.executable
+    beside = Path(sys.executable).with_name("PythonSlicer" + Path(sys.executable).suffix)
+    return shutil.which("PythonSlicer") or (str(beside) if beside.exists() else sys.executable)
 
 
 def child_environment() -> dict[str, str]:
