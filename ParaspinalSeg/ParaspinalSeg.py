@@ -309,8 +309,12 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
                 corrected.append(style.name)
         return corrected
 
-    def addToTrainingSet(self, volumeNode, segmentationNode, trainingSetFolder, author: str = "") -> Path:
-        """Add the volume and its corrected segmentation as a case of a training set; the case folder."""
+    def addToTrainingSet(self, volumeNode, segmentationNode, trainingSetFolder, author: str = "",
+                         patientKey: str | None = None) -> Path:
+        """Add the volume and its corrected segmentation as a case of a training set; the case folder.
+
+        The case gets a random pseudonym; only with a patientKey is the link pseudonym -> patientKey
+        kept (in the set's pseudonyms.csv), as the user asked."""
         try:
             from ParaspinalSegTrainingLib.trainingset import add_case
         except ModuleNotFoundError as error:
@@ -322,6 +326,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             Path(trainingSetFolder), series, self.labelsFromSegmentation(segmentationNode, volumeNode, series),
             draft_model=segmentationNode.GetAttribute(mrml.MODEL_ATTRIBUTE) or None,
             corrected_segments=self.correctedSegments(segmentationNode), author=author,
+            patient_key=patientKey or None, keep_mapping=bool(patientKey),
         )
 
     # -- batch ----------------------------------------------------------------------------------
@@ -549,9 +554,12 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget):
             folder = self.ui.trainingSetPathLineEdit.currentPath
             if not folder:
                 raise InputError("Choose a training-set folder first.")
+            patientKey = self.ui.patientKeyLineEdit.text.strip() if self.ui.keepMappingCheckBox.checked else ""
+            if self.ui.keepMappingCheckBox.checked and not patientKey:
+                raise InputError("Type the patient key to keep the link, or untick the box to add the case without it.")
             case = self.logic.addToTrainingSet(
                 self.ui.inputVolumeSelector.currentNode(), self.ui.outputSegmentationSelector.currentNode(),
-                folder, author=self.ui.authorLineEdit.text,
+                folder, author=self.ui.authorLineEdit.text, patientKey=patientKey or None,
             )
             self.ui.statusLabel.text = f"Added to the training set as {case}."
 

@@ -164,13 +164,15 @@ class ParaspinalSegTrainingLogic(ScriptedLoadableModuleLogic):
         """The cases with slices, fat fraction, corrected or not, date and warnings; [] if none yet."""
         return list_cases(self.trainingSetPath(trainingSetFolder))
 
-    def addCase(self, volumeNode, segmentationNode, trainingSetFolder, author: str = "") -> Path:
+    def addCase(self, volumeNode, segmentationNode, trainingSetFolder, author: str = "",
+                patientKey: str | None = None) -> Path:
         """Add a volume and its corrected segmentation as a new case (as ParaspinalSeg's Add to
-        training set does); the case folder."""
+        training set does: the pseudonym's link to patientKey is kept only if one is given)."""
         folder = self.trainingSetPath(trainingSetFolder)
         if volumeNode is None or segmentationNode is None:
             raise InputError("Choose the volume and its segmentation to add.")
-        return ParaspinalSegLogic().addToTrainingSet(volumeNode, segmentationNode, folder, author=author)
+        return ParaspinalSegLogic().addToTrainingSet(volumeNode, segmentationNode, folder, author=author,
+                                                     patientKey=patientKey)
 
     def removeCase(self, trainingSetFolder, caseId: str) -> Path:
         """Move a case whole into the training set's trash/ folder; where it went."""

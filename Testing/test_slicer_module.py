@@ -270,7 +270,17 @@ def test_add_to_training_set_hands_the_corrected_case_to_the_training_library(en
     assert call.training_set == tmp_path / "training" and len(call.series) == len(sample.truth)
     np.testing.assert_array_equal(mrml.label_volume(call.series, call.labels, sample.truth.shape), sample.truth)
     assert (call.draft_model, call.corrected_segments, call.author) == (None, ["Left fat"], "reader 1")
+    assert (call.patient_key, call.keep_mapping) == (None, False)
     assert widget.ui.statusLabel.text == f"Added to the training set as {tmp_path / 'training' / 'case-0001'}."
+
+    widget.ui.keepMappingCheckBox.setChecked(True)
+    assert widget.ui.patientKeyLineEdit.enabled
+    with pytest.raises(ParaspinalError, match="Type the patient key"):  # shown in a dialog in Slicer
+        widget.ui.addToTrainingSetButton.click()
+    assert len(calls) == 1
+    widget.ui.patientKeyLineEdit.text = " MRN-0042 "
+    widget.ui.addToTrainingSetButton.click()
+    assert (calls[-1].patient_key, calls[-1].keep_mapping) == ("MRN-0042", True)
 
 
 def test_add_to_training_set_writes_a_case_with_the_training_library(env, sample, tmp_path):
@@ -283,6 +293,11 @@ def test_add_to_training_set_writes_a_case_with_the_training_library(env, sample
     assert case.parent == tmp_path / "training" / "cases"
     assert {trainingset.IMAGE_FILE, trainingset.LABELS_FILE, trainingset.CASE_FILE} <= {p.name for p in case.iterdir()}
     assert "reader 1" in (case / trainingset.CASE_FILE).read_text()
+    assert not (tmp_path / "training" / trainingset.MAPPING_FILE).exists()
+    linked = logic.addToTrainingSet(volume, segmentation_node, tmp_path / "training", patientKey="MRN-0042")
+    mapping = (tmp_path / "training" / trainingset.MAPPING_FILE).read_text()
+    assert linked.name in mapping and "MRN-0042" in mapping and case.name not in mapping
+    assert "MRN-0042" not in (linked / trainingset.CASE_FILE).read_text()
 
 
 def test_the_self_test_passes_on_the_stand_ins(env):

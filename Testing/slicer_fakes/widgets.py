@@ -36,6 +36,9 @@ class Widget:
         for slot in list(self._slots.get(signal, [])):
             _call_slot(slot, args)
 
+    def setEnabled(self, enabled):
+        self.enabled = bool(enabled)
+
 
 class PushButton(Widget):
     text = ""
@@ -52,6 +55,16 @@ class Label(Widget):
 
 class LineEdit(Widget):
     text = ""
+
+
+class CheckBox(Widget):
+    text = ""
+    checked = False
+
+    def setChecked(self, checked):
+        """A user's tick: sets `checked` and emits toggled(bool), as Qt does."""
+        self.checked = bool(checked)
+        self.emit("toggled(bool)", self.checked)
 
 
 class PathLineEdit(Widget):
@@ -232,6 +245,7 @@ WIDGET_CLASSES = {
     "QPushButton": PushButton,
     "QLabel": Label,
     "QLineEdit": LineEdit,
+    "QCheckBox": CheckBox,
     "QComboBox": ComboBox,
     "QProgressBar": ProgressBar,
     "QSpinBox": SpinBox,
