@@ -74,6 +74,21 @@ def keptVersionsConstraints() -> str:
     return "\n".join(lines) + "\n"
 
 
+def fillModelComboBox(comboBox, statusLabel) -> None:
+    """The registered models in a combo box (data = model id), the active one selected; a registry
+    problem is shown in statusLabel."""
+    try:
+        models, active = ParaspinalSegLogic().modelChoices()
+    except ParaspinalError as error:
+        models, active = [], None
+        statusLabel.text = str(error)
+    comboBox.clear()
+    for modelId in models:
+        comboBox.addItem(modelId, modelId)
+    if active:
+        comboBox.setCurrentIndex(comboBox.findData(active))
+
+
 class ParaspinalSeg(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
@@ -438,17 +453,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget):
         self.refreshModels()
 
     def refreshModels(self):
-        """The registered models in the model list, the active one selected."""
-        try:
-            models, active = self.logic.modelChoices()
-        except ParaspinalError as error:
-            models, active = [], None
-            self.ui.statusLabel.text = str(error)
-        self.ui.modelComboBox.clear()
-        for modelId in models:
-            self.ui.modelComboBox.addItem(modelId, modelId)
-        if active:
-            self.ui.modelComboBox.setCurrentIndex(self.ui.modelComboBox.findData(active))
+        fillModelComboBox(self.ui.modelComboBox, self.ui.statusLabel)
 
     def _fillChoices(self):
         self.refreshModels()

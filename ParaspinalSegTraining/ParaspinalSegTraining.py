@@ -32,7 +32,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 
-from ParaspinalSeg import DEVICES, ParaspinalSegLogic, isInstalled, nodesRemovedOnFailure, percentText
+from ParaspinalSeg import DEVICES, ParaspinalSegLogic, fillModelComboBox, isInstalled, nodesRemovedOnFailure, percentText
 
 TRAIN_TEXT = "Train"
 CANCEL_TEXT = "Cancel"
@@ -334,16 +334,7 @@ class ParaspinalSegTrainingWidget(ScriptedLoadableModuleWidget):
             self.process.cancel()
 
     def fillModels(self):
-        try:
-            models, active = ParaspinalSegLogic().modelChoices()
-        except ParaspinalError as error:
-            models, active = [], None
-            self.ui.statusLabel.text = str(error)
-        self.ui.baseModelComboBox.clear()
-        for modelId in models:
-            self.ui.baseModelComboBox.addItem(modelId, modelId)
-        if active:
-            self.ui.baseModelComboBox.setCurrentIndex(self.ui.baseModelComboBox.findData(active))
+        fillModelComboBox(self.ui.baseModelComboBox, self.ui.statusLabel)
 
     @property
     def trainingSetFolder(self) -> str:
