@@ -244,7 +244,7 @@ def test_the_self_test_trains_from_the_console_and_cancels_a_run_in_the_process(
     assert re.fullmatch(rf"Trained {shipped}-ft1 from {shipped} on case-[0-9a-f]{{8}}: compartment Dice on "
                         r"case-[0-9a-f]{8} [01]\.\d{3} -> [01]\.\d{3}", trained)
     assert cancelled == "A second run in the training process, cancelled after its first epoch, registered nothing"
-    assert [m.model_id for m in ModelRegistry().models()] == [shipped]  # the test's models lived in a temporary home
+    assert [m.model_id for m in ModelRegistry().models() if not m.shipped] == []  # the test's models lived in a temporary home
 
 
 def test_a_declined_installation_of_the_training_packages_installs_nothing(env, monkeypatch):
