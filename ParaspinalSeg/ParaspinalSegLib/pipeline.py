@@ -17,7 +17,7 @@ from .fat import FatMethod, FatSettings, quantify_fat
 from .labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, compartment_masks
 from .measurement import PatientSummary, SliceMeasurement, measure_slice, summarise
 from .slices import SliceSeries
-from .progress import ProgressCallback
+from .progress import ProgressCallback, part_of
 
 
 @dataclass(frozen=True)
@@ -103,13 +103,6 @@ def measure_series(
 
 
 FAT_FROM_MODEL = "cnn"
-
-
-def part_of(progress: ProgressCallback | None, start: float, end: float) -> ProgressCallback | None:
-    """A callback reporting a step's 0..1 as start..end of the whole bar (cancelling as the original)."""
-    if progress is None:
-        return None
-    return lambda fraction, message: progress(start + (end - start) * fraction, message)
 
 
 def segment_series(

@@ -27,7 +27,7 @@ from ParaspinalSegLib.errors import InputError, OperationCancelled
 from ParaspinalSegLib.inference import choose_device
 from ParaspinalSegLib.modelfile import CARD_FILE, WEIGHTS_FILE, LoadedModel, ModelCard, load_model
 from ParaspinalSegLib.outputs import write_text_atomic
-from ParaspinalSegLib.progress import ProgressCallback
+from ParaspinalSegLib.progress import ProgressCallback, part_of
 from ParaspinalSegLib.registry import ModelRegistry, RegisteredModel, resolve_model
 
 from .config import TrainingConfig, checked_fields
@@ -179,11 +179,13 @@ def default_run_folder(registry: ModelRegistry, model_id: str, config: TrainingC
 def stopping_progress(progress: ProgressCallback | None, should_stop: Callable[[], bool] | None,
                       start: float, share: float) -> ProgressCallback:
     """A progress callback mapped onto [start, start + share] that cancels when should_stop says so."""
+    mapped = part_of(progress, start, start + share)
+
     def report(fraction: float, message: str) -> None:
         if should_stop and should_stop():
             raise OperationCancelled(f"fine-tuning cancelled while {message}; nothing was registered")
-        if progress:
-            progress(start + share * fraction, message)
+        if mapped:
+            mapped(fraction, message)
 
     return report
 

@@ -26,7 +26,7 @@ from .datasets import dataset_fingerprint, find_cases, prepare_dataset
 from .evaluate import EvaluationReport, evaluate_cases
 from .folds import Split, patient_splits
 from .training import EpochCallback, FoldResult, train_fold
-from ParaspinalSegLib.progress import ProgressCallback
+from ParaspinalSegLib.progress import ProgressCallback, part_of
 
 READING_SHARE = 0.05  # of the progress bar, for reading and preparing the cases
 
@@ -90,7 +90,7 @@ def run_training(
     _check_same_config(out, config, base.card.model_id if base else None)
     cases = find_cases(dataset)
     card = card_template(config, base, {**dataset_fingerprint(cases), "case_ids": [c.case_id for c in cases]})
-    data = prepare_dataset(cases, card.preprocessing, (lambda f, m: progress(READING_SHARE * f, m)) if progress else None)
+    data = prepare_dataset(cases, card.preprocessing, part_of(progress, 0.0, READING_SHARE))
     if data.fat_by_image_analysis:
         card = ModelCard.from_dict({**card.to_dict(), "training_data": {
             **card.training_data, "fat_by_image_analysis": data.fat_by_image_analysis}})
@@ -98,8 +98,8 @@ def run_training(
     initial = {k: v.float() for k, v in base.network.state_dict().items()} if base else None
     results, reports = [], []
     for split in splits:
-        fold_progress = (lambda f, m, k=split.fold: progress(
-            READING_SHARE + (1 - READING_SHARE) * (k + f) / len(splits), m)) if progress else None
+        fold_share = (1 - READING_SHARE) / len(splits)
+        fold_progress = part_of(progress, READING_SHARE + split.fold * fold_share, READING_SHARE + (split.fold + 1) * fold_share)
         result = train_fold(data, split, config, out / f"fold_{split.fold}", card, initial, fold_progress, should_stop,
                             on_epoch)
         results.append(result)
