@@ -16,7 +16,9 @@ from ParaspinalSegTrainingLib.datasets import find_cases
 from ParaspinalSegTrainingLib.synthesis import (
     Level, SynthesisSettings, Tissue, parse_level, synth_case, synth_slice, write_dataset,
 )
+from ParaspinalSegTrainingLib.synthesis.compartments import close_gaps_to_bone
 from ParaspinalSegTrainingLib.synthesis.fat import add_fat, draw_fat_pattern
+from ParaspinalSegTrainingLib.synthesis.raster import Canvas, Grid
 from ParaspinalSegTrainingLib.synthesis.shapes import load_shapes, shapes_zip_path
 from ParaspinalSegTrainingLib.synthesis.tissues import BONE_TISSUES, COMPARTMENT_TISSUES, LEFT_COMPARTMENT, RIGHT_COMPARTMENT
 
@@ -218,3 +220,59 @@ def test_levels_and_settings_are_checked_with_helpful_messages():
         SynthesisSettings(shape_source="procedureal")
     with pytest.raises(InputError, match="did you mean 'L4'"):
         SynthesisSettings(levels=("L44",))
+
+
+def test_gaps_up_to_the_set_size_between_compartment_and_spine_become_its_muscle():
+    canvas = Canvas(Grid(x0=0.0, y0=0.0, spacing=1.0, shape=(40, 60)))
+    codes = canvas.codes
+    codes[10:14, 5:55] = Tissue.POSTERIOR_ARCH  # a lamina, 4 mm thick
+    codes[18:30, 10:25] = Tissue.RIGHT_MULTIFIDUS  # 4 mm of fat (0) between lamina and muscle
+    codes[18:30, 30:45] = Tissue.LEFT_ERECTOR_SPINAE
+    codes[22:30, 50:54] = Tissue.CORTICAL_BONE  # rib cortex round its marrow, 5 mm beside the left side
+    codes[24:28, 51:53] = Tissue.RIB
+    before = codes.copy()
+    close_gaps_to_bone(canvas, gap_mm=10.0)
+    changed = codes != before
+    assert (codes[14:18, 10:25] == Tissue.RIGHT_MULTIFIDUS).all()  # the whole 4 x 15 mm gap
+    rows, columns = np.nonzero(changed[:, :28])
+    assert rows.min() == 14 and rows.max() <= 18 and columns.min() >= 7 and columns.max() <= 27  # and its corners only
+    assert (codes[changed][:, None] == [Tissue.RIGHT_MULTIFIDUS, Tissue.LEFT_ERECTOR_SPINAE]).any(axis=1).all()
+    assert (codes[14:18, 30:45] == Tissue.LEFT_ERECTOR_SPINAE).all()
+    assert not changed[20:30, 45:50].any()  # the gap to the rib stays fat
+    closed_narrow = Canvas(Grid(0.0, 0.0, 1.0, (40, 60)))
+    closed_narrow.codes[:] = before
+    close_gaps_to_bone(closed_narrow, gap_mm=2.0)  # gaps larger than the setting stay
+    assert np.array_equal(closed_narrow.codes, before)
+
+
+def test_deep_fat_gathers_next_to_bone_at_the_exact_fraction():
+    tissues = np.zeros((60, 60), dtype=np.uint8)
+    tissues[5:9, :] = Tissue.POSTERIOR_ARCH
+    tissues[9:50, 5:55] = Tissue.RIGHT_MULTIFIDUS
+    n = int((tissues == Tissue.RIGHT_MULTIFIDUS).sum())
+    rows = np.indices(tissues.shape)[0]
+    depth = {}
+    for weight in (0.0, 3.0):
+        pattern = replace(draw_fat_pattern(np.random.default_rng(4)), deep=weight)
+        out = add_fat(tissues, (20.0, 0.0), pattern, 1.0, np.random.default_rng(5))
+        fat = out == Tissue.RIGHT_INTRAMUSCULAR_FAT
+        assert fat.sum() == round(0.2 * n)
+        depth[weight] = rows[fat].mean() - 9
+    assert depth[3.0] < 0.6 * depth[0.0]
+
+
+def test_synthesis_anatomy_settings_change_the_data_only_where_asked():
+    plain = synth_slice("L1", np.random.default_rng(3), WIDE)
+    assert draw_fat_pattern(np.random.default_rng(1)).deep == 0.0
+    again = synth_slice("L1", np.random.default_rng(3), replace(WIDE, compartment_width_mm=(60.0, 66.0, 70.0, 68.0, 60.0, 50.0)))
+    assert np.array_equal(plain.labels, again.labels)
+    wider = synth_slice("L1", np.random.default_rng(3), replace(WIDE, compartment_width_mm=(90.0, 66.0, 70.0, 68.0, 60.0, 50.0)))
+    columns = np.nonzero((wider.labels > 0).any(axis=0))[0]
+    plain_columns = np.nonzero((plain.labels > 0).any(axis=0))[0]
+    assert columns.size > 1.2 * plain_columns.size
+    with pytest.raises(InputError, match="compartment_width_mm"):
+        SynthesisSettings(compartment_width_mm=(60.0, 66.0))
+    with pytest.raises(InputError, match="bone_gap_mm"):
+        SynthesisSettings(bone_gap_mm=-1.0)
+    with pytest.raises(InputError, match="deep_fat"):
+        SynthesisSettings(deep_fat=(2.0, 1.0))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .compartments import Compartments, paint_compartments, procedural_compartments
+from .compartments import WIDTH_MM, Compartments, close_gaps_to_bone, paint_compartments, procedural_compartments
 from .levels import along_spine
 from .raster import Canvas, band, blob, capsule, ellipse, random_wobble, shrink, smooth_open
 from .shapes import RealShape, real_compartments
@@ -210,14 +210,19 @@ def paint_ribs(canvas: Canvas, spine: Spine, body: Body, rng: np.random.Generato
 
 def paint_anatomy(
     canvas: Canvas, position: float, disc: bool, habitus: Habitus, rng: np.random.Generator,
-    real_shapes: tuple[RealShape, ...] | None = None,
+    real_shapes: tuple[RealShape, ...] | None = None, widths_mm: tuple[float, ...] = WIDTH_MM,
+    bone_gap_mm: float = 0.0,
 ) -> Compartments:
-    """Paint a whole slice onto the canvas; returns the compartments as drawn (before anything covered them)."""
+    """Paint a whole slice onto the canvas; returns the compartments as drawn (before anything covered them).
+
+    widths_mm: the procedural compartments' typical width from the midline at L1..S1; bone_gap_mm:
+    gaps up to this size between a compartment and the posterior elements become its muscle (0: none)."""
     spine = draw_spine(position, disc, habitus.size, rng)
     if real_shapes:
         compartments = real_compartments(canvas, spine, real_shapes, habitus.size, habitus.asymmetry, rng)
     else:
-        compartments = procedural_compartments(canvas, spine, habitus.size, habitus.muscle, habitus.asymmetry, rng)
+        compartments = procedural_compartments(canvas, spine, habitus.size, habitus.muscle, habitus.asymmetry, rng,
+                                               widths_mm)
     reach, back = compartments.extent(canvas)
     tip = max(spine.lamina_y + 8.0, min(spine.spinous_tip, back - rng.uniform(0.0, 6.0)))  # ends within the muscles
     spine = replace(spine, spinous_tip=tip)
@@ -232,4 +237,5 @@ def paint_anatomy(
     paint_compartments(canvas, compartments, rng.uniform(1.0, 2.0))
     paint_ribs(canvas, spine, body, rng)
     paint_spine(canvas, spine, rng)
+    close_gaps_to_bone(canvas, bone_gap_mm)
     return compartments

@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import binary_dilation
+from scipy.ndimage import binary_closing, binary_dilation, distance_transform_edt, label
 
 from .levels import along_spine
 from .raster import Canvas, smooth_closed
 from .spine import SIDES, Spine
 from .tissues import Tissue
+
+POSTERIOR_BONE = (Tissue.CORTICAL_BONE, Tissue.POSTERIOR_ARCH, Tissue.SACRUM)
 
 # Outlines of one compartment as (lateral distance / width, depth behind the multifidus' front /
 # depth), round from the lateral tip. LUMBAR is the mean of the 411 traced L4/L5 masks (the erector
@@ -65,20 +67,25 @@ def outline_template(position: float) -> np.ndarray:
     return (1.0 - sacral) * LUMBAR + sacral * SACRAL
 
 
-def compartment_size(position: float, size: float, muscle: float) -> tuple[float, float, float]:
+WIDTH_MM = (60.0, 66.0, 70.0, 68.0, 60.0, 50.0)  # typical width from the midline at L1..S1 (synthesis 1.0)
+
+
+def compartment_size(position: float, size: float, muscle: float,
+                     widths_mm: tuple[float, ...] = WIDTH_MM) -> tuple[float, float, float]:
     """Typical (width from the midline, depth, multifidus share of the width), mm, for a level."""
-    width = along_spine((60.0, 66.0, 70.0, 68.0, 60.0, 50.0), position) * size * muscle**0.3
+    width = along_spine(widths_mm, position) * size * muscle**0.3
     depth = along_spine((27.0, 36.0, 46.0, 51.0, 48.0, 34.0), position) * size * muscle**0.7
     share = along_spine((0.22, 0.26, 0.34, 0.43, 0.6, 0.85), position)
     return width, depth, share
 
 
 def procedural_compartments(
-    canvas: Canvas, spine: Spine, size: float, muscle: float, asymmetry: float, rng: np.random.Generator
+    canvas: Canvas, spine: Spine, size: float, muscle: float, asymmetry: float, rng: np.random.Generator,
+    widths_mm: tuple[float, ...] = WIDTH_MM,
 ) -> Compartments:
     """Both compartments drawn from the level's template with random size, shape and asymmetry."""
     template = outline_template(spine.position)
-    width, depth, share = compartment_size(spine.position, size, muscle)
+    width, depth, share = compartment_size(spine.position, size, muscle, widths_mm)
     width *= rng.uniform(0.9, 1.1)
     depth *= rng.uniform(0.85, 1.15)
     medial = spine.spinous_half_width + rng.uniform(0.8, 2.0)
@@ -132,3 +139,45 @@ def paint_compartments(canvas: Canvas, compartments: Compartments, fascia_mm: fl
     for index in range(2):
         canvas.paint_mask(compartments.erector[index], ERECTOR_CODES[index])
         canvas.paint_mask(compartments.multifidus[index], MULTIFIDUS_CODES[index])
+
+
+def disk(radius: int) -> np.ndarray:
+    r = np.arange(-radius, radius + 1)
+    return r[:, None] ** 2 + r[None, :] ** 2 <= radius**2
+
+
+def close_gaps_to_bone(canvas: Canvas, gap_mm: float) -> None:
+    """Fill the gaps of up to about `gap_mm` between each compartment and the bone it lies on with its muscle.
+
+    The multifidus lies on the laminae and the spinous process, the erector spinae on the transverse
+    processes, with no fat between; the drawn outlines leave such gaps. The bone is the spine's (ribs and
+    iliac wings do not count). A gap is what a morphological closing of compartment and bone adds beyond
+    the closing of the bone alone, touching the compartment; each gap pixel takes the muscle code of the
+    nearest compartment pixel.
+    """
+    radius = int(round(gap_mm / 2 / canvas.grid.spacing))
+    if radius < 1:
+        return
+    codes = canvas.codes
+    other_bones = np.isin(codes, (Tissue.RIB, Tissue.ILIUM))  # their cortex is no bed for the compartments
+    cortex_reach = max(1, int(np.ceil(3.0 / canvas.grid.spacing)))
+    bone = np.isin(codes, POSTERIOR_BONE) & ~binary_dilation(other_bones, iterations=cortex_reach)
+    if not bone.any():
+        return
+    structure = disk(radius)
+    bone_closed = binary_closing(np.pad(bone, radius), structure)[radius:-radius, radius:-radius]
+    compartments = np.isin(codes, MULTIFIDUS_CODES + ERECTOR_CODES)
+    for muscles in ((MULTIFIDUS_CODES[0], ERECTOR_CODES[0]), (MULTIFIDUS_CODES[1], ERECTOR_CODES[1])):
+        own = np.isin(codes, muscles)
+        if not own.any():
+            continue
+        closed = binary_closing(np.pad(own | bone, radius), structure)[radius:-radius, radius:-radius]
+        gap = closed & ~bone_closed & ~bone & ~compartments
+        regions, _ = label(gap)
+        touching = np.unique(regions[binary_dilation(own) & gap])
+        gap = np.isin(regions, touching[touching > 0])
+        if not gap.any():
+            continue
+        _, (rows, columns) = distance_transform_edt(~own, return_indices=True)
+        codes[gap] = codes[rows[gap], columns[gap]]
+        compartments |= gap

@@ -60,7 +60,7 @@ def draw_patient(rng: np.random.Generator, settings: SynthesisSettings) -> Patie
     return Patient(
         habitus=draw_habitus(rng),
         contrast=draw_contrast(mode, rng),
-        fat_pattern=draw_fat_pattern(rng),
+        fat_pattern=draw_fat_pattern(rng, settings.deep_fat),
         fat_fraction_pct=float(low + (high - low) * rng.beta(1.2, 2.0)),
         fat_gradient_pct_per_level=float(rng.uniform(0.0, 4.0)),
         fat_side_difference_pct=float(rng.normal(0.0, 3.0)),
@@ -151,7 +151,8 @@ def synth_slice(level: Level | str, rng: np.random.Generator, settings: Synthesi
     grid = covering_grid(x, y, spacing / view.scale)
     canvas = Canvas(grid)
     shapes = load_shapes(shapes_zip_path(settings.shapes_zip)) if real else None
-    compartments = paint_anatomy(canvas, position, level.disc, patient.habitus, rng, shapes)
+    compartments = paint_anatomy(canvas, position, level.disc, patient.habitus, rng, shapes,
+                                 settings.compartment_width_mm, settings.bone_gap_mm)
     tissues = seal_compartments(read_nearest(canvas.codes, grid, x, y))
     fractions = patient.fat_fractions(position, settings, rng)
     tissues = add_fat(tissues, fractions, patient.fat_pattern, spacing, rng)

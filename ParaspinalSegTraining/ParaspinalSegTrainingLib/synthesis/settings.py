@@ -9,7 +9,7 @@ from ParaspinalSegLib.errors import InputError
 
 from .levels import VERTEBRAE
 
-SYNTHESIS_VERSION = "1.0.0"
+SYNTHESIS_VERSION = "1.1.0"
 SHAPE_SOURCES = ("auto", "procedural", "real")
 CONTRASTS = ("t2", "t1", "fat_suppressed", "random")
 
@@ -32,7 +32,12 @@ class SynthesisSettings:
     shape_source: "procedural" (drawn compartments only), "real" (the expert-traced L4/L5 masks at
     real_shape_levels, procedural elsewhere; an error if the masks are missing) or "auto" (real masks with
     real_shape_probability when available, procedural otherwise). shapes_zip: the masks' zip, ""
-    for ../shared/data/shapes beside the repository. contrast_probabilities: (mode, weight) pairs
+    for ../shared/data/shapes beside the repository. compartment_width_mm: the procedural
+    compartments' typical width from the midline at L1..S1 (scaled by the patient's size and muscle
+    bulk). deep_fat: range of the per-case weight that draws intramuscular fat towards bone (the deep
+    fibres on the laminae and transverse processes); (0, 0) leaves it out. bone_gap_mm: gaps up to this
+    size between a compartment and the posterior elements it lies on are filled with its muscle (0:
+    the outlines as drawn). contrast_probabilities: (mode, weight) pairs
     of the per-case contrast. rotation_deg, scale, elastic_mm: in-plane spatial augmentation.
     snr: signal-to-noise range of the Rician noise; resolution_factor: range of the acquisition
     matrix reduction (1 = full); bias_strength: amplitude of the smooth multiplicative bias field.
@@ -51,6 +56,9 @@ class SynthesisSettings:
     real_shape_probability: float = 0.5
     real_shape_levels: tuple[str, ...] = ("L3", "L4", "L5")
     shapes_zip: str = ""
+    compartment_width_mm: tuple[float, float, float, float, float, float] = (60.0, 66.0, 70.0, 68.0, 60.0, 50.0)
+    deep_fat: tuple[float, float] = (0.0, 0.0)
+    bone_gap_mm: float = 0.0
     contrast_probabilities: tuple[tuple[str, float], ...] = (
         ("t2", 0.55), ("t1", 0.15), ("fat_suppressed", 0.1), ("random", 0.2),
     )
@@ -64,10 +72,16 @@ class SynthesisSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("pixel_spacing_mm", "slice_spacing_mm", "fat_fraction_pct", "scale", "snr", "resolution_factor"):
+        if len(self.compartment_width_mm) != len(VERTEBRAE) or min(self.compartment_width_mm) <= 0:
+            raise InputError(f"synthesis setting compartment_width_mm={self.compartment_width_mm}: needs "
+                             f"{len(VERTEBRAE)} positive widths, one per level {VERTEBRAE[0]}..{VERTEBRAE[-1]}")
+        for name in ("pixel_spacing_mm", "slice_spacing_mm", "fat_fraction_pct", "scale", "snr", "resolution_factor",
+                     "deep_fat"):
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise InputError(f"synthesis setting {name}={getattr(self, name)}: needs 0 <= low <= high")
+        if self.bone_gap_mm < 0:
+            raise InputError(f"synthesis setting bone_gap_mm={self.bone_gap_mm}: needs 0 or more")
         if self.image_size < 64:
             raise InputError(f"synthesis setting image_size={self.image_size}: needs at least 64 pixels")
         if self.fat_fraction_pct[1] > 100:
@@ -107,7 +121,7 @@ class SynthesisSettings:
             raise InputError(f"unknown synthesis settings {unknown}; known: {sorted(known)}")
         data = dict(data)
         for name in ("pixel_spacing_mm", "slice_spacing_mm", "fat_fraction_pct", "scale", "snr", "resolution_factor",
-                     "levels", "real_shape_levels"):
+                     "levels", "real_shape_levels", "compartment_width_mm", "deep_fat"):
             if name in data:
                 data[name] = tuple(data[name])
         if isinstance(data.get("contrast_probabilities"), dict):
