@@ -2,8 +2,9 @@
 
 Forward: display orientation (exact flips), resampling to the model's pixel spacing, a square
 window of the model's input size centred on the body, intensities scaled by percentiles.
-Backward: class scores are put back into the window, resized to the display grid, turned into
-labels, and flipped back to the original orientation (exact).
+Backward: class probabilities are put back into the window, resized to the display grid
+(area-weighted where it is coarser), turned into labels, and flipped back to the original
+orientation (exact).
 """
 
 from __future__ import annotations
@@ -86,13 +87,17 @@ def prepare_slice(
 
 
 def restore_labels(scores: np.ndarray, placement: Placement) -> np.ndarray:
-    """Labels on the slice's original pixel grid from class scores (classes, size, size)."""
+    """Labels on the slice's original pixel grid from class scores (classes, size, size).
+
+    The class probabilities are resized, area-weighted where the slice's pixels are coarser than the
+    model's (antialiased), so that a coarse pixel takes the class that covers most of it."""
     import torch
     import torch.nn.functional as F
 
     classes = scores.shape[0]
-    background = np.full((classes,) + placement.resampled_shape, -1e4, dtype=np.float32)
-    background[0] = 1e4
+    scores = torch.from_numpy(scores).softmax(dim=0).numpy()
+    background = np.zeros((classes,) + placement.resampled_shape, dtype=np.float32)
+    background[0] = 1.0
     r0, c0 = placement.window_origin
     size = placement.size
     rs, re = max(r0, 0), min(r0 + size, placement.resampled_shape[0])
@@ -100,7 +105,8 @@ def restore_labels(scores: np.ndarray, placement: Placement) -> np.ndarray:
     if rs < re and cs < ce:
         background[:, rs:re, cs:ce] = scores[:, rs - r0 : re - r0, cs - c0 : ce - c0]
     resized = F.interpolate(
-        torch.from_numpy(background)[None], size=placement.display_shape, mode="bilinear", align_corners=False
+        torch.from_numpy(background)[None], size=placement.display_shape, mode="bilinear", align_corners=False,
+        antialias=True,
     )[0]
     labels = resized.argmax(dim=0).numpy().astype(np.uint8)
     return placement.transform.from_display(labels)

@@ -1,0 +1,45 @@
+"""A slice to network input and the network's class scores back onto the slice's own pixel grid."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from ParaspinalSegLib.geometry import DisplayTransform
+from ParaspinalSegLib.model import Preprocessing
+from ParaspinalSegLib.preprocess import Placement, prepare_slice, restore_labels
+from ParaspinalSegTrainingLib.sample import axial_geometry
+
+PRE = Preprocessing(pixel_spacing_mm=1.5, input_size=64)
+
+
+def one_hot_scores(window: np.ndarray, classes: int = 5) -> np.ndarray:
+    return (np.arange(classes)[:, None, None] == window[None]).astype(np.float32) * 20.0
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_scores_of_the_prepared_labels_restore_them_exactly_at_the_model_spacing(flip):
+    rng = np.random.default_rng(0)
+    labels = np.kron(rng.integers(0, 5, (6, 6)), np.ones((8, 8), dtype=np.int64)).astype(np.uint8)  # 48 x 48
+    geometry = axial_geometry(0, PRE.pixel_spacing_mm, 5.0, labels.shape)
+    if flip:  # rows run towards anterior: the display transform must flip them back
+        geometry = replace(geometry, column_direction=(0.0, -1.0, 0.0))
+    pixels = rng.normal(100.0, 5.0, labels.shape).astype(np.float32)
+    window, placement, label_window = prepare_slice(pixels, geometry, PRE, labels)
+    assert window.shape == label_window.shape == (PRE.input_size, PRE.input_size)
+    assert np.array_equal(restore_labels(one_hot_scores(label_window), placement), labels)
+
+
+def test_a_coarse_pixel_takes_the_class_covering_most_of_it_not_the_one_at_its_centre():
+    # Model pixels 3x finer than the slice's: in every 3-column block, class 1 fills the outer two
+    # columns and background the middle one, so each coarse pixel is two-thirds class 1 (by area)
+    # while its centre lies on background.
+    fine = np.zeros((30, 30), dtype=np.int64)
+    fine[:, 0::3] = 1
+    fine[:, 2::3] = 1
+    placement = Placement(DisplayTransform.for_geometry(axial_geometry(0, 3.0, 5.0, (10, 10))),
+                          display_shape=(10, 10), resampled_shape=(30, 30), window_origin=(0, 0), size=30)
+    restored = restore_labels(one_hot_scores(fine), placement)
+    assert (restored[:, 1:-1] == 1).all()
