@@ -13,7 +13,7 @@ import pytest
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from helpers import run_cli
-from ParaspinalSegLib.dicom import DicomSource, find_dicom_files, list_series, load_series, read_frames
+from ParaspinalSegLib.dicom import DicomSource, find_dicom_files, list_series, load_series, read_frames, short_hash
 from ParaspinalSegLib.errors import InputError, NoSuitableSeriesError, OperationCancelled
 from ParaspinalSegLib.geometry import SliceGeometry
 from ParaspinalSegLib.series_selection import choose_series
@@ -140,7 +140,8 @@ def test_lists_each_series_from_headers_with_hashed_identifiers(study):
     assert (sag.orientation, sag.max_angle_deg, sag.slice_count) == ("sagittal", 90.0, 3)
     assert (t2.info.echo_time_ms, t2.info.repetition_time_ms, t2.info.echo_train_length) == (98.0, 4000.0, 17)
     assert (t2.info.number, t2.info.sequence, t2.info.modality) == (7, "SE", "MR")
-    assert t2.info.patient == hashlib.sha256(PATIENT.id.encode()).hexdigest()[:8]
+    assert t2.info.patient == short_hash(PATIENT.id) and len(t2.info.patient) == 8
+    assert t2.info.patient != hashlib.sha256(PATIENT.id.encode()).hexdigest()[:8], "keyed, not a plain digest"
     assert t1.info.study == t2.info.study and len(t2.info.study) == 8
     assert PATIENT.id not in repr(t2) and "Doe" not in repr(t2)
 
@@ -374,3 +375,14 @@ def test_bad_studies_give_one_clear_line_and_exit_2(tmp_path, study, capsys, cas
     assert code == 2 and "Traceback" not in err
     assert err.startswith("error: ") and str(bad) in err
     assert not (tmp_path / "out").exists()
+
+
+def test_patient_hashes_are_keyed_anew_in_every_process():
+    import subprocess
+    import sys
+
+    code = "from ParaspinalSegLib.dicom import short_hash; print(short_hash('12345'))"
+    made = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+            for _ in range(2)}
+    assert len(made) == 2 and all(len(h) == 8 for h in made)
+    assert short_hash("12345") == short_hash("12345") and short_hash("") == ""

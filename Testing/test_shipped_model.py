@@ -30,6 +30,8 @@ def test_shipped_model_reaches_its_stated_dice_on_real_cases(shipped, shared_dir
     stated = {c["case"]: c for c in shipped.card.validation["real_cases"]}
     for figures in validate_real(shipped, shared_dir):
         assert figures.dice >= stated[figures.case]["dice"] - 0.005, figures.case
+        for level, dice in stated[figures.case]["dice_per_level"].items():
+            assert figures.dice_per_level[level] >= dice - 0.005, (figures.case, level)
 
 
 def test_shipped_model_segments_the_sample_close_to_its_truth(shipped):

@@ -5,15 +5,18 @@ file, holding several patients, studies and series. Discovery reads headers only
 every slice with its own geometry (ImagePositionPatient, ImageOrientationPatient, PixelSpacing),
 classic one-file-per-slice and Enhanced MR multi-frame alike, so a series of axial blocks angled
 to each disc is read as it is, never resampled onto one grid. Patient identifiers never leave
-this module: a series carries short hashes of PatientID and StudyInstanceUID instead.
+this module: a series carries short keyed hashes of PatientID and StudyInstanceUID instead (the key
+is drawn anew in every process, so a listing tells patients apart but cannot be traced back to an ID).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import logging
 import os
+import secrets
 import struct
 import warnings
 import zipfile
@@ -43,6 +46,7 @@ log = logging.getLogger(__name__)
 
 PREAMBLE_BYTES = 132
 HASH_LENGTH = 8
+_HASH_KEY = secrets.token_bytes(32)  # per process: no table of known IDs can undo a short hash
 DIRECTION_TOLERANCE = 1e-2  # how far IOP may be from two perpendicular unit vectors
 DUPLICATE_POSITION_MM = 1e-3
 ORDER_DECIMALS = 3  # slice centres closer than 1e-3 mm in z count as tied
@@ -159,8 +163,8 @@ class _SourceReader:
 
 
 def short_hash(value: str) -> str:
-    """A short SHA-256-based reference to an identifier ('' for an empty one)."""
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:HASH_LENGTH] if value else ""
+    """A short reference to an identifier, keyed per process (HMAC-SHA-256; '' for an empty one)."""
+    return hmac.new(_HASH_KEY, value.encode("utf-8"), hashlib.sha256).hexdigest()[:HASH_LENGTH] if value else ""
 
 
 def looks_like_dicom(head: bytes) -> bool:

@@ -254,9 +254,10 @@ def _override(summaries: Sequence[SeriesSummary], series_uid: str) -> SeriesChoi
     return SeriesChoice(summary, choice_reason(summary, overridden=True), assess_series(summary).score, True)
 
 
-def _preference(summary: SeriesSummary, score: float) -> tuple[float, int, int]:
-    """Higher score first, then more slices, then the later (repeated) series."""
-    return (score, summary.slice_count, summary.info.number or 0)
+def _preference(summary: SeriesSummary, score: float) -> tuple[float, int, int, str]:
+    """Higher score first, then more slices, then the later (repeated) series, then the UID (so that the
+    choice never depends on the order of the listing, whose patient and study hashes differ per process)."""
+    return (score, summary.slice_count, summary.info.number or 0, summary.info.uid)
 
 
 def choose_series(summaries: Sequence[SeriesSummary], series_uid: str | None = None) -> SeriesChoice:
