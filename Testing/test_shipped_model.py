@@ -30,7 +30,7 @@ def test_shipped_model_reaches_its_stated_dice_on_real_cases(shipped, shared_dir
     stated = {c["case"]: c for c in shipped.card.validation["real_cases"]}
     for figures in validate_real(shipped, shared_dir):
         assert figures.dice >= stated[figures.case]["dice"] - 0.005, figures.case
-        for level, dice in stated[figures.case]["dice_per_level"].items():
+        for level, dice in stated[figures.case].get("dice_per_level", {}).items():  # cards since 1.2.0
             assert figures.dice_per_level[level] >= dice - 0.005, (figures.case, level)
 
 
