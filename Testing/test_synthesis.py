@@ -276,3 +276,13 @@ def test_synthesis_anatomy_settings_change_the_data_only_where_asked():
         SynthesisSettings(bone_gap_mm=-1.0)
     with pytest.raises(InputError, match="deep_fat"):
         SynthesisSettings(deep_fat=(2.0, 1.0))
+
+
+def test_default_settings_still_make_the_synthesis_1_0_data():
+    """Data sets made before synthesis 1.1 are made again to the byte: the labels of the sample patient of
+    model 1.0.0/1.1.0 (seed 2021, case 11), pinned by their SHA-256 when synthesis 1.0 made them."""
+    import hashlib
+
+    case = synth_case(11, SynthesisSettings(seed=2021, shape_source="procedural", contrast_probabilities=(("t2", 1.0),)))
+    digest = hashlib.sha256(np.ascontiguousarray(case.label_volume()).tobytes()).hexdigest()
+    assert digest == "ed986dbc29163d961dee85f3d59cdae55d55bdbb00cc18a1979c0744304ffd4a"

@@ -1,6 +1,9 @@
 """The paper's augmentation with albumentations: shift, scale, rotate, elastic and optical distortion.
 
-Image and label map are transformed together (labels with nearest neighbour).
+Image and label map are transformed together (labels with nearest neighbour). Optionally a
+left-right mirror that swaps the side labels too: in display orientation the image's left is
+always the patient's right, so the mirrored slice is a valid slice of a mirrored patient (organs
+on the other side), which keeps the network from reading the side from the organs around it.
 """
 
 from __future__ import annotations
@@ -8,6 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
+
+SIDE_SWAP = np.arange(256, dtype=np.uint8)
+SIDE_SWAP[[RIGHT_MUSCLE, RIGHT_FAT, LEFT_MUSCLE, LEFT_FAT]] = [LEFT_MUSCLE, LEFT_FAT, RIGHT_MUSCLE, RIGHT_FAT]
 
 
 @dataclass(frozen=True)
@@ -17,7 +25,7 @@ class AugmentationSettings:
     rotate_deg: float = 15.0
     elastic_probability: float = 0.3
     optical_probability: float = 0.3
-    flip_probability: float = 0.0  # left-right flips would swap the patient's sides; off by default
+    flip_probability: float = 0.0  # left-right mirror with the side labels swapped (a mirrored patient)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,6 +54,14 @@ def build_augmentation(settings: AugmentationSettings, seed: int):
     )
 
 
-def augment(pipeline, image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    out = pipeline(image=image, mask=labels.astype(np.uint8))
+def mirror(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The slice mirrored left-right, its right and left labels swapped (display orientation kept)."""
+    return image[:, ::-1].copy(), SIDE_SWAP[labels[:, ::-1]]
+
+
+def augment(pipeline, image: np.ndarray, labels: np.ndarray, mirrored: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    labels = labels.astype(np.uint8)
+    if mirrored:
+        image, labels = mirror(image, labels)
+    out = pipeline(image=image, mask=labels)
     return out["image"].astype(np.float32), out["mask"].astype(np.int64)

@@ -52,9 +52,11 @@ class AugmentedSlices:
     def __init__(self, data: PreparedSlices, config: TrainingConfig, seed: int) -> None:
         self.data, self.config, self.seed = data, config, seed
         self.pipeline = build_augmentation(config.augmentation, seed)
+        self.rng = np.random.default_rng(seed)
 
     def reseed(self, worker: int) -> None:
         self.pipeline = build_augmentation(self.config.augmentation, self.seed * 1000 + worker)
+        self.rng = np.random.default_rng([self.seed, worker])
 
     def __len__(self) -> int:
         return len(self.data)
@@ -62,7 +64,8 @@ class AugmentedSlices:
     def __getitem__(self, index: int):
         import torch
 
-        image, labels = augment(self.pipeline, self.data.images[index], self.data.labels[index])
+        mirrored = self.config.augmentation.flip_probability > 0 and self.rng.random() < self.config.augmentation.flip_probability
+        image, labels = augment(self.pipeline, self.data.images[index], self.data.labels[index], mirrored)
         return torch.from_numpy(image[None]), torch.from_numpy(labels)
 
 
