@@ -3,9 +3,10 @@
 A random field is built over each compartment from elongated noise (streaks along the muscle
 fascicles), blotchy noise (patches), nearness to the compartment's border (fat creeps in from the
 fascia), nearness to the multifidus-erector septum, nearness to bone (the deep fibres on the
-laminae and the transverse processes, where fat often gathers first), and a preference for the multifidus. The
-pixels with the highest field values become fat, exactly round(fraction x compartment pixels) of
-them, so the label map's fat fraction is the drawn one. The pattern's weights are per case.
+laminae, the transverse processes and the sacrum, where fat often gathers first), and a
+preference for the multifidus. The pixels with the highest field values become fat, exactly
+round(fraction x compartment pixels) of them, so the label map's fat fraction is the drawn one.
+The pattern's weights are per case.
 """
 
 from __future__ import annotations
