@@ -27,10 +27,12 @@ SIGNAL_SCALE = 1000.0  # the synthesiser's 0..1 intensities as scanner-like valu
 
 
 def sample_settings(seed: int = SEED):
-    """A T2 TSE-like synthetic patient with procedural anatomy (the same with or without ../shared)."""
+    """A T2 TSE-like synthetic patient with procedural anatomy (the same with or without ../shared), its
+    compartments lying on the spine (synthesis 1.1 anatomy, as model 1.2.0 was trained on)."""
     from .synthesis import SynthesisSettings
 
-    return SynthesisSettings(seed=seed, shape_source="procedural", contrast_probabilities=(("t2", 1.0),))
+    return SynthesisSettings(seed=seed, shape_source="procedural", contrast_probabilities=(("t2", 1.0),),
+                             compartment_width_mm=(70.0, 70.0, 70.0, 68.0, 60.0, 50.0), bone_gap_mm=12.0)
 
 
 def axial_geometry(k: int, pixel_mm: float, gap_mm: float, shape: tuple[int, int]) -> SliceGeometry:
