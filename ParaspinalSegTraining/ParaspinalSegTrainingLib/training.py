@@ -64,7 +64,8 @@ class AugmentedSlices:
     def __getitem__(self, index: int):
         import torch
 
-        mirrored = self.config.augmentation.flip_probability > 0 and self.rng.random() < self.config.augmentation.flip_probability
+        share = self.config.augmentation.flip_probability
+        mirrored = share > 0 and self.rng.random() < share  # no draw when off: earlier runs repeat exactly
         image, labels = augment(self.pipeline, self.data.images[index], self.data.labels[index], mirrored)
         return torch.from_numpy(image[None]), torch.from_numpy(labels)
 
