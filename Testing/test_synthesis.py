@@ -286,3 +286,16 @@ def test_default_settings_still_make_the_synthesis_1_0_data():
     case = synth_case(11, SynthesisSettings(seed=2021, shape_source="procedural", contrast_probabilities=(("t2", 1.0),)))
     digest = hashlib.sha256(np.ascontiguousarray(case.label_volume()).tobytes()).hexdigest()
     assert digest == "ed986dbc29163d961dee85f3d59cdae55d55bdbb00cc18a1979c0744304ffd4a"
+
+
+def test_the_shipped_models_recipes_are_valid_settings():
+    from pathlib import Path
+
+    from ParaspinalSegTrainingLib.config import TrainingConfig
+
+    recipes = sorted((Path(__file__).parents[1] / "Resources" / "Recipes").glob("*/"))
+    assert recipes
+    for folder in recipes:
+        SynthesisSettings.from_dict(json.loads((folder / "synth.json").read_text()))  # refuses unknown or bad settings
+        train = TrainingConfig.from_file(folder / "train.json")
+        assert f"{train.name}-{train.version}" == folder.name
