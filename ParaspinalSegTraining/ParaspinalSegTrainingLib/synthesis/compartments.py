@@ -142,6 +142,7 @@ def paint_compartments(canvas: Canvas, compartments: Compartments, fascia_mm: fl
 
 
 def disk(radius: int) -> np.ndarray:
+    """A round structuring element of the given radius in pixels."""
     r = np.arange(-radius, radius + 1)
     return r[:, None] ** 2 + r[None, :] ** 2 <= radius**2
 
