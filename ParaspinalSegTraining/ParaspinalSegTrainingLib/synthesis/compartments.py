@@ -147,6 +147,12 @@ def disk(radius: int) -> np.ndarray:
     return r[:, None] ** 2 + r[None, :] ** 2 <= radius**2
 
 
+def closing(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Morphological closing with a disk, the mask padded so that nothing at its border is lost."""
+    closed = binary_closing(np.pad(mask, radius), disk(radius))
+    return closed[radius:-radius, radius:-radius]
+
+
 def close_gaps_to_bone(canvas: Canvas, gap_mm: float) -> None:
     """Fill the gaps of up to about `gap_mm` between each compartment and the bone it lies on with its muscle.
 
@@ -165,15 +171,13 @@ def close_gaps_to_bone(canvas: Canvas, gap_mm: float) -> None:
     bone = np.isin(codes, POSTERIOR_BONE) & ~binary_dilation(other_bones, iterations=cortex_reach)
     if not bone.any():
         return
-    structure = disk(radius)
-    bone_closed = binary_closing(np.pad(bone, radius), structure)[radius:-radius, radius:-radius]
+    bone_closed = closing(bone, radius)
     compartments = np.isin(codes, MULTIFIDUS_CODES + ERECTOR_CODES)
-    for muscles in ((MULTIFIDUS_CODES[0], ERECTOR_CODES[0]), (MULTIFIDUS_CODES[1], ERECTOR_CODES[1])):
+    for muscles in zip(MULTIFIDUS_CODES, ERECTOR_CODES):
         own = np.isin(codes, muscles)
         if not own.any():
             continue
-        closed = binary_closing(np.pad(own | bone, radius), structure)[radius:-radius, radius:-radius]
-        gap = closed & ~bone_closed & ~bone & ~compartments
+        gap = closing(own | bone, radius) & ~bone_closed & ~bone & ~compartments
         regions, _ = label(gap)
         touching = np.unique(regions[binary_dilation(own) & gap])
         gap = np.isin(regions, touching[touching > 0])

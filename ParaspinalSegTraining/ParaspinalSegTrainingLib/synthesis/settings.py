@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 
 from ParaspinalSegLib.errors import InputError
 
+from .compartments import WIDTH_MM
 from .levels import VERTEBRAE
 
 SYNTHESIS_VERSION = "1.1.0"
@@ -56,7 +57,7 @@ class SynthesisSettings:
     real_shape_probability: float = 0.5
     real_shape_levels: tuple[str, ...] = ("L3", "L4", "L5")
     shapes_zip: str = ""
-    compartment_width_mm: tuple[float, float, float, float, float, float] = (60.0, 66.0, 70.0, 68.0, 60.0, 50.0)
+    compartment_width_mm: tuple[float, float, float, float, float, float] = WIDTH_MM
     deep_fat: tuple[float, float] = (0.0, 0.0)
     bone_gap_mm: float = 0.0
     contrast_probabilities: tuple[tuple[str, float], ...] = (
