@@ -1,4 +1,4 @@
-"""The training side of the `paraspinal` command line: synth, train, evaluate, models."""
+"""The training side of the `paraspinal` command line: synth, train, evaluate, validate-real, release, models."""
 
 from __future__ import annotations
 
@@ -109,6 +109,25 @@ def command_evaluate(args: argparse.Namespace, progress) -> int:
     return 0
 
 
+def command_validate_real(args: argparse.Namespace, progress) -> int:
+    from ParaspinalSegLib.inference import choose_device
+    from ParaspinalSegLib.modelfile import load_model
+
+    from .real_validation import REAL_CASES, figures_markdown, validate_real
+
+    model = load_model(resolve_model(args.model))
+    figures = validate_real(model, Path(args.shared), device=choose_device(args.device))
+    if not figures:
+        raise InputError(f"{Path(args.shared) / 'data' / 'real'}: none of the real labelled cases "
+                         f"({', '.join(REAL_CASES)}) is there")
+    table = figures_markdown(figures)
+    if args.out:
+        write_text_atomic(Path(args.out), table)
+    print(f"model {model.card.model_id} on the real labelled cases (labels are model outputs, approximate):\n")
+    print(table)
+    return 0
+
+
 def command_models(args: argparse.Namespace, progress) -> int:
     from ParaspinalSegLib.registry import ModelRegistry
 
@@ -143,8 +162,9 @@ def command_release(args: argparse.Namespace, progress) -> int:
     card = release_model(Path(args.model), Path(args.out), Path(args.shared), args.notes or "")
     print(f"released {card.model_id} to {args.out}: sample compartment Dice {card.validation['sample_compartment_dice']:.3f}")
     for case in card.validation["real_cases"]:
-        print(f"  {case['case']} ({case['levels']}): Dice right {case['dice_right']:.3f}, left {case['dice_left']:.3f}, "
-              f"CSA error {case['csa_error_pct_mean']:.1f} %, fat fraction {case['fat_fraction_pct']}")
+        levels = ", ".join(f"{name} {dice:.3f}" for name, dice in case["dice_per_level"].items())
+        print(f"  {case['case']} ({case['levels']}): Dice right {case['dice_right']:.3f}, left {case['dice_left']:.3f} "
+              f"({levels}), CSA error {case['csa_error_pct_mean']:.1f} %, fat fraction {case['fat_fraction_pct']}")
     return 0
 
 
@@ -196,6 +216,15 @@ def add_training_commands(commands) -> None:
     evaluate.add_argument("--fat-methods", action="store_true",
                           help="instead of Table 2: each fat method's patient fat fraction against the truth")
     evaluate.set_defaults(run=command_evaluate)
+
+    real = commands.add_parser(
+        "validate-real", help="compartment Dice, precision, recall, CSA bias and outline offset per level on the "
+                              "real labelled cases of ../shared")
+    real.add_argument("model", help="registered model id or model folder")
+    real.add_argument("--shared", default="../shared", help="folder with data/real")
+    real.add_argument("-o", "--out", help="Markdown file for the table")
+    real.add_argument("--device", default="auto")
+    real.set_defaults(run=command_validate_real)
 
     models = commands.add_parser("models", help="list, show, import, export or activate models")
     models.add_argument("action", choices=["list", "show", "import", "export", "activate"])

@@ -2,8 +2,10 @@
 
 Compartment truth: MuscleMap sub0001, multifidus + erector spinae merged per side (roughly L3-S1,
 model-made labels, approximate); the TotalSegmentator MR example, autochthon per side (T11/T12 to
-L1/L2). Reported per case and side: Dice of the compartment per slice and its mean per level group,
-CSA error per slice, and the mean fat fraction each fat method gives inside the model's compartments.
+L1/L2). Reported per case and side: Dice of the compartment per slice; per level group its Dice,
+precision, recall, signed CSA error and outline offset (where the predicted outline lies against
+the truth's, in mm: which way a model and a labelling convention disagree); CSA error per slice;
+and the mean fat fraction each fat method gives inside the model's compartments.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import binary_erosion, distance_transform_edt
 
 from ParaspinalSegLib.fat import FatMethod, FatSettings
 from ParaspinalSegLib.inference import predict_series
@@ -38,6 +41,30 @@ LEVEL_GROUPS = {
 
 
 @dataclass(frozen=True)
+class SideScore:
+    """One side's compartment on one slice; NaN where a figure is undefined (e.g. recall with no truth)."""
+
+    slice_index: int
+    dice: float
+    precision: float
+    recall: float
+    csa_error_pct: float  # signed: (prediction - truth) / truth
+    outline_offset_mm: float
+
+
+@dataclass(frozen=True)
+class LevelFigures:
+    """Means over the slices and sides of one level group."""
+
+    slices: int
+    dice: float  # mean over slices of the sides' mean, as dice_per_slice
+    precision: float
+    recall: float
+    csa_bias_pct: float  # mean signed CSA error: below 0 the model's compartment is smaller than the truth's
+    outline_offset_mm: float  # below 0 the model's outline lies inside the truth's
+
+
+@dataclass(frozen=True)
 class RealCaseFigures:
     case: str
     levels: str
@@ -45,7 +72,7 @@ class RealCaseFigures:
     dice_right: float
     dice_left: float
     dice_per_slice: list[float]
-    dice_per_level: dict[str, float]
+    per_level: dict[str, LevelFigures]
     csa_error_pct_mean: float
     fat_fraction_pct: dict[str, float]
 
@@ -53,47 +80,117 @@ class RealCaseFigures:
     def dice(self) -> float:
         return (self.dice_right + self.dice_left) / 2
 
+    @property
+    def dice_per_level(self) -> dict[str, float]:
+        return {name: level.dice for name, level in self.per_level.items()}
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "dice": self.dice}
+        return {**asdict(self), "dice": self.dice, "dice_per_level": self.dice_per_level}
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return float(2 * (a & b).sum() / total) if total else float("nan")
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator else float("nan")
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The mask's pixels with a 4-neighbour outside it; the edge of the field of view is no outline."""
+    return mask & ~binary_erosion(mask, border_value=1)
+
+
+def outline_offset_mm(truth: np.ndarray, prediction: np.ndarray, spacing: tuple[float, float]) -> float:
+    """Mean signed distance in mm from the predicted outline to the truth's (+ outside it, - inside it).
+
+    Each outline pixel of the prediction stands for the outline half a pixel beyond its centre: outside
+    the truth its offset is the distance to the nearest truth pixel, inside it minus the distance to the
+    nearest pixel outside the truth less one pixel, so identical masks give 0 and a prediction grown or
+    shrunk by k pixels gives +k or -k pixel spacings (exactly along an axis; pixels taken as square for
+    the half-pixel step).
+    """
+    edge = outline(prediction)
+    if not edge.any() or not truth.any():
+        return float("nan")
+    outside = distance_transform_edt(~truth, sampling=spacing)
+    inside = distance_transform_edt(truth, sampling=spacing)
+    step = float(np.mean(spacing))
+    return float(np.where(truth, step - inside, outside)[edge].mean())
+
+
+def score_side(truth: np.ndarray, prediction: np.ndarray, spacing: tuple[float, float], index: int) -> SideScore:
+    n_t, n_p, n_tp = int(truth.sum()), int(prediction.sum()), int((truth & prediction).sum())
+    return SideScore(
+        slice_index=index,
+        dice=_ratio(2 * n_tp, n_t + n_p),
+        precision=_ratio(n_tp, n_p),
+        recall=_ratio(n_tp, n_t),
+        csa_error_pct=_ratio(100.0 * (n_p - n_t), n_t),
+        outline_offset_mm=outline_offset_mm(truth, prediction, spacing) if n_p else float("nan"),
+    )
+
+
+def score_sides(truth: list[np.ndarray], prediction: list[np.ndarray],
+                spacings: list[tuple[float, float]]) -> dict[str, list[SideScore]]:
+    """Per side, the score of every slice where the truth or the prediction has that side."""
+    scores: dict[str, list[SideScore]] = {side.name: [] for side in SIDES}
+    for index, (t, p, spacing) in enumerate(zip(truth, prediction, spacings)):
+        for side in SIDES:
+            tm, pm = np.isin(t, side.labels), np.isin(p, side.labels)
+            if tm.any() or pm.any():
+                scores[side.name].append(score_side(tm, pm, spacing, index))
+    return scores
+
+
+def _nanmean(values: list[float]) -> float:
+    values = [v for v in values if not np.isnan(v)]
+    return round(float(np.mean(values)), 4) if values else float("nan")
+
+
+def slice_dice(scores: dict[str, list[SideScore]]) -> dict[int, float]:
+    """Slice index -> mean Dice of the sides present there."""
+    per_slice: dict[int, list[float]] = {}
+    for side_scores in scores.values():
+        for score in side_scores:
+            per_slice.setdefault(score.slice_index, []).append(score.dice)
+    return {index: float(np.mean(per_slice[index])) for index in sorted(per_slice)}
+
+
+def level_figures(scores: dict[str, list[SideScore]], groups: dict[str, range]) -> dict[str, LevelFigures]:
+    """The figures of each level group that has a scored slice."""
+    per_slice = slice_dice(scores)
+    out = {}
+    for name, group in groups.items():
+        members = [s for side_scores in scores.values() for s in side_scores if s.slice_index in group]
+        if not members:
+            continue
+        out[name] = LevelFigures(
+            slices=len({s.slice_index for s in members}),
+            dice=_nanmean([per_slice[i] for i in group if i in per_slice]),
+            precision=_nanmean([s.precision for s in members]),
+            recall=_nanmean([s.recall for s in members]),
+            csa_bias_pct=_nanmean([s.csa_error_pct for s in members]),
+            outline_offset_mm=_nanmean([s.outline_offset_mm for s in members]),
+        )
+    return out
 
 
 def validate_case(model: LoadedModel, folder: Path, image: str, labels: str, levels: str, device: str = "cpu") -> RealCaseFigures:
     study = read_study(folder / image)
     truth = load_segmentation([folder / labels], study.series).labels
     prediction = [clean_labels(p) for p in predict_series(model, study.series, device=device)]
-    per_side = {side.name: [] for side in SIDES}
-    per_slice: dict[int, float] = {}  # slice index -> mean Dice of the sides present there
-    csa_errors = []
-    for index, (t, p) in enumerate(zip(truth, prediction)):
-        slice_dice = []
-        for side in SIDES:
-            tm, pm = np.isin(t, side.labels), np.isin(p, side.labels)
-            if tm.any() or pm.any():
-                per_side[side.name].append(_dice(tm, pm))
-                slice_dice.append(per_side[side.name][-1])
-            if tm.any():
-                csa_errors.append(100.0 * abs(int(pm.sum()) - int(tm.sum())) / tm.sum())
-        if slice_dice:
-            per_slice[index] = float(np.mean(slice_dice))
+    scores = score_sides(truth, prediction, [s.geometry.spacing for s in study.series.slices])
     fat = {"cnn": summarise(measure_labels(study.series, prediction)).mean_fat_fraction_pct}
     for method in FatMethod:  # add_fat treats the model's fat as compartment and finds fat anew
         filled = add_fat(study.series, prediction, FatSettings(method=method))
         fat[method.value] = summarise(measure_labels(study.series, filled)).mean_fat_fraction_pct
-    groups = LEVEL_GROUPS.get(folder.name, {levels: range(len(truth))})
+    csa_errors = [abs(s.csa_error_pct) for side_scores in scores.values() for s in side_scores
+                  if not np.isnan(s.csa_error_pct)]
     return RealCaseFigures(
         case=folder.name,
         levels=levels,
         slices=len(study.series),
-        dice_right=float(np.nanmean(per_side["right"])),
-        dice_left=float(np.nanmean(per_side["left"])),
-        dice_per_slice=[round(d, 4) for d in per_slice.values()],
-        dice_per_level={name: round(float(np.mean([per_slice[i] for i in group if i in per_slice])), 4)
-                        for name, group in groups.items() if any(i in per_slice for i in group)},
+        dice_right=float(np.nanmean([s.dice for s in scores["right"]])),
+        dice_left=float(np.nanmean([s.dice for s in scores["left"]])),
+        dice_per_slice=[round(d, 4) for d in slice_dice(scores).values()],
+        per_level=level_figures(scores, LEVEL_GROUPS.get(folder.name, {levels: range(len(truth))})),
         csa_error_pct_mean=float(np.mean(csa_errors)) if csa_errors else float("nan"),
         fat_fraction_pct={k: round(float(v), 2) for k, v in fat.items()},
     )
@@ -107,3 +204,18 @@ def validate_real(model: LoadedModel, shared: Path, device: str = "cpu") -> list
         for name, (image, labels, levels) in REAL_CASES.items()
         if (root / name / image).exists()
     ]
+
+
+def figures_markdown(figures: list[RealCaseFigures]) -> str:
+    """One table row per case and level group, then one line per case with its sides, CSA error and fat."""
+    rows = ["| case | levels | slices | Dice | precision | recall | CSA bias (%) | outline offset (mm) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    notes = []
+    for case in figures:
+        for name, level in case.per_level.items():
+            rows.append(f"| {case.case} | {name} | {level.slices} | {level.dice:.3f} | {level.precision:.3f} | "
+                        f"{level.recall:.3f} | {level.csa_bias_pct:+.1f} | {level.outline_offset_mm:+.2f} |")
+        fat = ", ".join(f"{method} {value:.1f} %" for method, value in case.fat_fraction_pct.items())
+        notes.append(f"- {case.case} ({case.levels}): Dice right {case.dice_right:.3f}, left {case.dice_left:.3f}; "
+                     f"CSA error per slice {case.csa_error_pct_mean:.1f} %; fat fraction {fat}")
+    return "\n".join(rows + [""] + notes) + "\n"
