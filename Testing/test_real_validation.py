@@ -88,6 +88,7 @@ def test_level_figures_average_the_sides_and_slices_of_each_group():
     lower, upper = levels["lower"], levels["upper"]
     assert lower.slices == 1
     assert lower.dice == pytest.approx(round((2 * 50 / 150 + 1.0) / 2, 4))
+    assert lower.dice_ci95 == (lower.dice, lower.dice)  # one slice: no spread
     assert (lower.precision, lower.recall, lower.csa_bias_pct) == (1.0, 0.75, -25.0)
     assert (upper.dice, upper.recall, upper.csa_bias_pct) == (0.0, 0.0, -100.0)
     assert math.isnan(upper.precision)
@@ -96,12 +97,13 @@ def test_level_figures_average_the_sides_and_slices_of_each_group():
 def test_the_markdown_table_has_a_row_per_level_and_a_line_per_case():
     figures = RealCaseFigures(
         case="case_a", levels="L3-S1", slices=2, dice_right=0.8, dice_left=0.9, dice_per_slice=[0.8, 0.9],
-        per_level={"S1": LevelFigures(1, 0.8, 0.9, 0.7, -12.5, -1.25), "L4": LevelFigures(1, 0.9, 0.95, 0.85, -5.0, -0.5)},
+        per_level={"S1": LevelFigures(1, 0.8, (0.7, 0.9), 0.9, 0.7, -12.5, -1.25),
+                   "L4": LevelFigures(1, 0.9, (0.85, 0.95), 0.95, 0.85, -5.0, -0.5)},
         csa_error_pct_mean=8.75, fat_fraction_pct={"cnn": 12.0, "gmm": 20.5},
     )
     table = figures_markdown([figures])
-    assert "| case_a | S1 | 1 | 0.800 | 0.900 | 0.700 | -12.5 | -1.25 |" in table
-    assert "| case_a | L4 | 1 | 0.900 | 0.950 | 0.850 | -5.0 | -0.50 |" in table
+    assert "| case_a | S1 | 1 | 0.800 [0.700, 0.900] | 0.900 | 0.700 | -12.5 | -1.25 |" in table
+    assert "| case_a | L4 | 1 | 0.900 [0.850, 0.950] | 0.950 | 0.850 | -5.0 | -0.50 |" in table
     assert "Dice right 0.800, left 0.900; CSA error per slice 8.8 %; fat fraction cnn 12.0 %, gmm 20.5 %" in table
     assert figures.to_dict()["dice_per_level"] == {"S1": 0.8, "L4": 0.9}
 

@@ -26,6 +26,8 @@ from ParaspinalSegLib.postprocess import clean_labels
 from ParaspinalSegLib.reading import read_study
 from ParaspinalSegLib.segmentation import load_segmentation
 
+from .evaluation import summarise_values
+
 REAL_CASES = {
     "musclemap_sub0001": ("image.nii.gz", "seg_8labels.nii.gz", "L3-S1"),
     "totalseg_example_mr": ("image.nii.gz", "seg.nii.gz", "T11/T12-L1/L2"),
@@ -58,6 +60,7 @@ class LevelFigures:
 
     slices: int
     dice: float  # mean over slices of the sides' mean, as dice_per_slice
+    dice_ci95: tuple[float, float]  # over the slices (neighbouring slices are alike: it reads too narrow)
     precision: float
     recall: float
     csa_bias_pct: float  # mean signed CSA error: below 0 the model's compartment is smaller than the truth's
@@ -161,9 +164,11 @@ def level_figures(scores: dict[str, list[SideScore]], groups: dict[str, range]) 
         members = [s for side_scores in scores.values() for s in side_scores if s.slice_index in group]
         if not members:
             continue
+        dice = summarise_values([per_slice[i] for i in group if i in per_slice])
         out[name] = LevelFigures(
             slices=len({s.slice_index for s in members}),
-            dice=_nanmean([per_slice[i] for i in group if i in per_slice]),
+            dice=round(dice.mean, 4),
+            dice_ci95=(round(dice.ci_low, 4), round(dice.ci_high, 4)),
             precision=_nanmean([s.precision for s in members]),
             recall=_nanmean([s.recall for s in members]),
             csa_bias_pct=_nanmean([s.csa_error_pct for s in members]),
@@ -208,12 +213,13 @@ def validate_real(model: LoadedModel, shared: Path, device: str = "cpu") -> list
 
 def figures_markdown(figures: list[RealCaseFigures]) -> str:
     """One table row per case and level group, then one line per case with its sides, CSA error and fat."""
-    rows = ["| case | levels | slices | Dice | precision | recall | CSA bias (%) | outline offset (mm) |",
+    rows = ["| case | levels | slices | Dice [95 % CI over slices] | precision | recall | CSA bias (%) | outline offset (mm) |",
             "|---|---|---:|---:|---:|---:|---:|---:|"]
     notes = []
     for case in figures:
         for name, level in case.per_level.items():
-            rows.append(f"| {case.case} | {name} | {level.slices} | {level.dice:.3f} | {level.precision:.3f} | "
+            low, high = level.dice_ci95
+            rows.append(f"| {case.case} | {name} | {level.slices} | {level.dice:.3f} [{low:.3f}, {high:.3f}] | {level.precision:.3f} | "
                         f"{level.recall:.3f} | {level.csa_bias_pct:+.1f} | {level.outline_offset_mm:+.2f} |")
         fat = ", ".join(f"{method} {value:.1f} %" for method, value in case.fat_fraction_pct.items())
         notes.append(f"- {case.case} ({case.levels}): Dice right {case.dice_right:.3f}, left {case.dice_left:.3f}; "
