@@ -13,7 +13,9 @@ import pytest
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from helpers import run_cli
-from ParaspinalSegLib.dicom import DicomSource, find_dicom_files, list_series, load_series, read_frames, short_hash
+from ParaspinalSegLib.dicom import list_series, load_series, short_hash
+from ParaspinalSegLib.dicom_files import DicomSource, find_dicom_files
+from ParaspinalSegLib.dicom_frames import read_frames
 from ParaspinalSegLib.errors import InputError, NoSuitableSeriesError, OperationCancelled
 from ParaspinalSegLib.geometry import SliceGeometry
 from ParaspinalSegLib.series_selection import choose_series

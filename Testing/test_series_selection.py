@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from ParaspinalSegLib.dicom import DicomSource, SeriesSummary
+from ParaspinalSegLib.dicom import SeriesSummary
+from ParaspinalSegLib.dicom_files import DicomSource
 from ParaspinalSegLib.errors import InputError, NoSuitableSeriesError
 from ParaspinalSegLib.series_selection import (
     choose_series,

@@ -1,7 +1,8 @@
-"""Reading DICOM studies: find the files, summarise each series from headers, load one series.
+"""Reading DICOM studies: summarise each series from headers, load one series.
 
 A study may be a folder (searched recursively; any file names), a zip of DICOM files, or one
-file, holding several patients, studies and series. Discovery reads headers only. Loading reads
+file, holding several patients, studies and series (found by dicom_files; each file's frames are
+read by dicom_frames). Discovery reads headers only. Loading reads
 every slice with its own geometry (ImagePositionPatient, ImageOrientationPatient, PixelSpacing),
 classic one-file-per-slice and Enhanced MR multi-frame alike, so a series of axial blocks angled
 to each disc is read as it is, never resampled onto one grid. Patient identifiers never leave
@@ -13,61 +14,31 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import logging
-import os
 import secrets
-import struct
-import warnings
-import zipfile
-import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import (
-    HTJ2K,
-    JPEG2000,
-    JPEG2000MC,
-    JPEGBaseline8Bit,
-    JPEGExtended12Bit,
-    JPEGLSNearLossless,
-)
 
+from .dicom_files import DicomSource, SourceReader, as_source, find_dicom_files
+from .dicom_frames import frame_count, frame_geometry, frame_value, is_lossy, number_of, read_image, text_of, values_of
 from .errors import InputError
 from .geometry import SliceGeometry, orientation_label
-from .slices import ImageSlice, SeriesInfo, SliceSeries
 from .progress import ProgressCallback
+from .slices import ImageSlice, SeriesInfo, SliceSeries
 
 log = logging.getLogger(__name__)
 
-PREAMBLE_BYTES = 132
 HASH_LENGTH = 8
 _HASH_KEY = secrets.token_bytes(32)  # per process: no table of known IDs can undo a short hash
-DIRECTION_TOLERANCE = 1e-2  # how far IOP may be from two perpendicular unit vectors
 DUPLICATE_POSITION_MM = 1e-3
 ORDER_DECIMALS = 3  # slice centres closer than 1e-3 mm in z count as tied
 SAME_ORIENTATION = 1e-3  # largest IOP component difference within one block
-LOSSY_SYNTAXES = {JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSNearLossless, JPEG2000, JPEG2000MC, HTJ2K}
 ECHO_PULSE_SEQUENCES = {"SPIN": "SE", "GRADIENT": "GR", "BOTH": "SE/GR"}
-
-
-@dataclass(frozen=True)
-class DicomSource:
-    """One DICOM file: a path on disk, or a member of a zip archive at `path`."""
-
-    path: Path
-    member: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.path}/{self.member}" if self.member else str(self.path)
-
-    @property
-    def name(self) -> str:
-        return PurePosixPath(self.member).name if self.member else self.path.name
 
 
 @dataclass(frozen=True)
@@ -113,270 +84,47 @@ class _Header:
     acquisition_contrast: str
 
 
-class _SourceReader:
-    """Reads DicomSources, keeping each zip archive open while a batch is read."""
-
-    def __init__(self) -> None:
-        self._archives: dict[Path, zipfile.ZipFile] = {}
-
-    def __enter__(self) -> _SourceReader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for archive in self._archives.values():
-            archive.close()
-        self._archives.clear()
-
-    def _archive(self, path: Path) -> zipfile.ZipFile:
-        if path not in self._archives:
-            self._archives[path] = zipfile.ZipFile(path)
-        return self._archives[path]
-
-    def head(self, source: DicomSource) -> bytes:
-        """The first bytes of a file, enough for the DICM preamble or the first tag (b'' if unreadable)."""
-        try:
-            if source.member:
-                with self._archive(source.path).open(source.member) as stream:
-                    return stream.read(PREAMBLE_BYTES)
-            with open(source.path, "rb") as stream:
-                return stream.read(PREAMBLE_BYTES)
-        except (OSError, zipfile.BadZipFile, zlib.error) as error:
-            log.warning("%s: cannot be read (%s), skipped", source, error)
-            return b""
-
-    def dataset(self, source: DicomSource, headers_only: bool) -> tuple[Dataset, list[str]]:
-        """The parsed file and pydicom's warnings about it; InputError when it cannot be parsed."""
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                if source.member:
-                    data = io.BytesIO(self._archive(source.path).read(source.member))
-                    dataset = pydicom.dcmread(data, stop_before_pixels=headers_only, force=True)
-                else:
-                    dataset = pydicom.dcmread(source.path, stop_before_pixels=headers_only, force=True)
-            except Exception as error:  # pydicom raises many types for damaged files
-                raise InputError(
-                    f"{source}: cannot be read as DICOM ({type(error).__name__}: {error}); the file is "
-                    "damaged or truncated, copy or export it again"
-                ) from error
-        return dataset, [str(w.message) for w in caught]
-
-
 def short_hash(value: str) -> str:
     """A short reference to an identifier, keyed per process (HMAC-SHA-256; '' for an empty one)."""
     return hmac.new(_HASH_KEY, value.encode("utf-8"), hashlib.sha256).hexdigest()[:HASH_LENGTH] if value else ""
 
 
-def looks_like_dicom(head: bytes) -> bool:
-    """True for the DICM preamble, or for a preamble-less dataset starting at group 0002 or 0008."""
-    if len(head) >= PREAMBLE_BYTES and head[128:132] == b"DICM":
-        return True
-    if len(head) < 8:
-        return False
-    group, _ = struct.unpack("<HH", head[:4])
-    return group in (0x0002, 0x0008)
-
-
-def _walk_files(folder: Path) -> Iterator[Path]:
-    for root, directories, names in os.walk(folder):
-        directories.sort()
-        for name in sorted(names):
-            path = Path(root) / name
-            if path.is_file():
-                yield path
-
-
-def _zip_members(path: Path) -> list[DicomSource]:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = [info.filename for info in archive.infolist() if not info.is_dir()]
-    except (zipfile.BadZipFile, OSError) as error:
-        raise InputError(f"{path}: cannot be opened as a zip archive ({error}); check the download") from error
-    return [DicomSource(path, name) for name in sorted(names) if not name.startswith("__MACOSX/")]
-
-
-def _candidates(path: Path) -> list[DicomSource]:
-    if path.is_dir():
-        sources: list[DicomSource] = []
-        for file in _walk_files(path):
-            sources.extend(_zip_members(file) if file.suffix.lower() == ".zip" else [DicomSource(file)])
-        return sources
-    if path.suffix.lower() == ".zip":
-        return _zip_members(path)
-    return [DicomSource(path)]
-
-
-def find_dicom_files(path: Path) -> list[DicomSource]:
-    """The DICOM files in a folder (recursively, *.zip inside included), a *.zip, or one file.
-
-    Files without the DICM preamble are kept only when they start like a DICOM dataset; other
-    files are skipped quietly. Raises InputError when the path does not exist or holds no DICOM.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
-    candidates = _candidates(path)
-    with _SourceReader() as reader:
-        found = [source for source in candidates if looks_like_dicom(reader.head(source))]
-    log.info("%d DICOM files among %d files in %s", len(found), len(candidates), path)
-    if not found:
-        if path.is_file() and path.suffix.lower() != ".zip":
-            what = "is not a DICOM file (no DICM preamble, and it does not start like a DICOM dataset)"
-        elif not candidates:
-            what = "is empty"
-        else:
-            what = f"holds no DICOM files among its {len(candidates)} files"
-        raise InputError(
-            f"{path}: {what}; point to the folder, zip or file holding the study's DICOM images"
-        )
-    return found
-
-
-def _text(dataset: Dataset, keyword: str) -> str:
-    value = dataset.get(keyword)
-    return "" if value is None else str(value).strip()
-
-
-def _number(value: object) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
-def _values(dataset: Dataset, keyword: str) -> tuple[str, ...]:
-    value = dataset.get(keyword)
-    if value is None or value == "":
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(str(v) for v in value)
-
-
-def _functional_item(dataset: Dataset, frame: int, sequence_keyword: str) -> Dataset | None:
-    """The first item of a functional group macro for one frame: per-frame first, then shared."""
-    for groups, index in (
-        (dataset.get("PerFrameFunctionalGroupsSequence"), frame),
-        (dataset.get("SharedFunctionalGroupsSequence"), 0),
-    ):
-        if groups and len(groups) > index and sequence_keyword in groups[index]:
-            sequence = groups[index][sequence_keyword].value
-            if sequence:
-                return sequence[0]
-    return None
-
-
-def _frame_value(dataset: Dataset, frame: int, sequence_keyword: str, keyword: str) -> object:
-    """An attribute from a frame's functional group, else from the top level; None if absent."""
-    item = _functional_item(dataset, frame, sequence_keyword)
-    if item is not None and item.get(keyword) not in (None, ""):
-        return item.get(keyword)
-    value = dataset.get(keyword)
-    return None if value == "" else value
-
-
-def frame_count(dataset: Dataset) -> int:
-    return max(1, int(_number(dataset.get("NumberOfFrames")) or 1))
-
-
-def frame_geometry(dataset: Dataset, frame: int, source: str) -> SliceGeometry:
-    """Where one frame (0 for a classic file) lies in patient space; InputError if it cannot be told."""
-    position = _frame_value(dataset, frame, "PlanePositionSequence", "ImagePositionPatient")
-    orientation = _frame_value(dataset, frame, "PlaneOrientationSequence", "ImageOrientationPatient")
-    spacing = _frame_value(dataset, frame, "PixelMeasuresSequence", "PixelSpacing")
-    thickness = _number(_frame_value(dataset, frame, "PixelMeasuresSequence", "SliceThickness"))
-    missing = [
-        name
-        for name, value, length in (
-            ("ImagePositionPatient", position, 3),
-            ("ImageOrientationPatient", orientation, 6),
-            ("PixelSpacing", spacing, 2),
-        )
-        if value is None or len(value) != length  # type: ignore[arg-type]
-    ]
-    where = f"{source}" + (f" frame {frame + 1}" if frame_count(dataset) > 1 else "")
-    if missing:
-        raise InputError(
-            f"{where}: has no {', '.join(missing)}, so its pixels cannot be placed in patient space; "
-            "export the series from the scanner or PACS with its geometry"
-        )
-    row = tuple(float(v) for v in orientation[:3])  # type: ignore[index]
-    column = tuple(float(v) for v in orientation[3:6])  # type: ignore[index]
-    if (
-        abs(np.linalg.norm(row) - 1) > DIRECTION_TOLERANCE
-        or abs(np.linalg.norm(column) - 1) > DIRECTION_TOLERANCE
-        or abs(float(np.dot(row, column))) > DIRECTION_TOLERANCE
-    ):
-        raise InputError(
-            f"{where}: ImageOrientationPatient {list(row + column)} is not two perpendicular unit "
-            "vectors; the file's geometry is damaged, export it again"
-        )
-    pixel_spacing = (float(spacing[0]), float(spacing[1]))  # type: ignore[index]
-    if min(pixel_spacing) <= 0:
-        raise InputError(f"{where}: PixelSpacing {list(pixel_spacing)} is not positive; export it again")
-    return SliceGeometry(
-        origin=tuple(float(v) for v in position),  # type: ignore[arg-type]
-        row_direction=row,  # type: ignore[arg-type]
-        column_direction=column,  # type: ignore[arg-type]
-        spacing=pixel_spacing,
-        shape=(int(dataset.Rows), int(dataset.Columns)),
-        thickness=thickness or 0.0,
-    )
-
-
-def frame_rescale(dataset: Dataset, frame: int) -> tuple[float, float]:
-    """(slope, intercept) that turn one frame's stored values into real values."""
-    slope = _number(_frame_value(dataset, frame, "PixelValueTransformationSequence", "RescaleSlope"))
-    intercept = _number(_frame_value(dataset, frame, "PixelValueTransformationSequence", "RescaleIntercept"))
-    return (slope if slope else 1.0, intercept or 0.0)
-
-
 def _sequence(dataset: Dataset) -> str:
     """ScanningSequence as 'SE', 'GR', 'SE/IR'...; Enhanced MR's EchoPulseSequence mapped onto it."""
-    scanning = _values(dataset, "ScanningSequence")
+    scanning = values_of(dataset, "ScanningSequence")
     if scanning:
         return "/".join(scanning)
-    return ECHO_PULSE_SEQUENCES.get(_text(dataset, "EchoPulseSequence").upper(), "")
+    return ECHO_PULSE_SEQUENCES.get(text_of(dataset, "EchoPulseSequence").upper(), "")
 
 
 def _echo_train_length(dataset: Dataset) -> int | None:
-    value = _number(_frame_value(dataset, 0, "MRTimingAndRelatedParametersSequence", "EchoTrainLength"))
+    value = number_of(frame_value(dataset, 0, "MRTimingAndRelatedParametersSequence", "EchoTrainLength"))
     if value is None:
-        value = _number(dataset.get("RFEchoTrainLength"))
+        value = number_of(dataset.get("RFEchoTrainLength"))
     return None if value is None else int(value)
 
 
 def series_info_of(dataset: Dataset, source: str) -> SeriesInfo:
     """What a series is, from one of its headers; patient and study only as short hashes."""
-    number = _number(dataset.get("SeriesNumber"))
-    echo_time = _number(dataset.get("EchoTime"))
+    number = number_of(dataset.get("SeriesNumber"))
+    echo_time = number_of(dataset.get("EchoTime"))
     if echo_time is None:
-        echo_time = _number(_frame_value(dataset, 0, "MREchoSequence", "EffectiveEchoTime"))
+        echo_time = number_of(frame_value(dataset, 0, "MREchoSequence", "EffectiveEchoTime"))
     return SeriesInfo(
-        uid=_text(dataset, "SeriesInstanceUID"),
-        patient=short_hash(_text(dataset, "PatientID")),
-        study=short_hash(_text(dataset, "StudyInstanceUID")),
+        uid=text_of(dataset, "SeriesInstanceUID"),
+        patient=short_hash(text_of(dataset, "PatientID")),
+        study=short_hash(text_of(dataset, "StudyInstanceUID")),
         number=None if number is None else int(number),
-        description=_text(dataset, "SeriesDescription") or _text(dataset, "ProtocolName"),
-        modality=_text(dataset, "Modality"),
+        description=text_of(dataset, "SeriesDescription") or text_of(dataset, "ProtocolName"),
+        modality=text_of(dataset, "Modality"),
         sequence=_sequence(dataset),
         echo_time_ms=echo_time,
-        repetition_time_ms=_number(
-            _frame_value(dataset, 0, "MRTimingAndRelatedParametersSequence", "RepetitionTime")
+        repetition_time_ms=number_of(
+            frame_value(dataset, 0, "MRTimingAndRelatedParametersSequence", "RepetitionTime")
         ),
         echo_train_length=_echo_train_length(dataset),
         source=source,
     )
-
-
-def _transfer_syntax(dataset: Dataset) -> str | None:
-    return getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
-
-
-def _is_lossy(dataset: Dataset) -> bool:
-    return _text(dataset, "LossyImageCompression") == "01" or _transfer_syntax(dataset) in LOSSY_SYNTAXES
 
 
 def _header_of(dataset: Dataset, source: DicomSource, input_path: str) -> _Header:
@@ -386,30 +134,30 @@ def _header_of(dataset: Dataset, source: DicomSource, input_path: str) -> _Heade
         problem = ""
     except InputError as error:
         geometries, problem = (), str(error)
-    number = _number(dataset.get("InstanceNumber"))
+    number = number_of(dataset.get("InstanceNumber"))
     return _Header(
         source=source,
-        sop_uid=_text(dataset, "SOPInstanceUID"),
+        sop_uid=text_of(dataset, "SOPInstanceUID"),
         instance_number=None if number is None else int(number),
-        lossy=_is_lossy(dataset),
+        lossy=is_lossy(dataset),
         info=series_info_of(dataset, input_path),
         geometries=geometries,
         geometry_problem=problem,
         frames=frames,
-        image_type=tuple(v.upper() for v in _values(dataset, "ImageType")),
-        scan_options=tuple(v.upper() for v in _values(dataset, "ScanOptions")),
-        acquisition_contrast=_text(dataset, "AcquisitionContrast").upper(),
+        image_type=tuple(v.upper() for v in values_of(dataset, "ImageType")),
+        scan_options=tuple(v.upper() for v in values_of(dataset, "ScanOptions")),
+        acquisition_contrast=text_of(dataset, "AcquisitionContrast").upper(),
     )
 
 
 def _is_image(dataset: Dataset) -> bool:
-    return "Rows" in dataset and "Columns" in dataset and bool(_text(dataset, "SeriesInstanceUID"))
+    return "Rows" in dataset and "Columns" in dataset and bool(text_of(dataset, "SeriesInstanceUID"))
 
 
 def _image_class_name(dataset: Dataset) -> str:
     """The SOP class name when the file says it holds an image ('MR Image Storage'), else ''."""
     meta = getattr(dataset, "file_meta", Dataset())
-    sop_class = _text(dataset, "SOPClassUID") or _text(meta, "MediaStorageSOPClassUID")
+    sop_class = text_of(dataset, "SOPClassUID") or text_of(meta, "MediaStorageSOPClassUID")
     name = pydicom.uid.UID(sop_class).name if sop_class else ""
     return name if "Image Storage" in name else ""
 
@@ -476,7 +224,7 @@ def _summaries(
     """Summaries of the image series among `sources`, and the problems of unreadable files."""
     by_series: dict[str, list[_Header]] = {}
     unreadable: list[str] = []
-    with _SourceReader() as reader:
+    with SourceReader() as reader:
         for index, source in enumerate(sources):
             _report(progress, index / len(sources), f"reading DICOM headers, {index + 1} of {len(sources)}")
             try:
@@ -524,50 +272,6 @@ def list_series(path: Path, progress: ProgressCallback | None = None) -> list[Se
     return summaries
 
 
-def _decoded_frames(dataset: Dataset, source: DicomSource, warned: list[str]) -> np.ndarray:
-    """Stored pixel values as [frame, row, column]; InputError when they cannot be had."""
-    if "PixelData" not in dataset:
-        ending = f" ({warned[-1]})" if warned else ""
-        raise InputError(
-            f"{source}: has no complete pixel data{ending}; the file is truncated or not an image, "
-            "copy or export it again"
-        )
-    samples = int(_number(dataset.get("SamplesPerPixel")) or 1)
-    if samples != 1:
-        raise InputError(f"{source}: is a colour image ({samples} samples per pixel); choose an MR series")
-    try:
-        pixels = dataset.pixel_array
-    except Exception as error:  # decoders raise many types for damaged or unsupported data
-        name = getattr(_transfer_syntax(dataset), "name", "unknown transfer syntax")
-        raise InputError(
-            f"{source}: its pixel data ({name}) cannot be decoded ({type(error).__name__}: {error}); "
-            "the file is damaged or truncated, or needs a decoder (pip install pylibjpeg "
-            "pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle)"
-        ) from error
-    return pixels.reshape(frame_count(dataset), int(dataset.Rows), int(dataset.Columns))
-
-
-def _read_image(reader: _SourceReader, source: DicomSource) -> tuple[Dataset, np.ndarray]:
-    """The dataset and its frames as float32 real values (rescale applied)."""
-    dataset, warned = reader.dataset(source, headers_only=False)
-    stored = _decoded_frames(dataset, source, warned)
-    frames = np.empty(stored.shape, dtype=np.float32)
-    for frame in range(stored.shape[0]):
-        slope, intercept = frame_rescale(dataset, frame)
-        frames[frame] = stored[frame].astype(np.float64) * slope + intercept
-    return dataset, frames
-
-
-def read_frames(source: DicomSource | Path | str) -> np.ndarray:
-    """One file's pixels as float32 [frame, row, column], rescale slope/intercept applied."""
-    with _SourceReader() as reader:
-        return _read_image(reader, _as_source(source))[1]
-
-
-def _as_source(item: DicomSource | Path | str) -> DicomSource:
-    return item if isinstance(item, DicomSource) else DicomSource(Path(item))
-
-
 def _slice_order(item: ImageSlice) -> tuple[float, float, int]:
     """Inferior to superior by the z of the slice centre; ties by position along the normal."""
     centre = item.geometry.centre
@@ -591,7 +295,7 @@ def _check_no_duplicates(slices: list[ImageSlice], summary: SeriesSummary) -> No
 
 
 def _summary_for(sources: Sequence[DicomSource | Path | str]) -> SeriesSummary:
-    items = [_as_source(s) for s in sources]
+    items = [as_source(s) for s in sources]
     if not items:
         raise InputError("no DICOM files given to load; pass a series summary or its files")
     summaries, unreadable = _summaries(items, str(items[0]), None)
@@ -620,10 +324,10 @@ def load_series(
     if summary.geometry_problem:
         raise InputError(summary.geometry_problem)
     slices: list[ImageSlice] = []
-    with _SourceReader() as reader:
+    with SourceReader() as reader:
         for index, source in enumerate(summary.files):
             _report(progress, index / len(summary.files), f"reading DICOM images, {index + 1} of {len(summary.files)}")
-            dataset, frames = _read_image(reader, source)
+            dataset, frames = read_image(reader, source)
             for frame, pixels in enumerate(frames):
                 geometry = frame_geometry(dataset, frame, str(source))
                 slices.append(ImageSlice(pixels, geometry, source_index=len(slices)))
