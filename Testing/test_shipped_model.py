@@ -28,7 +28,11 @@ def test_shipped_model_reaches_its_stated_dice_on_real_cases(shipped, shared_dir
     from ParaspinalSegTrainingLib.real_validation import validate_real
 
     stated = {c["case"]: c for c in shipped.card.validation["real_cases"]}
-    for figures in validate_real(shipped, shared_dir):
+    reported = []
+    found = validate_real(shipped, shared_dir, progress=lambda fraction, message: reported.append(fraction))
+    assert reported == sorted(reported) and 0 <= reported[0] and reported[-1] <= 1
+    assert len(found) == len(stated)
+    for figures in found:
         assert figures.dice >= stated[figures.case]["dice"] - 0.005, figures.case
         for level, dice in stated[figures.case].get("dice_per_level", {}).items():  # cards since 1.2.0
             assert figures.dice_per_level[level] >= dice - 0.005, (figures.case, level)

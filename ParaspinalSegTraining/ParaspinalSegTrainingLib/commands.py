@@ -116,7 +116,8 @@ def command_validate_real(args: argparse.Namespace, progress) -> int:
     from .real_validation import REAL_CASES, figures_markdown, validate_real
 
     model = load_model(resolve_model(args.model))
-    figures = validate_real(model, Path(args.shared), device=choose_device(args.device))
+    figures = validate_real(model, Path(args.shared), device=choose_device(args.device), progress=progress)
+    progress.close()
     if not figures:
         raise InputError(f"{Path(args.shared) / 'data' / 'real'}: none of the real labelled cases "
                          f"({', '.join(REAL_CASES)}) is there")

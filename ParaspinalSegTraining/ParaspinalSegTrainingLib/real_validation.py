@@ -23,6 +23,7 @@ from ParaspinalSegLib.measurement import summarise
 from ParaspinalSegLib.modelfile import LoadedModel
 from ParaspinalSegLib.pipeline import add_fat, measure_labels
 from ParaspinalSegLib.postprocess import clean_labels
+from ParaspinalSegLib.progress import ProgressCallback, part_of
 from ParaspinalSegLib.reading import read_study
 from ParaspinalSegLib.segmentation import load_segmentation
 
@@ -177,13 +178,17 @@ def level_figures(scores: dict[str, list[SideScore]], groups: dict[str, range]) 
     return out
 
 
-def validate_case(model: LoadedModel, folder: Path, image: str, labels: str, levels: str, device: str = "cpu") -> RealCaseFigures:
+def validate_case(model: LoadedModel, folder: Path, image: str, labels: str, levels: str, device: str = "cpu",
+                  progress: ProgressCallback | None = None) -> RealCaseFigures:
     study = read_study(folder / image)
     truth = load_segmentation([folder / labels], study.series).labels
-    prediction = [clean_labels(p) for p in predict_series(model, study.series, device=device)]
+    predicted = predict_series(model, study.series, device=device, progress=part_of(progress, 0.0, 0.7))
+    prediction = [clean_labels(p) for p in predicted]
     scores = score_sides(truth, prediction, [s.geometry.spacing for s in study.series.slices])
     fat = {"cnn": summarise(measure_labels(study.series, prediction)).mean_fat_fraction_pct}
     for method in FatMethod:  # add_fat treats the model's fat as compartment and finds fat anew
+        if progress is not None:
+            progress(0.8, f"{folder.name}: fat by {method.value}")
         filled = add_fat(study.series, prediction, FatSettings(method=method))
         fat[method.value] = summarise(measure_labels(study.series, filled)).mean_fat_fraction_pct
     csa_errors = [abs(s.csa_error_pct) for side_scores in scores.values() for s in side_scores
@@ -201,13 +206,15 @@ def validate_case(model: LoadedModel, folder: Path, image: str, labels: str, lev
     )
 
 
-def validate_real(model: LoadedModel, shared: Path, device: str = "cpu") -> list[RealCaseFigures]:
+def validate_real(model: LoadedModel, shared: Path, device: str = "cpu",
+                  progress: ProgressCallback | None = None) -> list[RealCaseFigures]:
     """Figures on every real labelled case present under shared/data/real."""
     root = Path(shared) / "data" / "real"
+    present = [(name, files) for name, files in REAL_CASES.items() if (root / name / files[0]).exists()]
     return [
-        validate_case(model, root / name, image, labels, levels, device)
-        for name, (image, labels, levels) in REAL_CASES.items()
-        if (root / name / image).exists()
+        validate_case(model, root / name, image, labels, levels, device,
+                      part_of(progress, index / len(present), (index + 1) / len(present)))
+        for index, (name, (image, labels, levels)) in enumerate(present)
     ]
 
 
