@@ -127,7 +127,7 @@ def score_side(truth: np.ndarray, prediction: np.ndarray, spacing: tuple[float, 
         precision=_ratio(n_tp, n_p),
         recall=_ratio(n_tp, n_t),
         csa_error_pct=_ratio(100.0 * (n_p - n_t), n_t),
-        outline_offset_mm=outline_offset_mm(truth, prediction, spacing) if n_p else float("nan"),
+        outline_offset_mm=outline_offset_mm(truth, prediction, spacing),
     )
 
 
