@@ -42,7 +42,8 @@ class SliceScore:
     recall: float
 
 
-def _ratio(numerator: float, denominator: float) -> float:
+def ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, NaN where the denominator is 0 (a figure undefined on empty masks)."""
     return numerator / denominator if denominator else math.nan
 
 
@@ -61,10 +62,10 @@ def score_slice(
                 structure=structure,
                 csa_truth_mm2=n_t * pixel_area_mm2,
                 csa_prediction_mm2=n_p * pixel_area_mm2,
-                dice=_ratio(2 * n_tp, n_t + n_p),
-                csa_error_pct=_ratio(100.0 * abs(n_p - n_t), n_t),
-                precision=_ratio(n_tp, n_p),
-                recall=_ratio(n_tp, n_t),
+                dice=ratio(2 * n_tp, n_t + n_p),
+                csa_error_pct=ratio(100.0 * abs(n_p - n_t), n_t),
+                precision=ratio(n_tp, n_p),
+                recall=ratio(n_tp, n_t),
             )
         )
     return scores
@@ -168,4 +169,4 @@ def grade_agreement(mean_fat_fractions: dict[str, tuple[float, float]]) -> Grade
         confusion[truth][predicted] += 1
         right += truth == predicted
         graded += 1
-    return GradeAgreement(confusion, _ratio(right, graded), graded)
+    return GradeAgreement(confusion, ratio(right, graded), graded)

@@ -27,7 +27,7 @@ from ParaspinalSegLib.progress import ProgressCallback, part_of
 from ParaspinalSegLib.reading import read_study
 from ParaspinalSegLib.segmentation import load_segmentation
 
-from .evaluation import summarise_values
+from .evaluation import ratio, summarise_values
 
 REAL_CASES = {
     "musclemap_sub0001": ("image.nii.gz", "seg_8labels.nii.gz", "L3-S1"),
@@ -92,10 +92,6 @@ class RealCaseFigures:
         return {**asdict(self), "dice": self.dice, "dice_per_level": self.dice_per_level}
 
 
-def _ratio(numerator: float, denominator: float) -> float:
-    return float(numerator / denominator) if denominator else float("nan")
-
-
 def outline(mask: np.ndarray) -> np.ndarray:
     """The mask's pixels with a 4-neighbour outside it; the edge of the field of view is no outline."""
     return mask & ~binary_erosion(mask, border_value=1)
@@ -123,10 +119,10 @@ def score_side(truth: np.ndarray, prediction: np.ndarray, spacing: tuple[float, 
     n_t, n_p, n_tp = int(truth.sum()), int(prediction.sum()), int((truth & prediction).sum())
     return SideScore(
         slice_index=index,
-        dice=_ratio(2 * n_tp, n_t + n_p),
-        precision=_ratio(n_tp, n_p),
-        recall=_ratio(n_tp, n_t),
-        csa_error_pct=_ratio(100.0 * (n_p - n_t), n_t),
+        dice=ratio(2 * n_tp, n_t + n_p),
+        precision=ratio(n_tp, n_p),
+        recall=ratio(n_tp, n_t),
+        csa_error_pct=ratio(100.0 * (n_p - n_t), n_t),
         outline_offset_mm=outline_offset_mm(truth, prediction, spacing),
     )
 
