@@ -2,10 +2,10 @@
 
 A study may be a folder (searched recursively; any file names), a zip of DICOM files, or one
 file, holding several patients, studies and series (found by dicom_files; each file's frames are
-read by dicom_frames). Discovery reads headers only. Loading reads
-every slice with its own geometry (ImagePositionPatient, ImageOrientationPatient, PixelSpacing),
-classic one-file-per-slice and Enhanced MR multi-frame alike, so a series of axial blocks angled
-to each disc is read as it is, never resampled onto one grid. Patient identifiers never leave
+read by dicom_frames). Discovery reads headers only. Loading reads every slice with its own
+geometry (ImagePositionPatient, ImageOrientationPatient, PixelSpacing), classic one-file-per-slice
+and Enhanced MR multi-frame alike, so a series of axial blocks angled to each disc is read as it
+is, never resampled onto one grid. Patient identifiers never leave
 this module: a series carries short keyed hashes of PatientID and StudyInstanceUID instead (the key
 is drawn anew in every process, so a listing tells patients apart but cannot be traced back to an ID).
 """
