@@ -8,6 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from helpers import run_cli, volume, write
+from ParaspinalSegLib.inputcheck import VOLUME_SEQUENCE_WARNING
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, LabelKind
 from ParaspinalSegLib.reading import read_study
 from ParaspinalSegLib.segmentation import load_segmentation
@@ -104,8 +105,8 @@ def test_swapped_sides_are_warned_about(tmp_path, capsys, scheme_case):
     swapped = np.select([labels == RIGHT_MUSCLE, labels == RIGHT_FAT, labels == LEFT_MUSCLE, labels == LEFT_FAT],
                         [LEFT_MUSCLE, LEFT_FAT, RIGHT_MUSCLE, RIGHT_FAT], 0).astype(np.uint8)
     seg_path = write(volume(swapped, SPACING), tmp_path / "swapped.nrrd")
-    code, _, stderr = run_cli(capsys, "measure", image_path, seg_path, "-o", tmp_path / "out")
-    assert code == 0 and "patient's left" in stderr
+    code, stdout, _ = run_cli(capsys, "measure", image_path, seg_path, "-o", tmp_path / "out")
+    assert code == 0 and "patient's left" in stdout
 
 
 def test_segmentation_off_the_image_grid_is_refused(tmp_path, capsys, scheme_case):
@@ -166,7 +167,8 @@ def test_real_case_csa_equals_independent_pixel_count(tmp_path, capsys, shared_d
         assert float(rows[k]["right_total_csa_mm2"]) == pytest.approx(right, abs=1e-3)
         assert float(rows[k]["left_total_csa_mm2"]) == pytest.approx(left, abs=1e-3)
     patient = json.loads((tmp_path / "out" / "patient.json").read_text())
-    assert patient["provenance"]["label_kind"] == "musclemap" and patient["warnings"] == []
+    assert patient["provenance"]["label_kind"] == "musclemap"
+    assert VOLUME_SEQUENCE_WARNING in patient["warnings"]  # a NIfTI does not name its sequence
 
 
 def test_progress_is_reported_and_cancel_stops_the_work(scheme_case):

@@ -99,8 +99,6 @@ def measure_to_folder(args: argparse.Namespace, progress: ProgressBar):
     )
     out = write_result(Path(args.output), result, study.series, segmentation.sources, overwrite=args.overwrite)
     progress.close()
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     return study, result, out
 
 
@@ -118,6 +116,8 @@ def print_result(result, out: Path) -> None:
         f"(right {_percent(s.mean_fat_fraction_right_pct)}, left {_percent(s.mean_fat_fraction_left_pct)})"
     )
     print(f"SGC grade: {s.grade or 'n/a'}")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     print(f"outputs: {out}/ (slices.csv, patient.json, *.seg.nrrd, qc.png)")
 
 

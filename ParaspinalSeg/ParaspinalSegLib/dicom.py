@@ -17,7 +17,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,7 @@ class SeriesSummary:
     scan_options: tuple[str, ...] = ()
     acquisition_contrast: str = ""
     geometry_problem: str = ""
+    unreadable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,8 @@ def _summaries(
 def list_series(path: Path, progress: ProgressCallback | None = None) -> list[SeriesSummary]:
     """Every image series in a DICOM folder, zip or file, summarised from headers only.
 
-    Unreadable files are logged and left out; InputError when no series can be read at all.
+    Unreadable files are logged, left out and named in each summary's `unreadable` (they may have
+    belonged to any series); InputError when no series can be read at all.
     `progress(fraction, message)` is called as headers are read and may raise to cancel.
     """
     path = Path(path)
@@ -269,7 +271,7 @@ def list_series(path: Path, progress: ProgressCallback | None = None) -> list[Se
             "point to the folder, zip or file holding the study's MR images"
         )
     log.info("%d series in %s", len(summaries), path)
-    return summaries
+    return [replace(summary, unreadable=tuple(unreadable)) for summary in summaries]
 
 
 def _slice_order(item: ImageSlice) -> tuple[float, float, int]:
@@ -337,4 +339,5 @@ def load_series(
     log.info(
         "read series %s '%s': %d slices", summary.info.number, summary.info.description, len(slices)
     )
-    return SliceSeries(slices, summary.info)
+    left_out = [f"a file of the study was left out: {problem}" for problem in summary.unreadable]
+    return SliceSeries(slices, summary.info, warnings=left_out)

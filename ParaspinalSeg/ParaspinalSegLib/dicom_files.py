@@ -67,8 +67,8 @@ class SourceReader:
             self._archives[path] = zipfile.ZipFile(path)
         return self._archives[path]
 
-    def head(self, source: DicomSource) -> bytes:
-        """The first bytes of a file, enough for the DICM preamble or the first tag (b'' if unreadable)."""
+    def head(self, source: DicomSource) -> bytes | None:
+        """The first bytes of a file, enough for the DICM preamble or the first tag (None if unreadable)."""
         try:
             if source.member:
                 with self._archive(source.path).open(source.member) as stream:
@@ -76,8 +76,8 @@ class SourceReader:
             with open(source.path, "rb") as stream:
                 return stream.read(PREAMBLE_BYTES)
         except (OSError, zipfile.BadZipFile, zlib.error) as error:
-            log.warning("%s: cannot be read (%s), skipped", source, error)
-            return b""
+            log.debug("%s: cannot be read (%s)", source, error)
+            return None
 
     def dataset(self, source: DicomSource, headers_only: bool) -> tuple[Dataset, list[str]]:
         """The parsed file and pydicom's warnings about it; InputError when it cannot be parsed."""
@@ -105,6 +105,11 @@ def looks_like_dicom(head: bytes) -> bool:
         return False
     group, _ = struct.unpack("<HH", head[:4])
     return group in (0x0002, 0x0008)
+
+
+def _may_be_dicom(head: bytes | None) -> bool:
+    """Kept for reading: DICOM by its first bytes, or unreadable (so that it is reported, not lost)."""
+    return head is None or looks_like_dicom(head)
 
 
 def _walk_files(folder: Path) -> Iterator[Path]:
@@ -140,14 +145,15 @@ def find_dicom_files(path: Path) -> list[DicomSource]:
     """The DICOM files in a folder (recursively, *.zip inside included), a *.zip, or one file.
 
     Files without the DICM preamble are kept only when they start like a DICOM dataset; other
-    files are skipped quietly. Raises InputError when the path does not exist or holds no DICOM.
+    files are skipped quietly. Files that cannot be read at all are kept, so that reading them
+    fails and reports them. Raises InputError when the path does not exist or holds no DICOM.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     candidates = _candidates(path)
     with SourceReader() as reader:
-        found = [source for source in candidates if looks_like_dicom(reader.head(source))]
+        found = [source for source in candidates if _may_be_dicom(reader.head(source))]
     log.info("%d DICOM files among %d files in %s", len(found), len(candidates), path)
     if not found:
         if path.is_file() and path.suffix.lower() != ".zip":

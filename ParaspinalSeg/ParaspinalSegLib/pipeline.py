@@ -99,7 +99,8 @@ def measure_series(
         described = None
     measurements = measure_labels(series, labels)
     provenance = Provenance(method=method, fat_settings=described, label_kind=label_kind, model=model)
-    return MeasurementResult(labels, measurements, summarise(measurements), provenance, warnings)
+    all_warnings = tuple(series.warnings) + tuple(warnings)
+    return MeasurementResult(labels, measurements, summarise(measurements), provenance, all_warnings)
 
 
 FAT_FROM_MODEL = "cnn"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .errors import InputError, NoSuitableSeriesError
 from .geometry import DEFAULT_AXIAL_TOLERANCE_DEG
+from .inputcheck import VOLUME_SEQUENCE_WARNING, check_series
 from .progress import ProgressCallback
 from .slices import SliceSeries
 from .volumes import is_volume_file, read_volume_series
@@ -40,9 +41,14 @@ def read_study(
     if is_volume_file(path):
         series = read_volume_series(path)
         check_axial(series, path)
+        check_series(series, path)
+        series.warnings.append(VOLUME_SEQUENCE_WARNING)
         return LoadedStudy(series, f"volume {path.name}: {len(series)} axial slices")
     from .dicom import list_series, load_series
-    from .series_selection import choose_series
+    from .series_selection import choose_series, series_sequence_warning
 
     choice = choose_series(list_series(path, progress=progress), series_uid=series_uid)
-    return LoadedStudy(load_series(choice.summary, progress=progress), choice.reason)
+    series = load_series(choice.summary, progress=progress)
+    check_series(series, path)
+    series.warnings.extend(w for w in [series_sequence_warning(choice.summary)] if w)
+    return LoadedStudy(series, choice.reason)

@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import GeometryMismatchError, InputError
 from .geometry import SliceGeometry
+from .inputcheck import check_label_values
 from .labels import (
     COMPARTMENT_SOURCES,
     LEFT_MUSCLE,
@@ -51,7 +52,11 @@ def _read_scheme_or_raw(path: Path, series: SliceSeries) -> tuple[object, bool |
     if not path.exists():
         raise InputError(f"{path}: segmentation file not found")
     if not is_seg_nrrd(path):
-        return read_volume_image(path), None
+        import SimpleITK as sitk
+
+        image = read_volume_image(path)
+        check_label_values(path, sitk.GetArrayViewFromImage(image))
+        return image, None
     from .segnrrd import pad_to_reference, read_seg_nrrd, to_scheme_labels
 
     seg = read_seg_nrrd(path)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from .dicom import SeriesSummary
 from .errors import InputError, NoSuitableSeriesError
 from .geometry import DEFAULT_AXIAL_TOLERANCE_DEG
+from .inputcheck import sequence_warning
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,12 @@ def technique(summary: SeriesSummary) -> str:
 def sequence_label(summary: SeriesSummary) -> str:
     """e.g. 'T2 TSE', 'T1 SE', 'GRE' (weighting from timing, technique from the sequence)."""
     return " ".join(part for part in (weighting(summary), technique(summary)) if part) or "unknown sequence"
+
+
+def series_sequence_warning(summary: SeriesSummary) -> str:
+    """The result's warning when the headers do not show a T2 TSE without fat suppression, else ''."""
+    fat_suppressed = bool(FAT_SUPPRESSION_OPTIONS & set(summary.scan_options))
+    return sequence_warning(sequence_label(summary), fat_suppressed, timing_text(summary))
 
 
 def timing_text(summary: SeriesSummary) -> str:

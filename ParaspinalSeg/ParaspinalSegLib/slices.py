@@ -49,11 +49,16 @@ class SeriesInfo:
 
 @dataclass
 class SliceSeries:
-    """The slices of one series, ordered from inferior to superior."""
+    """The slices of one series, ordered from inferior to superior.
+
+    warnings: what reading found doubtful (files left out, a sequence other than T2 TSE); they
+    are carried into the result's warnings.
+    """
 
     slices: list[ImageSlice]
     info: SeriesInfo
     extra: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.slices)

@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import InputError
 from .geometry import SliceGeometry
+from .inputcheck import check_nifti_file
 from .slices import ImageSlice, SeriesInfo, SliceSeries
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -30,6 +31,7 @@ def read_volume_image(path: Path):
     """A SimpleITK image from a NIfTI/NRRD/MetaImage file, with a clear error if unreadable."""
     import SimpleITK as sitk
 
+    check_nifti_file(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
