@@ -28,6 +28,28 @@ def test_known_overlap_gives_exact_figures():
     assert muscle.dice == pytest.approx(2 * 10 / 30) and muscle.csa_error_pct == 0.0
 
 
+def test_sides_count_apart_so_a_swapped_prediction_scores_zero():
+    truth = np.zeros((10, 10), dtype=np.uint8)
+    truth[:, :5] = 1
+    truth[:2, :5] = 2
+    truth[:, 5:] = 3
+    truth[:2, 5:] = 4
+    swapped = np.select([truth == 1, truth == 2, truth == 3, truth == 4], [3, 4, 1, 2], 0).astype(np.uint8)
+    for score in score_slice(truth, swapped, 1.0, "case", 0):
+        assert (score.dice, score.precision, score.recall, score.csa_error_pct) == (0.0, 0.0, 0.0, 0.0), score.structure
+
+
+def test_dice_is_the_mean_of_the_right_and_left_dice():
+    truth = np.zeros((10, 10), dtype=np.uint8)
+    truth[:4, :5] = 1  # right 20 pixels
+    truth[:2, 5:] = 3  # left 10 pixels
+    prediction = truth.copy()
+    prediction[:2, :5] = 0  # right: 10 of 20 predicted, Dice 2*10/30; left exact
+    overall = score_slice(truth, prediction, 1.0, "case", 0)[0]
+    assert overall.dice == pytest.approx((2 * 10 / 30 + 1) / 2)
+    assert (overall.precision, overall.recall) == (1.0, pytest.approx(20 / 30))
+
+
 def test_empty_masks_leave_figures_undefined_not_perfect():
     empty = np.zeros((5, 5), dtype=np.uint8)
     score = score_slice(empty, empty, 1.0, "c", 0)[0]
@@ -62,3 +84,15 @@ def test_patient_table_counts_each_patient_once():
     assert by_patient.n == 2 and by_patient.mean == pytest.approx((1 + 2 / 3) / 2)
     by_slice = table2(scores)["overall muscle"]["dice"]
     assert by_slice.n == 3 and by_slice.mean == pytest.approx((2 + 2 / 3) / 3)
+
+
+def test_validation_dice_of_training_sees_sides():
+    from ParaspinalSegTrainingLib.training import structure_dice
+
+    truth = np.zeros((2, 6, 6), dtype=np.uint8)
+    truth[:, :, :3] = 1
+    truth[:, :, 3:] = 3
+    swapped = np.where(truth == 1, 3, 1).astype(np.uint8)
+    assert structure_dice(truth, truth)["overall muscle"] == 1.0
+    assert structure_dice(swapped, truth)["overall muscle"] == 0.0
+    assert math.isnan(structure_dice(swapped, truth)["fat"])  # no fat in either

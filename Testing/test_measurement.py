@@ -72,12 +72,37 @@ def test_patient_mean_skips_slices_without_compartment_and_grades():
     assert summary.grade == "II"
 
 
-def test_mean_compartment_dice_skips_slices_empty_in_both():
+def test_compartment_dice_is_the_mean_of_the_sides_and_skips_slices_empty_in_both():
     from ParaspinalSegLib.measurement import mean_compartment_dice
 
-    a = np.zeros((4, 4), dtype=np.uint8)
-    b = a.copy()
-    a[:2] = 1  # 8 pixels
-    b[:1] = 3  # 4 pixels, all inside: Dice 8/12
-    empty = np.zeros((4, 4), dtype=np.uint8)
-    assert mean_compartment_dice([a, empty, a], [b, empty, a]) == pytest.approx((8 / 12 + 1) / 2)
+    truth = np.zeros((4, 8), dtype=np.uint8)
+    truth[:2, :4] = 1  # right compartment, 8 pixels
+    truth[:1, 4:] = 3  # left compartment, 4 pixels
+    prediction = np.zeros_like(truth)
+    prediction[:1, :4] = 2  # right: 4 of its 8 pixels (fat counts as compartment): Dice 8/12
+    prediction[:1, 4:] = 4  # left: exact, Dice 1
+    empty = np.zeros_like(truth)
+    assert mean_compartment_dice([truth, empty, truth], [prediction, empty, truth]) == pytest.approx(
+        ((8 / 12 + 1) / 2 + 1) / 2)
+
+
+def test_compartment_dice_of_a_prediction_with_the_sides_swapped_is_zero():
+    from ParaspinalSegLib.measurement import mean_compartment_dice
+
+    truth = np.zeros((4, 8), dtype=np.uint8)
+    truth[:, :4] = 1
+    truth[:, 4:] = 3
+    swapped = np.where(truth == 1, 3, 1).astype(np.uint8)  # same pixels, each on the other side
+    assert mean_compartment_dice([truth], [truth]) == 1.0
+    assert mean_compartment_dice([truth], [swapped]) == 0.0
+
+
+def test_compartment_dice_with_one_side_missing_in_the_prediction():
+    from ParaspinalSegLib.measurement import sided_dice
+
+    truth = np.zeros((4, 8), dtype=np.uint8)
+    truth[:, :4] = 1
+    truth[:, 4:] = 3
+    right_only = np.where(truth == 1, 1, 0).astype(np.uint8)
+    assert sided_dice(truth, right_only) == 0.5  # right 1, left 0
+    assert math.isnan(sided_dice(np.zeros_like(truth), np.zeros_like(truth)))

@@ -107,11 +107,29 @@ def summarise(measurements: list[SliceMeasurement]) -> PatientSummary:
     return PatientSummary(right, left, both, n_right, n_left, n_both, sgc_grade(both))
 
 
+SideValues = tuple[tuple[int, ...], tuple[int, ...]]  # label values of a structure: (right, left)
+COMPARTMENT_VALUES: SideValues = (RIGHT.labels, LEFT.labels)
+
+
+def overlap_counts(truth: np.ndarray, prediction: np.ndarray, values: tuple[int, ...]) -> tuple[int, int, int]:
+    """(truth pixels, predicted pixels, pixels in both) of the labels `values`."""
+    t, p = np.isin(truth, values), np.isin(prediction, values)
+    return int(t.sum()), int(p.sum()), int((t & p).sum())
+
+
+def sided_dice(truth: np.ndarray, prediction: np.ndarray, values: SideValues = COMPARTMENT_VALUES) -> float:
+    """Mean of the right side's and the left side's Dice, over the sides present in truth or
+    prediction (NaN when neither is). Sides count apart: a prediction with right and left swapped
+    scores 0. The arrays may be one slice or a stack (then the Dice is pooled over its pixels)."""
+    per_side = []
+    for side_values in values:
+        n_t, n_p, n_tp = overlap_counts(truth, prediction, side_values)
+        if n_t + n_p:
+            per_side.append(2 * n_tp / (n_t + n_p))
+    return float(np.mean(per_side)) if per_side else math.nan
+
+
 def mean_compartment_dice(truth: list[np.ndarray], prediction: list[np.ndarray]) -> float:
-    """Mean over slices of the Dice of the compartments (any label > 0), slices empty in both skipped."""
-    values = []
-    for t, p in zip(truth, prediction):
-        total = int((t > 0).sum() + (p > 0).sum())
-        if total:
-            values.append(2 * int(((t > 0) & (p > 0)).sum()) / total)
+    """Mean over slices of the compartments' Dice, per side (`sided_dice`); slices empty in both skipped."""
+    values = [d for d in (sided_dice(t, p) for t, p in zip(truth, prediction)) if not math.isnan(d)]
     return float(np.mean(values)) if values else math.nan

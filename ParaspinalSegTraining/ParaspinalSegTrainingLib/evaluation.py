@@ -1,7 +1,9 @@
 """The paper's evaluation (Baur et al. 2021, Table 2): per-slice overlap and area figures, per-patient grades.
 
 For overall muscle (the compartment, labels 1-4), muscle tissue (1, 3) and fat (2, 4): CSA of truth
-and prediction (mm²), Dice, CSA error in % of the truth, precision and recall, per slice; summarised
+and prediction (mm²), Dice, CSA error in % of the truth, precision and recall, per slice. Sides
+count apart: the Dice is the mean of the right and the left side's Dice, and a pixel is a true
+positive only on its own side (so a prediction with the sides swapped scores 0). Summarised
 as mean ± SD with the 95 % confidence interval of the mean over all slices. Per patient: the SGC
 grade from truth and prediction, their confusion matrix and accuracy. Written as CSV and Markdown.
 """
@@ -17,11 +19,12 @@ import numpy as np
 
 from ParaspinalSegLib.grading import sgc_grade
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
+from ParaspinalSegLib.measurement import SideValues, overlap_counts, sided_dice
 
-STRUCTURES = {
-    "overall muscle": (RIGHT_MUSCLE, RIGHT_FAT, LEFT_MUSCLE, LEFT_FAT),
-    "muscle tissue": (RIGHT_MUSCLE, LEFT_MUSCLE),
-    "fat": (RIGHT_FAT, LEFT_FAT),
+STRUCTURES: dict[str, SideValues] = {  # label values of each structure: (right side, left side)
+    "overall muscle": ((RIGHT_MUSCLE, RIGHT_FAT), (LEFT_MUSCLE, LEFT_FAT)),
+    "muscle tissue": ((RIGHT_MUSCLE,), (LEFT_MUSCLE,)),
+    "fat": ((RIGHT_FAT,), (LEFT_FAT,)),
 }
 METRICS = ("csa_truth_mm2", "csa_prediction_mm2", "dice", "csa_error_pct", "precision", "recall")
 GRADES = ("I", "II", "III")
@@ -53,8 +56,7 @@ def score_slice(
     """Scores of each structure on one slice (scheme label maps on the same grid)."""
     scores = []
     for structure, values in STRUCTURES.items():
-        t, p = np.isin(truth, values), np.isin(prediction, values)
-        n_t, n_p, n_tp = int(t.sum()), int(p.sum()), int((t & p).sum())
+        n_t, n_p, n_tp = (sum(counts) for counts in zip(*(overlap_counts(truth, prediction, v) for v in values)))
         scores.append(
             SliceScore(
                 case_id=case_id,
@@ -62,7 +64,7 @@ def score_slice(
                 structure=structure,
                 csa_truth_mm2=n_t * pixel_area_mm2,
                 csa_prediction_mm2=n_p * pixel_area_mm2,
-                dice=ratio(2 * n_tp, n_t + n_p),
+                dice=sided_dice(truth, prediction, values),
                 csa_error_pct=ratio(100.0 * abs(n_p - n_t), n_t),
                 precision=ratio(n_tp, n_p),
                 recall=ratio(n_tp, n_t),

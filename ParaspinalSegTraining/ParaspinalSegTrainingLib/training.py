@@ -19,6 +19,7 @@ import numpy as np
 
 from ParaspinalSegLib.errors import InputError, OperationCancelled
 from ParaspinalSegLib.inference import choose_device
+from ParaspinalSegLib.measurement import sided_dice
 from ParaspinalSegLib.model import build_network
 from ParaspinalSegLib.modelfile import CARD_FILE, ModelCard, read_card, save_model
 
@@ -84,13 +85,9 @@ def loss_function(config: TrainingConfig):
 
 
 def structure_dice(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Dice over all pixels of a set of slices, per structure of the evaluation."""
-    out = {}
-    for structure, values in STRUCTURES.items():
-        p, t = np.isin(prediction, values), np.isin(truth, values)
-        total = p.sum() + t.sum()
-        out[structure] = float(2 * (p & t).sum() / total) if total else float("nan")
-    return out
+    """Dice pooled over all pixels of a set of slices, per structure of the evaluation: the mean
+    of the right and the left side's Dice (sides swapped score 0)."""
+    return {structure: sided_dice(truth, prediction, values) for structure, values in STRUCTURES.items()}
 
 
 def validation_scores(network, data: PreparedSlices, loss, device: str, config: TrainingConfig) -> tuple[float, dict]:
