@@ -26,6 +26,7 @@ from ParaspinalSegLib.errors import InputError, OperationCancelled, ParaspinalEr
 from ParaspinalSegLib.fat import FatMethod
 from ParaspinalSegLib.labels import SEGMENTS
 from ParaspinalSegLib.pipeline import FAT_FROM_MODEL, MeasurementResult
+from ParaspinalSegLib.quality import grade_caution
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -526,7 +527,13 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget):
     def showResult(self, result: ParaspinalSegResult):
         self.ui.outputSegmentationSelector.setCurrentNode(result.segmentationNode)
         self.ui.outputTableSelector.setCurrentNode(result.tableNode)
-        self.ui.gradeLabel.text = f"Grade {result.grade}" if result.grade else "No grade: no compartment found"
+        warnings = result.measurement.warnings
+        self.ui.gradeLabel.text = (f"Grade {result.grade}" + (" (see the warnings)" if warnings else "")
+                                   if result.grade else "No grade: no compartment found")
+        caution = grade_caution(warnings)
+        self.ui.qualityWarningsLabel.text = "\n".join(
+            [caution[:1].upper() + caution[1:] + ":"] + [f"- {w}" for w in warnings]) if warnings else ""
+        self.ui.qualityWarningsLabel.visible = bool(warnings)
         self.ui.fatFractionLabel.text = (
             f"Mean fat fraction: right {percentText(result.meanFatFractionRightPct)}, "
             f"left {percentText(result.meanFatFractionLeftPct)}"

@@ -99,9 +99,10 @@ def test_panel_segments_grades_and_updates_after_an_edit(env, sample):
         assert row == pytest.approx(pixels * spacing[0] * spacing[1], rel=1e-12)
 
     assert ui.gradeLabel.text == f"Grade {TRUTH['grade']}"
+    assert ui.qualityWarningsLabel.text == "" and not ui.qualityWarningsLabel.visible
     assert ui.fatFractionLabel.text.startswith("Mean fat fraction: right ") and ui.fatFractionLabel.text.endswith(" %")
     attributes = segmentation_node.attributes
-    assert attributes[mrml.GRADE_ATTRIBUTE] == TRUTH["grade"]
+    assert attributes[mrml.GRADE_ATTRIBUTE] == TRUTH["grade"] and attributes[mrml.WARNINGS_ATTRIBUTE] == "[]"
     assert attributes[mrml.MODEL_ATTRIBUTE] == ui.modelComboBox.currentData
     assert attributes["ParaspinalSeg.Software"].startswith("ParaspinalSeg ") and attributes["ParaspinalSeg.Created"]
     charts = env.slicer.mrmlScene.nodes_of_class("vtkMRMLPlotChartNode")
@@ -137,6 +138,27 @@ def test_panel_segments_grades_and_updates_after_an_edit(env, sample):
     ui.showCsaPlotButton.click()
     assert env.slicer.records.active_table_ids == [table.GetID()]
     assert [c.title for c in env.slicer.records.charts_shown] == ["Compartment CSA along the slices"]
+
+
+def test_a_grade_from_a_failed_segmentation_is_shown_with_its_warnings(env, sample):
+    """The sample's truth with the left compartment erased on its first 6 slices, measured by Update
+    measurements: the grade says to see the warnings, which are listed beneath it and kept on the node."""
+    volume = add_volume(env, sample.volume)
+    widget = panel(env, volume)
+    labels = sample.truth.copy()
+    labels[:6][np.isin(labels[:6], (3, 4))] = 0
+    segmentation_node = env.slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "edited")
+    widget.logic.setSegments(segmentation_node, volume, labels)
+    widget.ui.outputSegmentationSelector.setCurrentNode(segmentation_node)
+
+    widget.ui.updateButton.click()
+
+    ui = widget.ui
+    assert ui.gradeLabel.text == f"Grade {segmentation_node.attributes[mrml.GRADE_ATTRIBUTE]} (see the warnings)"
+    lines = ui.qualityWarningsLabel.text.splitlines()
+    assert ui.qualityWarningsLabel.visible and lines[0] == "Check the 1 warning(s): the segmentation may have failed:"
+    assert lines[1:] == ["- left compartment missing on 6 of 12 slices (0, 1, 2, 3, 4, 5) where the right is found"]
+    assert json.loads(segmentation_node.attributes[mrml.WARNINGS_ATTRIBUTE]) == [lines[1][2:]]
 
 
 def first_block_inside(mask, size):

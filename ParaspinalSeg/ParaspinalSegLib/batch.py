@@ -20,7 +20,7 @@ from .progress import ProgressCallback
 log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = ["study", "status", "grade", "mean_fat_fraction_pct", "mean_fat_fraction_right_pct",
-                   "mean_fat_fraction_left_pct", "slices", "model", "fat_method", "output", "error"]
+                   "mean_fat_fraction_left_pct", "slices", "warnings", "model", "fat_method", "output", "error"]
 
 
 @dataclass
@@ -76,7 +76,8 @@ def summary_csv(outcomes: list[StudyOutcome], model_id: str, fat_method: str) ->
             s = o.result.summary
             row.update(grade=s.grade, mean_fat_fraction_pct=_percent(s.mean_fat_fraction_pct),
                        mean_fat_fraction_right_pct=_percent(s.mean_fat_fraction_right_pct),
-                       mean_fat_fraction_left_pct=_percent(s.mean_fat_fraction_left_pct), slices=s.slices)
+                       mean_fat_fraction_left_pct=_percent(s.mean_fat_fraction_left_pct), slices=s.slices,
+                       warnings="; ".join(o.result.warnings))
         writer.writerow(row)
     return buffer.getvalue()
 

@@ -107,6 +107,14 @@ def print_summary(study, result, out: Path) -> None:
     print_result(result, out)
 
 
+def _caution(result) -> str:
+    """What follows the grade: nothing, or "  (check the N warning(s): ...)" (quality.grade_caution)."""
+    from .quality import grade_caution
+
+    caution = grade_caution(result.warnings)
+    return f"  ({caution})" if caution else ""
+
+
 def print_result(result, out: Path) -> None:
     s = result.summary
     print(f"method:  {result.provenance.method}")
@@ -115,7 +123,7 @@ def print_result(result, out: Path) -> None:
         f"mean fat fraction: {_percent(s.mean_fat_fraction_pct)} "
         f"(right {_percent(s.mean_fat_fraction_right_pct)}, left {_percent(s.mean_fat_fraction_left_pct)})"
     )
-    print(f"SGC grade: {s.grade or 'n/a'}")
+    print(f"SGC grade: {s.grade or 'n/a'}{_caution(result)}")
     for warning in result.warnings:
         print(f"warning: {warning}")
     print(f"outputs: {out}/ (slices.csv, patient.json, *.seg.nrrd, qc.png)")
@@ -141,7 +149,7 @@ def command_segment(args: argparse.Namespace, progress: ProgressBar) -> int:
                                   device=device, batch_size=args.batch_size, overwrite=args.overwrite, progress=progress)
         progress.close()
         for o in outcomes:
-            status = f"grade {o.result.summary.grade}, {_percent(o.result.summary.mean_fat_fraction_pct)}" if o.result else f"FAILED: {o.error}"
+            status = f"grade {o.result.summary.grade}, {_percent(o.result.summary.mean_fat_fraction_pct)}{_caution(o.result)}" if o.result else f"FAILED: {o.error}"
             print(f"{o.study.name}: {status}")
         print(f"summary: {Path(args.output) / 'summary.csv'}")
         return 0 if all(o.result for o in outcomes) else 1

@@ -12,6 +12,7 @@ from pathlib import Path
 from .measurement import SIDE_NAMES
 from .outputs import output_folder, write_text_atomic
 from .pipeline import MeasurementResult
+from .quality import Thresholds
 from .slices import SliceSeries
 from .volumes import block_image, grid_blocks
 
@@ -65,6 +66,16 @@ def patient_document(result: MeasurementResult, series: SliceSeries, segmentatio
         "outputs": segmentation_file_names(series),
         "provenance": asdict(result.provenance),
         "warnings": list(result.warnings),
+        "quality": quality_document(result),
+    }
+
+
+def quality_document(result: MeasurementResult) -> dict:
+    """The quality checks' thresholds, their per-slice flags and the model's confidence per slice."""
+    return {
+        "thresholds": asdict(Thresholds()),
+        "slice_flags": [flag.as_dict() for flag in result.flags],
+        "slice_confidence": [_finite_or_none(value) for value in result.confidence],
     }
 
 

@@ -254,6 +254,7 @@ GRADE_ATTRIBUTE = ATTRIBUTE_PREFIX + "Grade"
 MODEL_ATTRIBUTE = ATTRIBUTE_PREFIX + "Model"
 METHOD_ATTRIBUTE = ATTRIBUTE_PREFIX + "Method"
 TABLE_ATTRIBUTE = ATTRIBUTE_PREFIX + "TableNodeID"
+WARNINGS_ATTRIBUTE = ATTRIBUTE_PREFIX + "Warnings"
 
 
 def _percent_text(value: float) -> str:
@@ -261,10 +262,12 @@ def _percent_text(value: float) -> str:
 
 
 def result_attributes(result: MeasurementResult) -> dict[str, str]:
-    """Node attributes of a result: the grade, mean fat fractions (%), and provenance."""
+    """Node attributes of a result: the grade, its warnings (a JSON list), mean fat fractions (%), and
+    provenance."""
     summary, provenance = result.summary, result.provenance
     return {
         GRADE_ATTRIBUTE: summary.grade,
+        WARNINGS_ATTRIBUTE: json.dumps(list(result.warnings)),
         ATTRIBUTE_PREFIX + "MeanFatFractionPct": _percent_text(summary.mean_fat_fraction_pct),
         ATTRIBUTE_PREFIX + "MeanFatFractionRightPct": _percent_text(summary.mean_fat_fraction_right_pct),
         ATTRIBUTE_PREFIX + "MeanFatFractionLeftPct": _percent_text(summary.mean_fat_fraction_left_pct),

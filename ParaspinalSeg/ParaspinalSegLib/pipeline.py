@@ -18,6 +18,7 @@ from .labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, compartment_
 from .measurement import PatientSummary, SliceMeasurement, measure_slice, summarise
 from .slices import SliceSeries
 from .progress import ProgressCallback, part_of
+from .quality import SliceFlag, assess_quality
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,16 @@ class Provenance:
 
 @dataclass
 class MeasurementResult:
-    """Label maps (scheme, per slice), measurements per slice, the patient summary, provenance."""
+    """Label maps (scheme, per slice), measurements per slice, the patient summary, provenance, the
+    warnings (input and quality, in sentences) and the quality flags per slice (quality.py)."""
 
     labels: list[np.ndarray]
     slices: list[SliceMeasurement]
     summary: PatientSummary
     provenance: Provenance
     warnings: tuple[str, ...] = ()
+    flags: tuple[SliceFlag, ...] = ()
+    confidence: tuple[float, ...] = ()  # the model's, per slice; empty when no model segmented
 
 
 def add_fat(
@@ -84,9 +88,11 @@ def measure_series(
     model: str | None = None,
     source: str = "segmentation",
     warnings: tuple[str, ...] = (),
+    confidence: list[float] | None = None,
     progress: ProgressCallback | None = None,
 ) -> MeasurementResult:
-    """Complete the labels (fat by image analysis if they give only compartments) and measure."""
+    """Complete the labels (fat by image analysis if they give only compartments), measure, and
+    check the result's quality (`confidence`: the model's per slice, when a model segmented)."""
     if len(labels) != len(series):
         raise ValueError(f"{len(labels)} label maps for {len(series)} slices")
     if needs_fat:
@@ -100,7 +106,9 @@ def measure_series(
     measurements = measure_labels(series, labels)
     provenance = Provenance(method=method, fat_settings=described, label_kind=label_kind, model=model)
     all_warnings = tuple(series.warnings) + tuple(warnings)
-    return MeasurementResult(labels, measurements, summarise(measurements), provenance, all_warnings)
+    quality = assess_quality(measurements, confidence)
+    return MeasurementResult(labels, measurements, summarise(measurements), provenance,
+                             all_warnings + quality.warnings, quality.flags, tuple(confidence or ()))
 
 
 FAT_FROM_MODEL = "cnn"
@@ -120,14 +128,14 @@ def segment_series(
     fat_method "cnn" keeps the model's own fat class; "gmm" or "otsu" keep only its compartments
     and find the fat inside them by image analysis.
     """
-    from .inference import predict_series
+    from .inference import predict_series_with_confidence
     from .postprocess import clean_labels
 
     from_model = fat_method == FAT_FROM_MODEL
     network_share = 1.0 if from_model else 0.85  # the rest of the bar is the fat step
-    predicted = predict_series(model, series, device=device, batch_size=batch_size,
-                               progress=part_of(progress, 0.0, network_share))
-    labels = [clean_labels(plane) for plane in predicted]
+    predicted = predict_series_with_confidence(model, series, device=device, batch_size=batch_size,
+                                               progress=part_of(progress, 0.0, network_share))
+    labels = [clean_labels(plane) for plane in predicted.labels]
     return measure_series(
         series,
         labels,
@@ -136,5 +144,6 @@ def segment_series(
         label_kind="model",
         model=model.card.model_id,
         source=f"model {model.card.model_id}",
+        confidence=predicted.confidence,
         progress=part_of(progress, network_share, 1.0),
     )

@@ -1,19 +1,28 @@
-"""The QC picture: a PNG montage of slices in display orientation with the label outlines drawn."""
+"""The QC picture: a PNG montage of slices in display orientation with the label outlines drawn.
+
+Warnings (pipeline and quality.py) are written in a red banner under the grade; a slice with a
+quality flag gets a red frame and its flags' tags at the foot of its tile.
+"""
 
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from .labels import SEGMENTS
 from .pipeline import MeasurementResult
+from .quality import grade_caution
 from .slices import SliceSeries
 
 TILE_PX = 224
 MAX_TILES = 24
 MARGIN_MM = 35.0
+LINE_PX = 14
+WARNING_RED = (200, 0, 0)
+FRAME_PX = 3
 
 
 def outline(mask: np.ndarray) -> np.ndarray:
@@ -69,17 +78,26 @@ def montage(series: SliceSeries, result: MeasurementResult):
     indices = chosen_slices(result)
     columns = min(6, len(indices))
     rows = math.ceil(len(indices) / columns)
-    header = 28
+    banner = warning_lines(result.warnings, columns * TILE_PX)
+    header = 28 + (len(banner) * LINE_PX + 8 if banner else 0)
     sheet = Image.new("RGB", (columns * TILE_PX, rows * TILE_PX + header), (0, 0, 0))
     draw = ImageDraw.Draw(sheet)
     s = result.summary
+    caution = grade_caution(result.warnings)
     draw.text(
         (6, 8),
-        f"SGC grade {s.grade or '-'}   mean fat fraction {s.mean_fat_fraction_pct:.1f} % "
-        f"(R {s.mean_fat_fraction_right_pct:.1f} %, L {s.mean_fat_fraction_left_pct:.1f} %)   "
-        "patient's right on the left",
+        f"SGC grade {s.grade or '-'}{'  (' + caution + ')' if caution else ''}   mean fat fraction "
+        f"{s.mean_fat_fraction_pct:.1f} % (R {s.mean_fat_fraction_right_pct:.1f} %, "
+        f"L {s.mean_fat_fraction_left_pct:.1f} %)   patient's right on the left",
         fill=(255, 255, 255),
     )
+    if banner:
+        draw.rectangle((0, 26, sheet.width - 1, header - 2), fill=WARNING_RED)
+        for n, line in enumerate(banner):
+            draw.text((6, 30 + n * LINE_PX), line, fill=(255, 255, 255))
+    tags = {}
+    for flag in result.flags:
+        tags.setdefault(flag.slice_index, []).append(flag.tag)
     for n, index in enumerate(indices):
         image_slice = series.slices[index]
         transform = image_slice.display
@@ -98,7 +116,21 @@ def montage(series: SliceSeries, result: MeasurementResult):
         fraction = result.slices[index].both.fat_fraction_pct
         label = f"#{index}  FF {fraction:.1f} %" if not math.isnan(fraction) else f"#{index}"
         draw.text(((n % columns) * TILE_PX + 4, header + (n // columns) * TILE_PX + 4), label, fill=(255, 255, 0))
+        if index in tags:
+            left, top = (n % columns) * TILE_PX, header + (n // columns) * TILE_PX
+            draw.rectangle((left, top, left + TILE_PX - 1, top + TILE_PX - 1), outline=WARNING_RED, width=FRAME_PX)
+            foot = textwrap.wrap(", ".join(dict.fromkeys(tags[index])), width=(TILE_PX - 12) // 6)
+            for k, line in enumerate(reversed(foot)):
+                draw.text((left + 6, top + TILE_PX - 6 - (k + 1) * LINE_PX), line, fill=(255, 80, 80))
     return sheet
+
+
+def warning_lines(warnings: tuple[str, ...], width_px: int) -> list[str]:
+    """The warnings as "! ..." lines wrapped to the picture's width (the default font: 6 px a character)."""
+    lines = []
+    for warning in warnings:
+        lines += textwrap.wrap(f"! {warning}", width=max(20, (width_px - 12) // 6), subsequent_indent="  ")
+    return lines
 
 
 def write_qc_montage(path: Path, series: SliceSeries, result: MeasurementResult) -> None:

@@ -1,0 +1,225 @@
+"""Quality warnings on a segmentation result: the slices, and the study, where it cannot be trusted.
+
+Per slice and side, from the measurements (areas from each slice's own pixel spacing; right and
+left are the patient's) and, for a model's result, the network's confidence per slice:
+
+- a side missing where the other side is present;
+- a compartment area outside a plausible adult range, or far from the series' own median;
+- strong left/right asymmetry of the compartment areas;
+- low confidence of the network in its compartments.
+
+Each finding is a `SliceFlag`; `study_warnings` sums them up in sentences for the user ("left
+compartment missing on 10 of 29 slices: ..."). Any flag makes a study warning, so a grade from a
+failed segmentation never comes without one (`grade_caution`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass
+from enum import Enum
+from collections.abc import Sequence
+
+from .measurement import SliceMeasurement
+
+SIDES = ("right", "left")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where a slice is flagged.
+
+    area_range_mm2: the compartment (erector spinae + multifidus inside the fascia) of one side. The
+    level is not known at inference, so the band has to hold every lumbar level of every adult.
+    Published per-side figures lie well inside it: e.g. Sions et al., J Orthop Sports Phys Ther 2017
+    (older adults, traced inside the fascia, L2-L5) report an erector spinae muscle CSA of about
+    860-930 mm² per side on average, without the multifidus and the fat; the combined compartment of
+    young, muscular adults at L2-L4 reaches about 3000-4000 mm² (general knowledge of the literature,
+    not checked against one source here); the shipped synthetic sample (L1-S1) spans 1490-3450 mm². 400 mm² is a quarter of a small compartment, 5000 mm² well above a large one:
+    the band catches failed segmentations (a fragment, a compartment spilling into the psoas or the
+    subcutaneous fat), not atrophy. A choice made by judgement from those figures, not a fitted one.
+
+    median_factor: a slice is flagged when one side's area is below the series' median for that side
+    divided by the factor, or above it times the factor (the median over the slices where the side is
+    present, at least `min_slices_for_median` of them). Between L1 and S1 the compartment's area
+    changes by less than 2.5x (the sample: 0.65x-1.5x its median), so 2.5x is a failed slice.
+
+    asymmetry_ratio: larger / smaller compartment area on one slice. Side-to-side differences of
+    healthy adults are mostly below 10-15 %, and unilateral atrophy after radiculopathy rarely
+    reaches a third of the muscle (general knowledge again); 1.5 (the smaller side under two thirds
+    of the larger) is beyond both. The sample's largest ratio with the shipped model is 1.32 (its truth: 1.04).
+
+    min_confidence: the network's mean top-class probability over its compartment pixels (classes
+    merged into background, right and left compartment; see inference.compartment_confidence).
+    Calibrated on synthetic images only: 0.98-0.99 on every slice of the sample, 0.96-0.98 on the
+    sample with its contrast inverted (segmented well), 0.66-0.95 on the sample under heavy noise
+    (segmented badly). It says nothing about a model confidently wrong; the other checks do.
+    """
+
+    area_range_mm2: tuple[float, float] = (400.0, 5000.0)
+    median_factor: float = 2.5
+    min_slices_for_median: int = 3
+    asymmetry_ratio: float = 1.5
+    min_confidence: float = 0.90
+
+
+class Check(str, Enum):
+    """What a flag says about a slice."""
+
+    SIDE_MISSING = "side missing"
+    AREA_RANGE = "area out of range"
+    AREA_MEDIAN = "area far from the median"
+    ASYMMETRY = "asymmetry"
+    LOW_CONFIDENCE = "low confidence"
+
+
+SHORT_NAMES = {  # the tags on the QC picture's tiles
+    Check.SIDE_MISSING: "missing",
+    Check.AREA_RANGE: "area",
+    Check.AREA_MEDIAN: "area vs median",
+    Check.ASYMMETRY: "asymmetry",
+    Check.LOW_CONFIDENCE: "low confidence",
+}
+
+
+@dataclass(frozen=True)
+class SliceFlag:
+    """One finding on one slice: the check, the side it concerns ("right", "left" or "both") and
+    what was found, in words."""
+
+    slice_index: int
+    check: Check
+    side: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"check": self.check.value}
+
+    @property
+    def tag(self) -> str:
+        """A few characters for a QC tile: "L missing", "R area", "asymmetry"."""
+        prefix = {"right": "R ", "left": "L "}.get(self.side, "")
+        return prefix + SHORT_NAMES[self.check]
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """Every flag of a result (slice order) and the study's warnings in sentences."""
+
+    flags: tuple[SliceFlag, ...]
+    warnings: tuple[str, ...]
+
+
+def missing_sides(slices: Sequence[SliceMeasurement]) -> list[SliceFlag]:
+    """A flag for each slice where one side has no compartment and the other has one."""
+    flags = []
+    for m in slices:
+        for side, other in (("right", "left"), ("left", "right")):
+            if not m.side(side).present and m.side(other).present:
+                flags.append(SliceFlag(m.slice_index, Check.SIDE_MISSING, side,
+                                       f"{side} compartment missing ({other} {m.side(other).total_csa_mm2:.0f} mm²)"))
+    return flags
+
+
+def areas_out_of_range(slices: Sequence[SliceMeasurement], area_range_mm2: tuple[float, float]) -> list[SliceFlag]:
+    """A flag for each present side whose compartment area lies outside the range."""
+    low, high = area_range_mm2
+    flags = []
+    for m in slices:
+        for side in SIDES:
+            area = m.side(side).total_csa_mm2
+            if m.side(side).present and not low <= area <= high:
+                flags.append(SliceFlag(m.slice_index, Check.AREA_RANGE, side,
+                                       f"{side} compartment {area:.0f} mm², outside {low:.0f}-{high:.0f} mm²"))
+    return flags
+
+
+def areas_far_from_median(slices: Sequence[SliceMeasurement], factor: float, min_slices: int) -> list[SliceFlag]:
+    """A flag for each present side whose area is below median / factor or above median * factor,
+    the median of that side over the series' slices where it is present."""
+    flags = []
+    for side in SIDES:
+        areas = {m.slice_index: m.side(side).total_csa_mm2 for m in slices if m.side(side).present}
+        if len(areas) < min_slices:
+            continue
+        median = statistics.median(areas.values())
+        for index, area in areas.items():
+            if not median / factor <= area <= median * factor:
+                flags.append(SliceFlag(index, Check.AREA_MEDIAN, side,
+                                       f"{side} compartment {area:.0f} mm², {area / median:.2f} times the "
+                                       f"series' median of {median:.0f} mm²"))
+    return flags
+
+
+def asymmetric_slices(slices: Sequence[SliceMeasurement], ratio: float) -> list[SliceFlag]:
+    """A flag for each slice with both sides present where the larger area exceeds ratio x the smaller."""
+    flags = []
+    for m in slices:
+        right, left = m.right.total_csa_mm2, m.left.total_csa_mm2
+        if m.right.present and m.left.present and max(right, left) > ratio * min(right, left):
+            flags.append(SliceFlag(m.slice_index, Check.ASYMMETRY, "both",
+                                   f"right {right:.0f} mm², left {left:.0f} mm² (ratio {max(right, left) / min(right, left):.2f})"))
+    return flags
+
+
+def low_confidence_slices(confidence: Sequence[float], minimum: float) -> list[SliceFlag]:
+    """A flag for each slice whose confidence is below the minimum (NaN: no compartment, no flag)."""
+    return [
+        SliceFlag(index, Check.LOW_CONFIDENCE, "both", f"mean probability {value:.2f} in the compartments")
+        for index, value in enumerate(confidence)
+        if not math.isnan(value) and value < minimum
+    ]
+
+
+def _slice_list(indices: Sequence[int]) -> str:
+    return ", ".join(str(i) for i in sorted(set(indices)))
+
+
+def study_warnings(flags: Sequence[SliceFlag], slices: int, thresholds: Thresholds) -> tuple[str, ...]:
+    """One sentence per kind of finding (and side), with how many slices and which."""
+    low, high = thresholds.area_range_mm2
+    templates = [
+        (Check.SIDE_MISSING, "right", "right compartment missing on {n} of {total} slices ({which}) where the left is found"),
+        (Check.SIDE_MISSING, "left", "left compartment missing on {n} of {total} slices ({which}) where the right is found"),
+        (Check.AREA_RANGE, "right", f"right compartment area outside {low:.0f}-{high:.0f} mm² on {{n}} of {{total}} slices ({{which}})"),
+        (Check.AREA_RANGE, "left", f"left compartment area outside {low:.0f}-{high:.0f} mm² on {{n}} of {{total}} slices ({{which}})"),
+        (Check.AREA_MEDIAN, "right", f"right compartment area more than {thresholds.median_factor:g} times off the "
+                                     "series' median on {n} of {total} slices ({which})"),
+        (Check.AREA_MEDIAN, "left", f"left compartment area more than {thresholds.median_factor:g} times off the "
+                                    "series' median on {n} of {total} slices ({which})"),
+        (Check.ASYMMETRY, "both", f"left/right area ratio above {thresholds.asymmetry_ratio:g} on {{n}} of {{total}} "
+                                  "slices ({which})"),
+        (Check.LOW_CONFIDENCE, "both", f"low model confidence (below {thresholds.min_confidence:.2f}) on {{n}} of "
+                                       "{total} slices ({which})"),
+    ]
+    sentences = []
+    for check, side, template in templates:
+        which = [f.slice_index for f in flags if f.check is check and f.side == side]
+        if which:
+            sentences.append(template.format(n=len(set(which)), total=slices, which=_slice_list(which)))
+    return tuple(sentences)
+
+
+def assess_quality(
+    slices: Sequence[SliceMeasurement],
+    confidence: Sequence[float] | None = None,
+    thresholds: Thresholds = Thresholds(),
+) -> QualityReport:
+    """Every check on a measured series; `confidence` per slice (series order) when a model segmented it."""
+    flags = (
+        missing_sides(slices)
+        + areas_out_of_range(slices, thresholds.area_range_mm2)
+        + areas_far_from_median(slices, thresholds.median_factor, thresholds.min_slices_for_median)
+        + asymmetric_slices(slices, thresholds.asymmetry_ratio)
+        + low_confidence_slices(confidence or (), thresholds.min_confidence)
+    )
+    flags.sort(key=lambda f: f.slice_index)
+    return QualityReport(tuple(flags), study_warnings(flags, len(slices), thresholds))
+
+
+def grade_caution(warnings: Sequence[str]) -> str:
+    """What goes next to the grade: nothing, or that the warnings say it may rest on a failed segmentation."""
+    if not warnings:
+        return ""
+    return f"check the {len(warnings)} warning(s): the segmentation may have failed"
