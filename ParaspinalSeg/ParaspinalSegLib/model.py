@@ -59,12 +59,22 @@ def build_network(architecture: ModelArchitecture):
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How a slice becomes network input: display orientation, resampled, cropped, normalised."""
+    """How a slice becomes network input: display orientation, resampled, cropped, normalised.
+
+    resampling: "antialiased" (a finer slice is low-pass filtered as it is shrunk to the network's
+    grid, so that a 0.4 mm matrix arrives no noisier than a 1.4 mm one) or "linear" (plain linear
+    interpolation, what the models before 2.0 were trained with; a card without the field means it).
+    """
 
     pixel_spacing_mm: float = 1.25
     input_size: int = 256
     normalisation: str = "percentile"  # map the slice's 1st..99th intensity percentile to 0..1
     percentiles: tuple[float, float] = (1.0, 99.0)
+    resampling: str = "antialiased"
+
+    def __post_init__(self) -> None:
+        if self.resampling not in RESAMPLING:
+            raise ValueError(f"preprocessing resampling {self.resampling!r}: choose one of {', '.join(RESAMPLING)}")
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -73,7 +83,10 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
-        data = dict(data)
+        data = {"resampling": "linear", **data}
         data["percentiles"] = tuple(data.get("percentiles", cls.percentiles))
         return cls(**data)
+
+
+RESAMPLING = ("antialiased", "linear")
 

@@ -1,6 +1,7 @@
 """A slice to network input and the network's output back to the slice's own pixel grid.
 
-Forward: display orientation (exact flips), resampling to the model's pixel spacing, a square
+Forward: display orientation (exact flips), resampling to the model's pixel spacing (low-pass
+filtered where the slice is finer, unless the model was trained with plain linear resampling), a square
 window of the model's input size centred on the body, intensities scaled by percentiles.
 Backward: class probabilities are put back into the window, resized to the display grid
 (area-weighted where it is coarser), turned into labels, and flipped back to the original
@@ -44,6 +45,17 @@ def resample(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarra
     return map_coordinates(array, grid, order=order, mode="nearest").astype(array.dtype)
 
 
+def resample_antialiased(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a 2D image to `shape` (pixel centres aligned), low-pass filtered along an axis that shrinks
+    (torch's antialiased bilinear: a triangle filter as wide as the new pixel), linear where it grows."""
+    import torch
+    import torch.nn.functional as F
+
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
+    resized = F.interpolate(tensor, size=shape, mode="bilinear", align_corners=False, antialias=True)
+    return resized[0, 0].numpy()
+
+
 def body_centre(image: np.ndarray) -> tuple[int, int]:
     """Centre of the pixels brighter than the slice mean (the body), in pixels."""
     rows, columns = np.nonzero(image > image.mean())
@@ -74,7 +86,8 @@ def prepare_slice(
         max(1, int(round(display.shape[0] * row_mm / pre.pixel_spacing_mm))),
         max(1, int(round(display.shape[1] * column_mm / pre.pixel_spacing_mm))),
     )
-    image = normalise_intensities(resample(display, shape, order=1), pre.percentiles)
+    resampled = resample_antialiased(display, shape) if pre.resampling == "antialiased" else resample(display, shape, order=1)
+    image = normalise_intensities(resampled, pre.percentiles)
     centre = body_centre(image)
     origin = (centre[0] - pre.input_size // 2, centre[1] - pre.input_size // 2)
     placement = Placement(transform, display.shape, shape, origin, pre.input_size)

@@ -43,9 +43,11 @@ class TrainingRun:
         return [f.model_folder for f in self.folds]
 
 
-def _check_same_config(out: Path, config: TrainingConfig, base_id: str | None) -> None:
+def _check_same_config(out: Path, config: TrainingConfig, base_id: str | None, validation: list[Path]) -> None:
     saved = out / "config.json"
     document = {"config": config.to_dict(), "base_model": base_id}
+    if validation:
+        document["validation_data"] = [str(v) for v in validation]
     if saved.exists():
         if json.loads(saved.read_text()) != json.loads(json.dumps(document)):
             raise InputError(f"{saved}: this folder holds a run with other settings; use a new output folder to start afresh")
@@ -57,7 +59,7 @@ def _check_same_config(out: Path, config: TrainingConfig, base_id: str | None) -
 def card_template(config: TrainingConfig, base: LoadedModel | None, fingerprint: dict) -> ModelCard:
     """The card every fold model starts from: architecture from the base model when fine-tuning."""
     architecture = base.card.architecture if base else config.architecture
-    preprocessing = base.card.preprocessing if base else config.preprocessing
+    preprocessing = config.preprocessing
     return ModelCard(
         name=config.name,
         version=config.version,
@@ -78,19 +80,26 @@ def run_training(
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_epoch: EpochCallback | None = None,
+    validation: list[Path] | None = None,
 ) -> TrainingRun:
     """Train (and with k >= 2 folds, evaluate) on a data set folder; resumes an interrupted run in `out`.
 
-    Fine-tuning (base_model given) keeps the base model's architecture and preprocessing, whatever
-    the config says. The cards list the data set's case ids."""
+    Fine-tuning (base_model given) keeps the base model's architecture and network grid (pixel
+    spacing, input size, normalisation), whatever the config says; the resampling onto that grid
+    follows the config. The cards list the data set's case ids. validation: data set folders that
+    choose the best epoch instead of a validation share of `dataset` (the held-out synthesis domains)."""
     out = Path(out)
     base = load_model(base_model) if base_model else None
     if base:
-        config = replace(config, architecture=base.card.architecture, preprocessing=base.card.preprocessing)
-    _check_same_config(out, config, base.card.model_id if base else None)
+        preprocessing = replace(base.card.preprocessing, resampling=config.preprocessing.resampling)
+        config = replace(config, architecture=base.card.architecture, preprocessing=preprocessing)
+    validation = [Path(v) for v in validation or []]
+    _check_same_config(out, config, base.card.model_id if base else None, validation)
     cases = find_cases(dataset)
     card = card_template(config, base, {**dataset_fingerprint(cases), "case_ids": [c.case_id for c in cases]})
-    data = prepare_dataset(cases, card.preprocessing, part_of(progress, 0.0, READING_SHARE))
+    data = prepare_dataset(cases, card.preprocessing, part_of(progress, 0.0, READING_SHARE / 2))
+    held_out = prepare_dataset([c for v in validation for c in find_cases(v)], card.preprocessing,
+                               part_of(progress, READING_SHARE / 2, READING_SHARE)) if validation else None
     if data.fat_by_image_analysis:
         card = ModelCard.from_dict({**card.to_dict(), "training_data": {
             **card.training_data, "fat_by_image_analysis": data.fat_by_image_analysis}})
@@ -101,7 +110,7 @@ def run_training(
         fold_share = (1 - READING_SHARE) / len(splits)
         fold_progress = part_of(progress, READING_SHARE + split.fold * fold_share, READING_SHARE + (split.fold + 1) * fold_share)
         result = train_fold(data, split, config, out / f"fold_{split.fold}", card, initial, fold_progress, should_stop,
-                            on_epoch)
+                            on_epoch, held_out)
         results.append(result)
         if split.test:
             held_out = [c for c in cases if c.patient_id in set(split.test)]

@@ -140,10 +140,14 @@ def train_fold(
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_epoch: EpochCallback | None = None,
+    validation_data: PreparedSlices | None = None,
 ) -> FoldResult:
     """Train one fold into `folder` (resuming if a checkpoint is there); the best epoch is saved as a model.
 
-    on_epoch receives each finished epoch's metrics (after its checkpoint is written)."""
+    on_epoch receives each finished epoch's metrics (after its checkpoint is written). validation_data,
+    when given, replaces the split's validation patients (the held-out synthesis domains of the
+    selection protocol): the best epoch is the one best on them, and the split's validation patients
+    are not trained on either."""
     import torch
 
     if (folder / "model" / CARD_FILE).exists():
@@ -152,7 +156,8 @@ def train_fold(
                           folder / "model", finished)
     folder.mkdir(parents=True, exist_ok=True)
     device = choose_device(config.device)
-    train, validation = data.subset(set(split.train)), data.subset(set(split.validation))
+    train = data.subset(set(split.train))
+    validation = validation_data if validation_data is not None else data.subset(set(split.validation))
     if len(train) == 0 or len(validation) == 0:
         raise InputError(f"fold {split.fold}: needs slices to train on and to validate with (patients: "
                          f"{len(split.train)} train, {len(split.validation)} validation)")
@@ -222,7 +227,8 @@ def train_fold(
         **card.to_dict(),
         "validation": {**card.validation, "fold": split.fold, "best_epoch": state["best_epoch"],
                        "validation_dice": state.get("best_scores", {}), "validation_dice_mean": state["best_dice"],
-                       "validation_patients": len(split.validation)},
+                       "validation_patients": len(set(validation.patient_ids)),
+                       "validation_slices": len(validation)},
     })
     saved = save_model(folder / "model", network.cpu(), fold_card, half_precision=config.half_precision_weights)
     return FoldResult(split.fold, state["best_epoch"], state["best_dice"], folder / "model", saved)

@@ -49,13 +49,18 @@ class Patient:
                 float(np.clip(level - half + rng.normal(0.0, 1.0), low, high)))
 
 
+def draw_contrast_mode(rng: np.random.Generator, settings: SynthesisSettings) -> str:
+    """A contrast mode drawn with the settings' weights."""
+    modes = [mode for mode, _ in settings.contrast_probabilities]
+    weights = np.array([weight for _, weight in settings.contrast_probabilities], dtype=float)
+    return modes[int(rng.choice(len(modes), p=weights / weights.sum()))]
+
+
 def draw_patient(rng: np.random.Generator, settings: SynthesisSettings) -> Patient:
     """A new synthetic patient. The case fat fraction is low + (high - low) x Beta(1.2, 2) (mostly lean
     muscle, sometimes very fatty); it rises by 0-4 points per level caudally, and the sides differ
     by a normal N(0, 3) points."""
-    modes = [mode for mode, _ in settings.contrast_probabilities]
-    weights = np.array([weight for _, weight in settings.contrast_probabilities], dtype=float)
-    mode = modes[int(rng.choice(len(modes), p=weights / weights.sum()))]
+    mode = draw_contrast_mode(rng, settings)
     low, high = settings.fat_fraction_pct
     return Patient(
         habitus=draw_habitus(rng),
@@ -107,6 +112,7 @@ class SynthSlice:
             },
             "shape_source": self.shape_source,
             "shape_name": self.shape_name,
+            "contrast": self.contrast,
         }
 
 
@@ -150,17 +156,23 @@ def synth_slice(level: Level | str, rng: np.random.Generator, settings: Synthesi
     x, y = view_coordinates(view, size, spacing, rng)
     grid = covering_grid(x, y, spacing / view.scale)
     canvas = Canvas(grid)
-    shapes = load_shapes(shapes_zip_path(settings.shapes_zip)) if real else None
+    shapes = split_shapes(load_shapes(shapes_zip_path(settings.shapes_zip)), settings.real_shape_split) if real else None
     compartments = paint_anatomy(canvas, position, level.disc, patient.habitus, rng, shapes,
                                  settings.compartment_width_mm, settings.bone_gap_mm)
     tissues = seal_compartments(read_nearest(canvas.codes, grid, x, y))
     fractions = patient.fat_fractions(position, settings, rng)
     tissues = add_fat(tissues, fractions, patient.fat_pattern, spacing, rng)
     labels = scheme_labels(tissues)
+    contrast = draw_contrast(draw_contrast_mode(rng, settings), rng) if settings.contrast_per_slice else patient.contrast
+    thick = settings.partial_volume_probability > 0 and rng.random() < settings.partial_volume_probability
     image = render_image(
-        tissues, patient.contrast, spacing, rng, snr=settings.snr, resolution_factor=settings.resolution_factor,
+        tissues, contrast, spacing, rng, snr=settings.snr, resolution_factor=settings.resolution_factor,
         bias_strength=settings.bias_strength, normalise=settings.normalise,
+        partner=neighbouring_anatomy(tissues, spacing, rng) if thick else None,
+        ghost_probability=settings.ghost_probability, wrap_probability=settings.wrap_probability,
     )
+    if settings.crop_probability > 0 and rng.random() < settings.crop_probability:
+        image = crop_field_of_view(image, labels, spacing, rng)
     compartment = labels > 0
     fat = np.isin(labels, (RIGHT.fat, LEFT.fat))
     return SynthSlice(
@@ -176,8 +188,44 @@ def synth_slice(level: Level | str, rng: np.random.Generator, settings: Synthesi
         shape_source="real" if real else "procedural",
         shape_name=compartments.source,
         pixel_spacing_mm=spacing,
-        contrast=patient.contrast.mode,
+        contrast=contrast.mode,
     )
+
+
+def split_shapes(shapes: tuple, split: str) -> tuple:
+    """The traced masks of a split: "all", "train" (all but every fifth) or "heldout" (every fifth)."""
+    if split == "all":
+        return shapes
+    return tuple(shape for index, shape in enumerate(shapes) if (index % 5 == 0) == (split == "heldout"))
+
+
+def neighbouring_anatomy(tissues: np.ndarray, spacing: float, rng: np.random.Generator) -> np.ndarray:
+    """The tissue map as it might look a few millimetres further along the spine: scaled by up to
+    +-4 % about the compartments' centre and shifted by up to 2 mm (nearest neighbour)."""
+    from scipy.ndimage import affine_transform
+
+    rows, columns = np.nonzero(np.isin(scheme_labels(tissues), (RIGHT.muscle, LEFT.muscle)))
+    centre = np.array([rows.mean(), columns.mean()]) if rows.size else np.array(tissues.shape) / 2
+    zoom = rng.uniform(0.96, 1.04, 2)
+    shift = rng.uniform(-2.0, 2.0, 2) / spacing
+    return affine_transform(tissues, 1.0 / zoom, offset=centre - centre / zoom + shift, order=0, mode="nearest")
+
+
+def crop_field_of_view(image: np.ndarray, labels: np.ndarray, spacing: float, rng: np.random.Generator) -> np.ndarray:
+    """The image with everything outside a rectangle set to its minimum (a smaller or shifted field of
+    view): each edge, with even odds, moves in by up to 60 % of its room to the compartments, which
+    keep at least 5 mm to spare."""
+    rows, columns = np.nonzero(labels)
+    if rows.size == 0:
+        return image
+    margin = int(np.ceil(5.0 / spacing))
+    room = (max(rows.min() - margin, 0), max(image.shape[0] - 1 - rows.max() - margin, 0),
+            max(columns.min() - margin, 0), max(image.shape[1] - 1 - columns.max() - margin, 0))
+    top, bottom, left, right = (int(r * rng.uniform(0.0, 0.6)) if rng.random() < 0.5 else 0 for r in room)
+    out = np.full_like(image, float(image.min()))
+    out[top:image.shape[0] - bottom, left:image.shape[1] - right] = image[top:image.shape[0] - bottom,
+                                                                         left:image.shape[1] - right]
+    return out
 
 
 @dataclass(frozen=True, eq=False)

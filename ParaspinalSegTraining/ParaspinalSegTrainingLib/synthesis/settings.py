@@ -10,9 +10,10 @@ from ParaspinalSegLib.errors import InputError
 from .compartments import WIDTH_MM
 from .levels import VERTEBRAE
 
-SYNTHESIS_VERSION = "1.1.0"
+SYNTHESIS_VERSION = "2.0.0"
 SHAPE_SOURCES = ("auto", "procedural", "real")
-CONTRASTS = ("t2", "t1", "fat_suppressed", "random")
+CONTRASTS = ("t2", "t1", "fat_suppressed", "pd", "gre_in_phase", "inverted", "random", "random_tissue")
+SHAPE_SPLITS = ("all", "train", "heldout")
 
 
 def _did_you_mean(value: str, choices: tuple[str, ...]) -> str:
@@ -44,6 +45,13 @@ class SynthesisSettings:
     matrix reduction (1 = full); bias_strength: amplitude of the smooth multiplicative bias field.
     normalise: each slice scaled so that its 1st..99th percentile is 0..1, values beyond kept (else
     raw: material means of 0..1 times the bias field, with noise).
+    Domain randomisation (synthesis 2.0; the defaults make the 1.x data sets): contrast_per_slice: a
+    new contrast for every slice instead of one per case; partial_volume_probability: share of slices
+    blended with the anatomy slightly further along the spine (a thick slice); ghost_probability:
+    share with motion ghosts; wrap_probability: share with wrap-around; crop_probability: share whose
+    field of view is cut down to a random rectangle that still holds both compartments;
+    real_shape_split: which traced masks may be used, "all", "train" (four in five) or "heldout" (every
+    fifth, by file name order), so that validation can use traced shapes that training never saw.
     """
 
     image_size: int = 256
@@ -70,6 +78,12 @@ class SynthesisSettings:
     resolution_factor: tuple[float, float] = (1.0, 2.2)
     bias_strength: float = 0.3
     normalise: bool = True
+    contrast_per_slice: bool = False
+    partial_volume_probability: float = 0.0
+    ghost_probability: float = 0.1
+    wrap_probability: float = 0.0
+    crop_probability: float = 0.0
+    real_shape_split: str = "all"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -81,6 +95,12 @@ class SynthesisSettings:
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise InputError(f"synthesis setting {name}={getattr(self, name)}: needs 0 <= low <= high")
+        for name in ("partial_volume_probability", "ghost_probability", "wrap_probability", "crop_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise InputError(f"synthesis setting {name}={getattr(self, name)}: needs a probability 0..1")
+        if self.real_shape_split not in SHAPE_SPLITS:
+            raise InputError(f"synthesis setting real_shape_split={self.real_shape_split!r}: choose one of "
+                             f"{', '.join(SHAPE_SPLITS)}" + _did_you_mean(self.real_shape_split, SHAPE_SPLITS))
         if self.bone_gap_mm < 0:
             raise InputError(f"synthesis setting bone_gap_mm={self.bone_gap_mm}: needs 0 or more")
         if self.image_size < 64:

@@ -1,0 +1,137 @@
+"""Held-out-domain validation: a model on synthetic data from domains its training lacked.
+
+This is what chooses runs, epochs, synthesis settings and the fat method (the selection protocol in
+the README). For each held-out domain of `synthesis.domains`: compartment Dice per side and slice
+(right and left apart, so a swapped side scores 0), and per patient the mean fat fraction of each
+fat method against the label maps' truth.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ParaspinalSegLib.errors import InputError
+from ParaspinalSegLib.fat import FatMethod, FatSettings
+from ParaspinalSegLib.labels import LEFT, RIGHT
+from ParaspinalSegLib.measurement import summarise
+from ParaspinalSegLib.modelfile import LoadedModel
+from ParaspinalSegLib.pipeline import FAT_FROM_MODEL, measure_labels, measure_series, segment_series
+from ParaspinalSegLib.progress import ProgressCallback, part_of
+from ParaspinalSegLib.reading import read_study
+
+from .datasets import CaseFiles, case_labels, find_cases
+from .synthesis import write_dataset
+from .synthesis.domains import HELD_OUT, HeldOutDomain, held_out_settings
+from .synthesis.shapes import real_shapes_available
+
+FAT_METHODS = (FAT_FROM_MODEL, FatMethod.GMM.value, FatMethod.OTSU.value)
+GOAL_DICE, GOAL_FAT_POINTS = 0.90, 3.0
+
+
+def side_dice(truth: np.ndarray, prediction: np.ndarray, side) -> float:
+    """Dice of one side's compartment on one slice; NaN where neither has it."""
+    t, p = np.isin(truth, side.labels), np.isin(prediction, side.labels)
+    total = int(t.sum() + p.sum())
+    return 2.0 * int((t & p).sum()) / total if total else math.nan
+
+
+@dataclass
+class DomainFigures:
+    """One domain: per-slice side Dice, and per patient (truth, {method: predicted}) mean fat fraction %."""
+
+    domain: str
+    holds_out: str
+    dice_right: list[float] = field(default_factory=list)
+    dice_left: list[float] = field(default_factory=list)
+    fat: dict[str, tuple[float, dict[str, float]]] = field(default_factory=dict)
+
+    @property
+    def dice(self) -> float:
+        """Mean over slices and sides of the compartment Dice."""
+        return float(np.nanmean(self.dice_right + self.dice_left))
+
+    def fat_errors(self, method: str) -> np.ndarray:
+        return np.array([predicted[method] - truth for truth, predicted in self.fat.values() if method in predicted])
+
+    def fat_within(self, method: str, points: float = GOAL_FAT_POINTS) -> float:
+        errors = self.fat_errors(method)
+        return float(np.mean(np.abs(errors) <= points)) if errors.size else math.nan
+
+
+def domain_folders(folder: Path, patients: int, progress: ProgressCallback | None = None) -> list[tuple[HeldOutDomain, Path]]:
+    """Each held-out domain's data set under `folder`, written if missing (the traced-shape domain only
+    where the traced masks are there); a folder made with other settings is refused."""
+    domains = [d for d in HELD_OUT if not d.needs_real_shapes or real_shapes_available("")]
+    out = []
+    for n, domain in enumerate(domains):
+        settings, target = held_out_settings(domain), Path(folder) / domain.name
+        if (target / "dataset.json").exists():
+            made = json.loads((target / "dataset.json").read_text())
+            if made["settings"] != json.loads(json.dumps(settings.to_dict())) or made["cases"] != patients:
+                raise InputError(f"{target}: made with other settings or another number of patients; "
+                                 "use a new folder")
+        else:
+            write_dataset(target, patients, settings, progress=part_of(progress, n / len(domains), (n + 1) / len(domains)))
+        out.append((domain, target))
+    return out
+
+
+def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, fat_methods: tuple[str, ...],
+                  device: str) -> None:
+    """One case through the product's path (segment, clean, measure), added to the domain's figures."""
+    study = read_study(case.image)
+    truth, _ = case_labels(case, study.series)
+    result = segment_series(study.series, model, device=device)
+    for t, p in zip(truth, result.labels):
+        figures.dice_right.append(side_dice(t, p, RIGHT))
+        figures.dice_left.append(side_dice(t, p, LEFT))
+    predicted = {FAT_FROM_MODEL: result.summary.mean_fat_fraction_pct}
+    for method in fat_methods:
+        if method != FAT_FROM_MODEL:
+            measured = measure_series(study.series, result.labels, needs_fat=True,
+                                      fat_settings=FatSettings(method=FatMethod(method)))
+            predicted[method] = measured.summary.mean_fat_fraction_pct
+    figures.fat[case.patient_id] = (summarise(measure_labels(study.series, truth)).mean_fat_fraction_pct, predicted)
+
+
+def evaluate_held_out(model: LoadedModel, folder: Path, patients: int = 8, fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,),
+                      device: str = "cpu", progress: ProgressCallback | None = None) -> list[DomainFigures]:
+    """The model on every held-out domain (data sets made under `folder` if missing)."""
+    domains = domain_folders(folder, patients, part_of(progress, 0.0, 0.3))
+    out = []
+    for n, (domain, target) in enumerate(domains):
+        figures = DomainFigures(domain.name, domain.holds_out)
+        cases = find_cases(target)
+        for k, case in enumerate(cases):
+            evaluate_case(model, case, figures, fat_methods, device)
+            if progress:
+                done = (n + (k + 1) / len(cases)) / len(domains)
+                progress(0.3 + 0.7 * done, f"held-out domain {domain.name}, case {k + 1}/{len(cases)}")
+        out.append(figures)
+    return out
+
+
+def held_out_markdown(figures: list[DomainFigures], fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,)) -> str:
+    """One row per domain: Dice right / left / mean, and per fat method the mean absolute patient error,
+    the bias and the share of patients within 3 points; a last row pools the domains."""
+    head = "| domain | slices | Dice right | Dice left | Dice | " + " | ".join(
+        f"{m}: fat MAE (points) | {m}: bias | {m}: within {GOAL_FAT_POINTS:g}" for m in fat_methods) + " |"
+    lines = [head, "|---" * (5 + 3 * len(fat_methods)) + "|"]
+    pooled = DomainFigures("all domains", "")
+    for f in figures:
+        pooled.dice_right += f.dice_right
+        pooled.dice_left += f.dice_left
+        pooled.fat.update({f"{f.domain}/{p}": v for p, v in f.fat.items()})
+    for f in figures + [pooled]:
+        cells = [f.domain, str(len(f.dice_right)), f"{np.nanmean(f.dice_right):.3f}", f"{np.nanmean(f.dice_left):.3f}",
+                 f"{f.dice:.3f}"]
+        for m in fat_methods:
+            errors = f.fat_errors(m)
+            cells += [f"{np.mean(np.abs(errors)):.1f}", f"{np.mean(errors):+.1f}", f"{100 * f.fat_within(m):.0f} %"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

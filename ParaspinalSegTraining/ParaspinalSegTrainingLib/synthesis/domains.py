@@ -1,0 +1,84 @@
+"""Synthesis domains: the training domain of synthesis 2.0 and the held-out domains that choose runs.
+
+The selection protocol (README, "How models are chosen"): runs, epochs, synthesis settings and the
+fat method are chosen only on synthetic validation data from domains that the training data
+lack: contrast families never trained on, pixel spacings and noise beyond the training ranges,
+and traced compartment shapes that training never saw. The real labelled cases are a report,
+measured once per released model, never used to choose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ParaspinalSegLib.errors import InputError
+
+from .settings import SynthesisSettings
+
+TRAINING_CONTRASTS = {"random": 0.4, "random_tissue": 0.3, "t2": 0.15, "t1": 0.1, "fat_suppressed": 0.05}
+
+TRAINING = {
+    "contrast_probabilities": TRAINING_CONTRASTS,
+    "contrast_per_slice": True,
+    "pixel_spacing_mm": (0.7, 1.8),
+    "snr": (5.0, 50.0),
+    "resolution_factor": (1.0, 2.6),
+    "bias_strength": 0.6,
+    "partial_volume_probability": 0.3,
+    "ghost_probability": 0.2,
+    "wrap_probability": 0.15,
+    "crop_probability": 0.25,
+    "shape_source": "auto",
+    "real_shape_split": "train",
+}
+
+
+@dataclass(frozen=True)
+class HeldOutDomain:
+    """A validation domain: what it holds out, and its settings on top of the training domain's."""
+
+    name: str
+    holds_out: str
+    overrides: dict
+    needs_real_shapes: bool = False
+
+
+HELD_OUT = (
+    HeldOutDomain("gre_in_phase", "contrast family: gradient-echo in-phase (fat bright, muscle mid-grey, CSF dark)",
+                  {"contrast_probabilities": {"gre_in_phase": 1.0}}),
+    HeldOutDomain("proton_density", "contrast family: proton density (fat bright, muscle and fluid mid-grey)",
+                  {"contrast_probabilities": {"pd": 1.0}}),
+    HeldOutDomain("inverted", "contrast family: inverted T2 (fat and fluid dark, muscle bright)",
+                  {"contrast_probabilities": {"inverted": 1.0}}),
+    HeldOutDomain("fine_matrix", "resolution: pixels of 0.4-0.65 mm, finer than any training image (T2)",
+                  {"contrast_probabilities": {"t2": 1.0}, "pixel_spacing_mm": (0.4, 0.65), "image_size": 512,
+                   "resolution_factor": (1.0, 1.3)}),
+    HeldOutDomain("coarse_noisy", "resolution and noise: 1.9-2.3 mm pixels, matrix reduction 2.6-3.2, SNR 3-5 (T2)",
+                  {"contrast_probabilities": {"t2": 1.0}, "pixel_spacing_mm": (1.9, 2.3),
+                   "resolution_factor": (2.6, 3.2), "snr": (3.0, 5.0), "image_size": 192}),
+    HeldOutDomain("traced_shapes", "shapes: the fifth of the traced L4/L5 masks that training never used, L3-L5 "
+                  "(T2 and gradient-echo in-phase)",
+                  {"contrast_probabilities": {"t2": 0.5, "gre_in_phase": 0.5}, "shape_source": "real",
+                   "real_shape_split": "heldout", "levels": ("L3", "L4", "L5"), "slices_per_level": 2},
+                  needs_real_shapes=True),
+)
+DOMAIN_SEED = 9100  # validation seeds: DOMAIN_SEED + the domain's index; training recipes use others
+
+
+def training_settings(seed: int, **changes) -> SynthesisSettings:
+    """The synthesis 2.0 training domain with a seed (and any further changes)."""
+    return SynthesisSettings.from_dict({**SynthesisSettings().to_dict(), **TRAINING, "seed": seed, **changes})
+
+
+def held_out_settings(domain: HeldOutDomain | str) -> SynthesisSettings:
+    """The settings of a held-out validation domain (training domain, the domain's overrides, its own seed)."""
+    domain = held_out_domain(domain) if isinstance(domain, str) else domain
+    index = HELD_OUT.index(domain)
+    return training_settings(DOMAIN_SEED + index, **{"slices_per_level": 1, **domain.overrides})
+
+
+def held_out_domain(name: str) -> HeldOutDomain:
+    for domain in HELD_OUT:
+        if domain.name == name:
+            return domain
+    raise InputError(f"held-out domain {name!r} is unknown; choose from {', '.join(d.name for d in HELD_OUT)}")

@@ -1,0 +1,168 @@
+"""Synthesis 2.0 domain randomisation, the held-out domains of the selection protocol, antialiased resampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ParaspinalSegLib.labels import LEFT, LEFT_FAT, LEFT_MUSCLE, RIGHT, RIGHT_FAT, RIGHT_MUSCLE
+from ParaspinalSegLib.model import Preprocessing
+from ParaspinalSegLib.preprocess import prepare_slice, resample, resample_antialiased
+from ParaspinalSegTrainingLib.heldout import DomainFigures, held_out_markdown, side_dice
+from ParaspinalSegTrainingLib.sample import axial_geometry
+from ParaspinalSegTrainingLib.synthesis import SynthesisSettings, synth_slice
+from ParaspinalSegTrainingLib.synthesis.domains import HELD_OUT, TRAINING, TRAINING_CONTRASTS, held_out_settings
+from ParaspinalSegTrainingLib.synthesis.generator import crop_field_of_view, neighbouring_anatomy, split_shapes
+from ParaspinalSegTrainingLib.synthesis.intensities import draw_contrast, tissue_table, wrap_around
+from ParaspinalSegTrainingLib.synthesis.settings import CONTRASTS
+from ParaspinalSegTrainingLib.synthesis.tissues import COMPARTMENT_TISSUES, Tissue
+
+CLEAN = dict(image_size=160, pixel_spacing_mm=(1.2, 1.2), fat_fraction_pct=(30.0, 40.0), snr=(40.0, 40.0),
+             resolution_factor=(1.0, 1.0), bias_strength=0.0, shape_source="procedural")
+
+
+def clean_slice(mode: str, seed: int):
+    return synth_slice("L4", np.random.default_rng(seed), SynthesisSettings(**CLEAN, contrast_probabilities=((mode, 1.0),)))
+
+
+def mean_of(made, *codes) -> float:
+    return float(made.image[np.isin(made.tissues, codes)].mean())
+
+
+@pytest.mark.parametrize("mode", CONTRASTS)
+def test_every_contrast_mode_makes_a_finite_normalised_image(mode):
+    made = synth_slice("L4", np.random.default_rng(3), SynthesisSettings(
+        image_size=128, pixel_spacing_mm=(1.8, 1.8), contrast_probabilities=((mode, 1.0),)))
+    assert made.image.dtype == np.float32 and np.isfinite(made.image).all()
+    assert np.percentile(made.image, 99) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gradient_echo_in_phase_has_bright_fat_mid_grey_muscle_and_dark_csf(seed):
+    made = clean_slice("gre_in_phase", seed)
+    fat = mean_of(made, Tissue.SUBCUTANEOUS_FAT)
+    muscle = mean_of(made, Tissue.RIGHT_ERECTOR_SPINAE, Tissue.LEFT_ERECTOR_SPINAE)
+    assert fat > 1.4 * muscle and muscle > mean_of(made, Tissue.CSF)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_inverted_contrast_has_muscle_brighter_than_fat(seed):
+    made = clean_slice("inverted", seed)
+    assert mean_of(made, Tissue.RIGHT_ERECTOR_SPINAE) > mean_of(made, Tissue.SUBCUTANEOUS_FAT) + 0.1
+
+
+def test_random_tissue_redraws_the_surroundings_but_keeps_the_compartments_contrast():
+    contrast = draw_contrast("random_tissue", np.random.default_rng(0))
+    first, _ = tissue_table(contrast, np.random.default_rng(1))
+    second, _ = tissue_table(contrast, np.random.default_rng(2))
+    compartment = [int(t) for t in COMPARTMENT_TISSUES]
+    fat = [int(Tissue.RIGHT_INTRAMUSCULAR_FAT), int(Tissue.LEFT_INTRAMUSCULAR_FAT)]
+    np.testing.assert_allclose(first[fat], second[fat])  # fat keeps the case's mean; muscle codes only jitter
+    assert abs(first[fat[0]] - first[int(Tissue.RIGHT_ERECTOR_SPINAE)]) > 0.1
+    others = [int(t) for t in Tissue if int(t) not in compartment and t is not Tissue.BACKGROUND]
+    assert np.mean(np.abs(first[others] - second[others]) > 0.05) > 0.6  # surroundings drawn anew
+    # and independently of their material: subcutaneous and renal sinus fat no longer alike
+    assert len({round(first[int(Tissue.SUBCUTANEOUS_FAT)], 3), round(first[int(Tissue.RENAL_SINUS_FAT)], 3)}) == 2
+
+
+def test_wrap_around_folds_what_lies_beyond_the_field_onto_the_other_edge():
+    body = np.zeros((40, 50), dtype=bool)
+    body[5:35, 5:45] = True
+    image = body * 1.0
+    image[:, 5] = 7.0  # a bright column at the body's left edge
+    rng = np.random.default_rng(4)
+    folded = wrap_around(image, body, rng)
+    outside = folded - image
+    assert outside.sum() > 0 and np.isclose(folded.sum() - image.sum(), outside.sum())
+    assert np.allclose(folded[:, :6], image[:, :6]) or np.allclose(folded[:6], image[:6])  # what folds stays too
+
+
+def test_the_field_of_view_crop_never_cuts_the_compartments():
+    made = clean_slice("t2", 5)
+    for seed in range(20):
+        cropped = crop_field_of_view(made.image, made.labels, 1.2, np.random.default_rng(seed))
+        rows, columns = np.nonzero(made.labels)
+        margin = int(np.ceil(5.0 / 1.2))
+        box = (slice(rows.min() - margin, rows.max() + margin + 1), slice(columns.min() - margin, columns.max() + margin + 1))
+        np.testing.assert_array_equal(cropped[box], made.image[box])
+        assert set(np.unique(cropped[cropped != made.image])) <= {made.image.min()}
+
+
+def test_thick_slices_blend_a_neighbouring_anatomy_without_changing_the_labels():
+    base = dict(CLEAN, contrast_probabilities=(("t2", 1.0),))
+    thin = synth_slice("L3", np.random.default_rng(8), SynthesisSettings(**base))
+    thick = synth_slice("L3", np.random.default_rng(8), SynthesisSettings(**base, partial_volume_probability=1.0))
+    np.testing.assert_array_equal(thin.labels, thick.labels)
+    assert not np.allclose(thin.image, thick.image)
+    partner = neighbouring_anatomy(thin.tissues, 1.2, np.random.default_rng(1))
+    changed = float(np.mean(partner != thin.tissues))
+    assert 0.0 < changed < 0.25
+
+
+def test_the_traced_shape_splits_are_disjoint_and_cover_all():
+    shapes = tuple(f"mask{i:03d}" for i in range(23))
+    train, held = split_shapes(shapes, "train"), split_shapes(shapes, "heldout")
+    assert not set(train) & set(held) and set(train) | set(held) == set(shapes)
+    assert len(held) == 5 and split_shapes(shapes, "all") == shapes
+
+
+def test_held_out_domains_lie_outside_the_training_domain():
+    trained = SynthesisSettings.from_dict({**SynthesisSettings().to_dict(), **TRAINING})
+    for domain in HELD_OUT:
+        settings = held_out_settings(domain)
+        contrasts = {mode for mode, weight in settings.contrast_probabilities if weight > 0}
+        new_contrast = not contrasts & set(TRAINING_CONTRASTS)
+        finer = settings.pixel_spacing_mm[1] < trained.pixel_spacing_mm[0]
+        coarser = settings.pixel_spacing_mm[0] > trained.pixel_spacing_mm[1] and settings.snr[1] <= trained.snr[0]
+        unseen_shapes = settings.shape_source == "real" and settings.real_shape_split == "heldout"
+        assert new_contrast or finer or coarser or unseen_shapes, domain.name
+        assert settings.seed != trained.seed
+    assert trained.real_shape_split == "train"
+
+
+def test_side_dice_sees_sides():
+    truth = np.zeros((20, 20), dtype=np.uint8)
+    truth[5:15, 2:8], truth[5:15, 12:18] = RIGHT_MUSCLE, LEFT_MUSCLE
+    truth[6:8, 3:5] = RIGHT_FAT
+    swapped = np.where(truth == RIGHT_MUSCLE, LEFT_MUSCLE, np.where(truth == LEFT_MUSCLE, RIGHT_MUSCLE, truth))
+    swapped[truth == RIGHT_FAT] = LEFT_FAT
+    assert side_dice(truth, truth, RIGHT) == 1.0 and side_dice(truth, truth, LEFT) == 1.0
+    assert side_dice(truth, swapped, RIGHT) == 0.0 and side_dice(truth, swapped, LEFT) == 0.0
+    half = truth.copy()
+    half[5:15, 5:8] = 0  # half of the right compartment (60 px, 30 left): Dice 2*30/(60+30)
+    assert side_dice(truth, half, RIGHT) == pytest.approx(60 / 90)
+    assert np.isnan(side_dice(np.zeros_like(truth), np.zeros_like(truth), LEFT))
+
+
+def test_held_out_table_pools_the_domains():
+    a = DomainFigures("a", "", [1.0, 0.5], [1.0, 0.5], {"p1": (10.0, {"cnn": 12.0})})
+    b = DomainFigures("b", "", [0.0], [1.0], {"p1": (20.0, {"cnn": 30.0})})
+    table = held_out_markdown([a, b])
+    assert "| a | 2 | 0.750 | 0.750 | 0.750 | 2.0 | +2.0 | 100 % |" in table
+    assert "| all domains | 3 | 0.500 | 0.833 | 0.667 | 6.0 | +6.0 | 50 % |" in table
+
+
+def test_antialiased_downsampling_of_a_fine_noisy_slice_is_far_less_noisy_than_linear():
+    noise = np.random.default_rng(0).normal(0.0, 20.0, (1024, 1024)).astype(np.float32)
+    shape = (286, 286)  # 0.39 mm pixels to 1.4 mm
+    linear, antialiased = resample(noise, shape, order=1), resample_antialiased(noise, shape)
+    assert antialiased.std() < 0.45 * linear.std()
+    flat = np.full((300, 200), 5.0, dtype=np.float32)
+    np.testing.assert_allclose(resample_antialiased(flat, (100, 70)), 5.0, rtol=1e-5)
+
+
+def test_cards_without_a_resampling_field_keep_linear_resampling_and_new_ones_antialias():
+    old = Preprocessing.from_dict({"pixel_spacing_mm": 1.4, "input_size": 224, "normalisation": "percentile",
+                                   "percentiles": [1.0, 99.0]})
+    assert old.resampling == "linear" and Preprocessing().resampling == "antialiased"
+    assert Preprocessing.from_dict(Preprocessing().to_dict()).resampling == "antialiased"
+    with pytest.raises(ValueError, match="resampling"):
+        Preprocessing(resampling="cubic")
+    rows, columns = np.indices((512, 512))
+    body = (rows - 256) ** 2 + (columns - 256) ** 2 < 200**2  # 80 mm radius at 0.4 mm
+    fine = (np.where(body, 300.0, 10.0) + np.random.default_rng(1).normal(0.0, 30.0, (512, 512))).astype(np.float32)
+    geometry = axial_geometry(0, 0.4, 4.0, (512, 512))
+    windows = [prepare_slice(fine, geometry, Preprocessing(pixel_spacing_mm=1.6, input_size=96, resampling=r))[0]
+               for r in ("linear", "antialiased")]
+    centre = (slice(38, 58), slice(38, 58))  # inside the body, away from its edge
+    assert windows[1][centre].std() < 0.5 * windows[0][centre].std()
