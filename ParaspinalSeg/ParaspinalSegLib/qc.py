@@ -121,7 +121,9 @@ def montage(series: SliceSeries, result: MeasurementResult):
             draw.rectangle((left, top, left + TILE_PX - 1, top + TILE_PX - 1), outline=WARNING_RED, width=FRAME_PX)
             foot = textwrap.wrap(", ".join(dict.fromkeys(tags[index])), width=(TILE_PX - 12) // 6)
             for k, line in enumerate(reversed(foot)):
-                draw.text((left + 6, top + TILE_PX - 6 - (k + 1) * LINE_PX), line, fill=(255, 80, 80))
+                x, y = left + 6, top + TILE_PX - 6 - (k + 1) * LINE_PX
+                draw.rectangle((x - 2, y - 1, x + draw.textlength(line) + 2, y + LINE_PX - 2), fill=(0, 0, 0))
+                draw.text((x, y), line, fill=(255, 80, 80))
     return sheet
 
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
-from collections.abc import Sequence
 
 from .measurement import SliceMeasurement
 
