@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 
 from helpers import phantom_series, run_cli
+from ParaspinalSegLib.inference import predict_series
+from ParaspinalSegLib.measurement import sided_dice
 from ParaspinalSegLib.modelfile import WEIGHTS_FILE, load_model, sha256_of
-from ParaspinalSegLib.registry import ModelRegistry
+from ParaspinalSegLib.reading import read_study
+from ParaspinalSegLib.registry import ModelRegistry, resolve_model
 from ParaspinalSegTrainingLib.config import TrainingConfig
+from ParaspinalSegTrainingLib.datasets import case_labels, find_cases
 from ParaspinalSegTrainingLib.finetune import FineTuneSettings, fine_tune
 from ParaspinalSegTrainingLib import trainingset
 from ParaspinalSegTrainingLib.trainingset import add_case
@@ -55,6 +59,25 @@ def case_ids(training_set) -> list[str]:
     return sorted(p.name for p in (training_set / "cases").iterdir())
 
 
+def series_dice(model_ref, pairs) -> float:
+    """Compartment Dice (per side) of a model's raw prediction, mean over the slices of (series, labels) pairs,
+    computed here apart from the fine-tuning's own evaluation."""
+    model = load_model(resolve_model(str(model_ref)))
+    values = [sided_dice(t, p) for series, labels in pairs for t, p in zip(labels, predict_series(model, series))]
+    return float(np.nanmean(values))
+
+
+def case_pairs(training_set, wanted) -> list:
+    """(series, scheme labels) of the training set's cases named in `wanted`."""
+    pairs = []
+    for case in find_cases(training_set):
+        if case.case_id in wanted:
+            series = read_study(case.image).series
+            pairs.append((series, case_labels(case, series)[0]))
+    assert len(pairs) == len(wanted)
+    return pairs
+
+
 def test_training_process_registers_a_new_model_and_a_cancelled_second_run_loses_nothing(home, shipped, two_cases,
                                                                                            tmp_path):
     registry = ModelRegistry()
@@ -65,7 +88,7 @@ def test_training_process_registers_a_new_model_and_a_cancelled_second_run_loses
     assert outcome is not None and outcome.status == "finished", outcome and outcome.error
     epochs = [e for e in first.events if e.kind == "epoch"]
     assert [(e.epoch, e.epochs) for e in epochs] == [(1, 1)]
-    assert epochs[0].loss > 0 and 0 <= epochs[0].validation_dice <= 1
+    assert epochs[0].loss > 0
     assert [e.phase for e in first.events if e.kind == "phase"] == ["training", "evaluating", "registering"]
 
     model = registry.get(outcome.model_id)
@@ -74,8 +97,11 @@ def test_training_process_registers_a_new_model_and_a_cancelled_second_run_loses
     assert model.card.training_data["case_ids"] == case_ids(two_cases)
     held_out = outcome.result["held_out_case_ids"]
     assert len(held_out) == 1 and model.card.validation["comparison_with_parent"]["cases"] == held_out
-    figures = outcome.result["figures"]["overall muscle"]
-    assert 0 <= figures["dice_new"] <= 1 and 0 <= figures["dice_parent"] <= 1
+    assert epochs[0].validation_dice == pytest.approx(model.card.validation["validation_dice_mean"], abs=1e-5)
+    figures = outcome.result["figures"]["overall muscle"]  # recomputed here on the held-out case
+    held_out_pairs = case_pairs(two_cases, held_out)
+    assert figures["dice_new"] == pytest.approx(series_dice(model.folder, held_out_pairs), abs=1e-6)
+    assert figures["dice_parent"] == pytest.approx(series_dice(shipped, held_out_pairs), abs=1e-6)
     assert set(outcome.result["tables"]) == {"new", "parent"}
 
     second = TrainingProcess(two_cases, shipped, FineTuneSettings(epochs=3, freeze_encoder_epochs=0, config=FAST),
@@ -113,7 +139,8 @@ def test_command_line_fine_tunes_registers_and_compares_with_the_parent(home, sh
     assert code == 2 and "already exists" in err
 
 
-def test_fine_tuning_on_a_contrast_the_parent_never_saw_improves_validation_dice(home, shipped, tmp_path, monkeypatch):
+def test_fine_tuning_on_a_contrast_the_parent_never_saw_improves_dice_on_new_held_out_slices(home, shipped, tmp_path,
+                                                                                              monkeypatch):
     def inverted(image):
         return np.clip(1400.0 - image, 0.0, None)
 
@@ -130,6 +157,11 @@ def test_fine_tuning_on_a_contrast_the_parent_never_saw_improves_validation_dice
         assert figures[structure]["dice_new"] > figures[structure]["dice_parent"] + 0.3, shown
     assert result.parent_id == shipped and result.model_id.startswith(f"{shipped}-ft")
     assert load_model(result.model_folder).card.parent == shipped
+    # Slices of the same domain that neither training nor the choice of epoch saw: new seeds.
+    unseen = [phantom_series(slices=2, seed=seed, fat_fraction=0.1 + 0.1 * (seed - 20), contrast=inverted)
+              for seed in (20, 21, 22)]
+    parent_dice, new_dice = series_dice(shipped, unseen), series_dice(result.model_folder, unseen)
+    assert new_dice > parent_dice + 0.3, (parent_dice, new_dice)
 
 
 def test_training_process_reports_a_failure_and_an_early_cancel(home, shipped, tmp_path):
