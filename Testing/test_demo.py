@@ -19,6 +19,7 @@ def test_demo_measure_mode_agrees_with_the_sample_truth(tmp_path, capsys):
     assert patient["mean_fat_fraction_pct"]["overall"] == pytest.approx(truth["mean_fat_fraction_pct"], abs=3.0)
     assert {p.name for p in (tmp_path / "demo").iterdir()} == {"slices.csv", "patient.json", "segmentation.seg.nrrd", "qc.png"}
     assert "t2_tse_tra" in out  # the T2 TSE series was chosen over the localizer
+    assert "In-distribution only: the sample comes from the same generator the shipped models were trained on" in out
 
 
 def test_shipped_sample_is_what_the_generator_makes(tmp_path):

@@ -105,6 +105,7 @@ def test_the_markdown_table_has_a_row_per_level_and_a_line_per_case():
     assert "| case_a | S1 | 1 | 0.800 [0.700, 0.900] | 0.900 | 0.700 | -12.5 | -1.25 |" in table
     assert "| case_a | L4 | 1 | 0.900 [0.850, 0.950] | 0.950 | 0.850 | -5.0 | -0.50 |" in table
     assert "Dice right 0.800, left 0.900; CSA error per slice 8.8 %; fat fraction cnn 12.0 %, gmm 20.5 %" in table
+    assert "  Dice per slice, inferior to superior: 0.800 0.900" in table
     assert figures.to_dict()["dice_per_level"] == {"S1": 0.8, "L4": 0.9}
 
 

@@ -184,7 +184,9 @@ def compare_with_truth(result, sample: Path, series) -> str:
         f"sample truth: mean fat fraction {truth['mean_fat_fraction_pct']:.1f} %, grade {truth['grade']}; "
         f"measured {measured:.1f} % ({measured - truth['mean_fat_fraction_pct']:+.1f} points), grade "
         f"{result.summary.grade} ({'agrees' if result.summary.grade == truth['grade'] else 'DIFFERS'}); "
-        f"compartment Dice against the truth {dice:.3f}"
+        f"compartment Dice against the truth {dice:.3f} (mean of right and left). In-distribution only: "
+        "the sample comes from the same generator the shipped models were trained on, so this shows the "
+        "tool runs, not how well it segments real images (see the README's real-case figures)"
     )
 
 

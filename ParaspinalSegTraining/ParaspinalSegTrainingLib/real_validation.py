@@ -37,6 +37,11 @@ REAL_CASES = {
 # sacral alae and foramina (0-3) and the L5/S1 disc (4-5); TotalSegmentator by its own vertebra and disc
 # labels (discs at 0-1, 9-11, 18-19), the psoas ending within the lower vertebra (so L1) and the lung
 # bases in the top slice (so T12 above it). Slices of thoracic levels are reported but lie outside L1-S1.
+# The rule: a disc's slices go with the level below it (MuscleMap's L5/S1 disc with S1, the TotalSegmentator
+# case's T12/L1 disc as its own group), except that a case's lowest disc, L1/L2 of the TotalSegmentator case,
+# has no level below it in the image and goes with L1. Which slice shows a disc is a judgement read off the
+# images, so the Dice of every slice is reported too (figures_markdown), and no goal is claimed on a group
+# whose figure crosses it when its boundary slice moves to the neighbouring group.
 LEVEL_GROUPS = {
     "musclemap_sub0001": {"L5/S1-S1": range(0, 6), "L3-L5": range(6, 20)},
     "totalseg_example_mr": {"L1/L2-L1": range(0, 9), "T12/L1": range(9, 12), "T11/T12-T12 (thoracic)": range(12, 20)},
@@ -215,7 +220,8 @@ def validate_real(model: LoadedModel, shared: Path, device: str = "cpu",
 
 
 def figures_markdown(figures: list[RealCaseFigures]) -> str:
-    """One table row per case and level group, then one line per case with its sides, CSA error and fat."""
+    """One table row per case and level group, then one line per case with its sides, CSA error and fat,
+    and its Dice per slice (a group's figure can hang on the slice at its boundary)."""
     rows = ["| case | levels | slices | Dice [95 % CI over slices] | precision | recall | CSA bias (%) | outline offset (mm) |",
             "|---|---|---:|---:|---:|---:|---:|---:|"]
     notes = []
@@ -227,4 +233,5 @@ def figures_markdown(figures: list[RealCaseFigures]) -> str:
         fat = ", ".join(f"{method} {value:.1f} %" for method, value in case.fat_fraction_pct.items())
         notes.append(f"- {case.case} ({case.levels}): Dice right {case.dice_right:.3f}, left {case.dice_left:.3f}; "
                      f"CSA error per slice {case.csa_error_pct_mean:.1f} %; fat fraction {fat}")
+        notes.append(f"  Dice per slice, inferior to superior: {' '.join(f'{d:.3f}' for d in case.dice_per_slice)}")
     return "\n".join(rows + [""] + notes) + "\n"
