@@ -38,6 +38,20 @@ class SeriesPrediction:
     confidence: list[float]  # NaN where the network found no compartment on the slice
 
 
+# Class channels of a left-right mirrored prediction, read back in the original's order (sides swapped).
+MIRRORED_CLASSES = [0, LEFT_MUSCLE, LEFT_FAT, RIGHT_MUSCLE, RIGHT_FAT]
+
+
+def network_scores(network, batch, mirror: bool = False):
+    """Class scores (logits) of a batch of windows; with `mirror`, averaged with the scores of the
+    left-right mirrored windows, mirrored back and their sides swapped (test-time augmentation)."""
+    scores = network(batch).float()
+    if mirror:
+        mirrored = network(batch.flip(-1)).float().flip(-1)[:, MIRRORED_CLASSES]
+        scores = (scores + mirrored) / 2
+    return scores
+
+
 def compartment_confidence(scores: np.ndarray) -> float:
     """Mean top-class probability over the pixels of the network window that it puts in a compartment.
 
@@ -62,9 +76,11 @@ def predict_series_with_confidence(
     batch_size: int = 8,
     mixed_precision: bool = True,
     progress: ProgressCallback | None = None,
+    mirror: bool = False,
 ) -> SeriesPrediction:
     """Scheme label maps, one per slice of the series, from the model's class scores, and the
-    model's confidence per slice (`compartment_confidence`, on the network window).
+    model's confidence per slice (`compartment_confidence`, on the network window). mirror: average
+    with the left-right mirrored slice, sides swapped (twice the network time).
 
     Mixed precision (bfloat16) is used on CUDA only: on a CPU without AMX it is several times
     slower than float32 (measured on this project's AMD EPYC machines).
@@ -82,7 +98,7 @@ def predict_series_with_confidence(
         for start in range(0, len(prepared), batch_size):
             chunk = prepared[start : start + batch_size]
             batch = torch.from_numpy(np.stack([window for window, _, _ in chunk])[:, None]).to(device)
-            scores = network(batch).float().cpu().numpy()
+            scores = network_scores(network, batch, mirror).cpu().numpy()
             labels += [restore_labels(score, placement) for score, (_, placement, _) in zip(scores, chunk)]
             confidence += [compartment_confidence(score) for score in scores]
             if progress:
@@ -97,7 +113,8 @@ def predict_series(
     batch_size: int = 8,
     mixed_precision: bool = True,
     progress: ProgressCallback | None = None,
+    mirror: bool = False,
 ) -> list[np.ndarray]:
     """Scheme label maps, one per slice of the series (`predict_series_with_confidence` without the
     confidence)."""
-    return predict_series_with_confidence(model, series, device, batch_size, mixed_precision, progress).labels
+    return predict_series_with_confidence(model, series, device, batch_size, mixed_precision, progress, mirror).labels

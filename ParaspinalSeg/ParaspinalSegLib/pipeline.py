@@ -122,11 +122,13 @@ def segment_series(
     device: str = "cpu",
     batch_size: int = 8,
     progress: ProgressCallback | None = None,
+    mirror: bool = False,
 ) -> MeasurementResult:
     """Segment every slice with a loaded model, clean the labels, quantify fat and measure.
 
     fat_method "cnn" keeps the model's own fat class; "gmm" or "otsu" keep only its compartments
-    and find the fat inside them by image analysis.
+    and find the fat inside them by image analysis. mirror: test-time augmentation with the
+    left-right mirrored slice (sides swapped), at twice the network time.
     """
     from .inference import predict_series_with_confidence
     from .postprocess import clean_labels
@@ -134,7 +136,7 @@ def segment_series(
     from_model = fat_method == FAT_FROM_MODEL
     network_share = 1.0 if from_model else 0.85  # the rest of the bar is the fat step
     predicted = predict_series_with_confidence(model, series, device=device, batch_size=batch_size,
-                                               progress=part_of(progress, 0.0, network_share))
+                                               progress=part_of(progress, 0.0, network_share), mirror=mirror)
     labels = [clean_labels(plane) for plane in predicted.labels]
     return measure_series(
         series,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class DomainFigures:
     dice_right: list[float] = field(default_factory=list)
     dice_left: list[float] = field(default_factory=list)
     fat: dict[str, tuple[float, dict[str, float]]] = field(default_factory=dict)
+    seconds: float = 0.0  # segmenting (network, cleaning, cnn fat), summed over the cases
 
     @property
     def dice(self) -> float:
@@ -82,11 +84,13 @@ def domain_folders(folder: Path, patients: int, progress: ProgressCallback | Non
 
 
 def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, fat_methods: tuple[str, ...],
-                  device: str) -> None:
+                  device: str, mirror: bool = False) -> None:
     """One case through the product's path (segment, clean, measure), added to the domain's figures."""
     study = read_study(case.image)
     truth, _ = case_labels(case, study.series)
-    result = segment_series(study.series, model, device=device)
+    started = time.perf_counter()
+    result = segment_series(study.series, model, device=device, mirror=mirror)
+    figures.seconds += time.perf_counter() - started
     for t, p in zip(truth, result.labels):
         figures.dice_right.append(side_dice(t, p, RIGHT))
         figures.dice_left.append(side_dice(t, p, LEFT))
@@ -100,15 +104,17 @@ def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, f
 
 
 def evaluate_held_out(model: LoadedModel, folder: Path, patients: int = 8, fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,),
-                      device: str = "cpu", progress: ProgressCallback | None = None) -> list[DomainFigures]:
-    """The model on every held-out domain (data sets made under `folder` if missing)."""
+                      device: str = "cpu", progress: ProgressCallback | None = None,
+                      mirror: bool = False) -> list[DomainFigures]:
+    """The model on every held-out domain (data sets made under `folder` if missing); with `mirror`,
+    test-time augmentation with the mirrored slices."""
     domains = domain_folders(folder, patients, part_of(progress, 0.0, 0.3))
     out = []
     for n, (domain, target) in enumerate(domains):
         figures = DomainFigures(domain.name, domain.holds_out)
         cases = find_cases(target)
         for k, case in enumerate(cases):
-            evaluate_case(model, case, figures, fat_methods, device)
+            evaluate_case(model, case, figures, fat_methods, device, mirror)
             if progress:
                 done = (n + (k + 1) / len(cases)) / len(domains)
                 progress(0.3 + 0.7 * done, f"held-out domain {domain.name}, case {k + 1}/{len(cases)}")
@@ -119,17 +125,18 @@ def evaluate_held_out(model: LoadedModel, folder: Path, patients: int = 8, fat_m
 def held_out_markdown(figures: list[DomainFigures], fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,)) -> str:
     """One row per domain: Dice right / left / mean, and per fat method the mean absolute patient error,
     the bias and the share of patients within 3 points; a last row pools the domains."""
-    head = "| domain | slices | Dice right | Dice left | Dice | " + " | ".join(
+    head = "| domain | slices | ms per slice | Dice right | Dice left | Dice | " + " | ".join(
         f"{m}: fat MAE (points) | {m}: bias | {m}: within {GOAL_FAT_POINTS:g}" for m in fat_methods) + " |"
-    lines = [head, "|---" * (5 + 3 * len(fat_methods)) + "|"]
+    lines = [head, "|---" * (6 + 3 * len(fat_methods)) + "|"]
     pooled = DomainFigures("all domains", "")
     for f in figures:
         pooled.dice_right += f.dice_right
         pooled.dice_left += f.dice_left
+        pooled.seconds += f.seconds
         pooled.fat.update({f"{f.domain}/{p}": v for p, v in f.fat.items()})
     for f in figures + [pooled]:
-        cells = [f.domain, str(len(f.dice_right)), f"{np.nanmean(f.dice_right):.3f}", f"{np.nanmean(f.dice_left):.3f}",
-                 f"{f.dice:.3f}"]
+        cells = [f.domain, str(len(f.dice_right)), f"{1000 * f.seconds / max(len(f.dice_right), 1):.0f}",
+                 f"{np.nanmean(f.dice_right):.3f}", f"{np.nanmean(f.dice_left):.3f}", f"{f.dice:.3f}"]
         for m in fat_methods:
             errors = f.fat_errors(m)
             cells += [f"{np.mean(np.abs(errors)):.1f}", f"{np.mean(errors):+.1f}", f"{100 * f.fat_within(m):.0f} %"]
