@@ -174,3 +174,17 @@ def test_truncated_dicom_file_in_a_folder_is_named_in_the_warnings(tmp_path, cap
     stdout, patient = _measure_sample(capsys, study, tmp_path / "out")
     left_out = [w for w in patient["warnings"] if w.startswith("a file of the study was left out")]
     assert len(left_out) == 1 and victim.name in left_out[0] and f"warning: {left_out[0]}" in stdout
+
+
+def test_a_compartment_of_a_few_mm2_is_never_graded_without_a_warning(tmp_path, capsys, image_and_labels):
+    image, _ = image_and_labels
+    labels = np.zeros(image.shape, dtype=np.uint8)
+    labels[:, 20:22, 10:12] = 2  # 4 pixels of 0.48 mm², all fat: 1.9 mm² per slice
+    path = write(volume(image), tmp_path / "image.nii.gz")
+    seg = write(volume(labels), tmp_path / "labels.nrrd")
+    code, stdout, stderr = run_cli(capsys, "measure", path, seg, "-o", tmp_path / "out")
+    assert code == 0, stderr
+    patient = json.loads((tmp_path / "out" / "patient.json").read_text())
+    assert patient["grade"] == "III"
+    tiny = [w for w in patient["warnings"] if w.startswith("right compartment area outside")]  # quality.py
+    assert tiny and f"warning: {tiny[0]}" in stdout

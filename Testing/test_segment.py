@@ -2,12 +2,14 @@
 
 import csv
 import json
+import math
 import shutil
 
 import pytest
 
 from helpers import run_cli, write_phantom_dataset
 from ParaspinalSegLib.cli import sample_folder
+from ParaspinalSegLib.grading import sgc_grade
 from ParaspinalSegTrainingLib.run import run_training
 from test_training import TINY
 
@@ -45,7 +47,13 @@ def test_batch_reports_the_broken_study_and_goes_on(tiny_model, tmp_path, capsys
         rows = {row["study"]: row for row in csv.DictReader(stream)}
     assert [rows[s]["status"] for s in ("patient_a", "patient_b", "patient_c")] == ["ok", "ok", "failed"]
     assert "IM0001" in rows["patient_c"]["error"] and "patient_c: FAILED" in out
-    assert rows["patient_a"]["model"] == "paraspinal-unet-0.1.0" and rows["patient_a"]["grade"] in ("I", "II", "III", "")
+    assert rows["patient_a"]["model"] == "paraspinal-unet-0.1.0"
+    for study in ("patient_a", "patient_b"):  # the grade of the slices written for that study
+        with open(tmp_path / "results" / study / "slices.csv", newline="") as stream:
+            fractions = [float(r["both_fat_fraction_pct"]) for r in csv.DictReader(stream) if r["both_fat_fraction_pct"]]
+        assert rows[study]["grade"] == sgc_grade(sum(fractions) / len(fractions) if fractions else math.nan)
+        assert rows[study]["grade"] == json.loads((tmp_path / "results" / study / "patient.json").read_text())["grade"]
+    assert rows["patient_a"]["grade"] == rows["patient_b"]["grade"]  # the same images
     assert (tmp_path / "results" / "patient_a" / "slices.csv").exists()
     assert not (tmp_path / "results" / "patient_c").exists()
 
