@@ -1,5 +1,6 @@
-"""The model shipped under Resources/Models: it loads, its hash matches its card, it reaches the
-figures its card states on the real cases of ../shared, and it segments the shipped sample."""
+"""The models shipped under Resources/Models, every one of them: each loads, its hash matches its card,
+and today's code gives the figures its card states, neither better nor worse beyond a tolerance, on the
+shipped sample and (with ../shared present) on the real cases; the newest is the default."""
 
 import json
 
@@ -10,44 +11,55 @@ from ParaspinalSegLib.modelfile import load_model, sha256_of
 from ParaspinalSegLib.registry import SHIPPED_MODELS, ModelRegistry
 
 SHIPPED = sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))
+REAL_TOLERANCE = 0.005  # real-case Dice: inference is deterministic on the CPU, up to float rounding
+# The sample was remade with the anatomy of synthesis 1.1 when 1.2.0 shipped, after the cards of 1.0.0
+# and 1.1.0 were written (see the README): their stated sample Dice is 0.017 and 0.018 above today's.
+SAMPLE_TOLERANCE = 0.02
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    assert SHIPPED, f"no model under {SHIPPED_MODELS}"
-    return load_model(SHIPPED[-1])
+@pytest.fixture(scope="module", params=SHIPPED, ids=lambda folder: folder.name)
+def shipped(request):
+    return request.param, load_model(request.param)
+
+
+def test_models_are_shipped_and_the_newest_is_the_default():
+    assert [folder.name for folder in SHIPPED] == [f"paraspinalseg-unet-r18-1.{minor}.0" for minor in range(3)]
+    assert ModelRegistry(user_dir=SHIPPED_MODELS / "none").active().model_id == SHIPPED[-1].name
 
 
 def test_shipped_model_loads_and_its_hash_matches_its_card(shipped):
-    assert sha256_of(SHIPPED[-1] / "model.safetensors") == shipped.card.weights_sha256
-    assert (SHIPPED[-1] / "model.safetensors").stat().st_size < 50e6
-    assert ModelRegistry(user_dir=SHIPPED_MODELS / "none").active().model_id == shipped.card.model_id
+    folder, model = shipped
+    assert model.card.model_id == folder.name
+    assert sha256_of(folder / "model.safetensors") == model.card.weights_sha256
+    assert (folder / "model.safetensors").stat().st_size < 50e6
 
 
-def test_shipped_model_reaches_its_stated_dice_on_real_cases(shipped, shared_dir):
+def test_shipped_model_gives_its_stated_dice_on_real_cases(shipped, shared_dir):
     from ParaspinalSegTrainingLib.real_validation import validate_real
 
-    stated = {c["case"]: c for c in shipped.card.validation["real_cases"]}
+    _, model = shipped
+    stated = {c["case"]: c for c in model.card.validation["real_cases"]}
     reported = []
-    found = validate_real(shipped, shared_dir, progress=lambda fraction, message: reported.append(fraction))
+    found = validate_real(model, shared_dir, progress=lambda fraction, message: reported.append(fraction))
     assert reported == sorted(reported) and 0 <= reported[0] and reported[-1] <= 1
-    assert len(found) == len(stated)
+    assert sorted(f.case for f in found) == sorted(stated)
     for figures in found:
-        assert figures.dice >= stated[figures.case]["dice"] - 0.005, figures.case
+        assert figures.dice == pytest.approx(stated[figures.case]["dice"], abs=REAL_TOLERANCE), figures.case
         for level, dice in stated[figures.case].get("dice_per_level", {}).items():  # cards since 1.2.0
-            assert figures.dice_per_level[level] >= dice - 0.005, (figures.case, level)
+            assert figures.dice_per_level[level] == pytest.approx(dice, abs=REAL_TOLERANCE), (figures.case, level)
 
 
-def test_shipped_model_segments_the_sample_close_to_its_truth(shipped):
+def test_shipped_model_gives_its_stated_dice_and_the_true_grade_on_the_sample(shipped):
     from ParaspinalSegLib.measurement import mean_compartment_dice
     from ParaspinalSegLib.pipeline import segment_series
     from ParaspinalSegLib.reading import read_study
     from ParaspinalSegLib.segmentation import load_segmentation
 
+    _, model = shipped
     series = read_study(sample_folder() / "study").series
     truth = load_segmentation([sample_folder() / "truth.nrrd"], series).labels
-    result = segment_series(series, shipped)
+    result = segment_series(series, model)
     dice = mean_compartment_dice(truth, result.labels)
-    assert dice >= shipped.card.validation["sample_compartment_dice"] - 0.005
+    assert dice == pytest.approx(model.card.validation["sample_compartment_dice"], abs=SAMPLE_TOLERANCE)
     stated = json.loads((sample_folder() / "truth.json").read_text())
     assert result.summary.grade == stated["grade"]
