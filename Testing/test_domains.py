@@ -191,3 +191,26 @@ def test_mirrored_test_time_augmentation_is_exactly_left_right_equivariant():
         assert not torch.allclose(network_scores(biased, batch.flip(-1)), swapped(plain), atol=1e-3)
         both = network_scores(biased, batch, mirror=True)
         torch.testing.assert_close(network_scores(biased, batch.flip(-1), mirror=True), swapped(both))
+
+
+def test_release_puts_the_held_out_domain_figures_and_the_protocol_in_the_card(tmp_path):
+    import json
+
+    from ParaspinalSegLib.errors import InputError
+    from ParaspinalSegLib.registry import SHIPPED_MODELS
+    from ParaspinalSegTrainingLib.heldout import FAT_METHODS, domain_folders
+    from ParaspinalSegTrainingLib.release import release_model
+
+    shipped = sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))[-1]
+    card = release_model(shipped, tmp_path / "released", None, heldout=tmp_path / "heldout", patients=1)
+    domains = {d["domain"]: d for d in card.validation["held_out_domains"]}
+    assert set(domains) <= {d.name for d in HELD_OUT} and {"gre_in_phase", "inverted", "fine_matrix"} <= set(domains)
+    for figures in domains.values():
+        settings = held_out_settings(figures["domain"])
+        assert figures["slices"] == len(settings.levels) * settings.slices_per_level
+        assert figures["patients"] == 1 and set(figures["fat_fraction_vs_truth"]) == set(FAT_METHODS)
+    assert domains["fine_matrix"]["dice_right"] > 0.8 and domains["fine_matrix"]["dice_left"] > 0.8  # T2 it knows
+    assert "held-out synthesis domains" in card.validation["selection_protocol"]
+    assert json.loads((tmp_path / "released" / "model.json").read_text())["validation"]["held_out_domains"]
+    with pytest.raises(InputError, match="other settings"):
+        domain_folders(tmp_path / "heldout", 2)  # made for 1 patient: never mixed with another set
