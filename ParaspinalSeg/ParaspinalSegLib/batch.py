@@ -12,6 +12,7 @@ from pathlib import Path
 from .errors import OperationCancelled, OutputExistsError, ParaspinalError
 from .export import write_result
 from .outputs import write_text_atomic
+from .paths import check_separate, display_name, is_regular_file, unique_folder_names
 from .pipeline import FAT_FROM_MODEL, MeasurementResult, segment_series
 from .reading import read_study
 from .slices import SliceSeries
@@ -19,6 +20,7 @@ from .progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 
+NOT_RUN = "not run"
 SUMMARY_COLUMNS = ["study", "status", "grade", "mean_fat_fraction_pct", "mean_fat_fraction_right_pct",
                    "mean_fat_fraction_left_pct", "slices", "warnings", "model", "fat_method", "output", "error"]
 
@@ -30,6 +32,17 @@ class StudyOutcome:
     result: MeasurementResult | None
     error: str = ""
     series: SliceSeries | None = None
+    status: str = "ok"
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a batch, raised once summary.csv is written: `outcomes` says which
+    studies were finished (and their folders kept), which failed and which were not run."""
+
+    def __init__(self, outcomes: list[StudyOutcome], summary: Path) -> None:
+        super().__init__(f"interrupted; {summary} lists the studies not run")
+        self.outcomes = outcomes
+        self.summary = summary
 
 
 def segment_study(
@@ -45,6 +58,7 @@ def segment_study(
     progress: ProgressCallback | None = None,
 ) -> StudyOutcome:
     """Read, segment, measure and write one study's outputs into `out`."""
+    check_separate(out, [study])
     loaded = read_study(study, series_uid=series_uid, progress=progress)
     log.info("%s: %s", study.name, loaded.reason)
     result = segment_series(loaded.series, model, fat_method=fat_method, device=device, batch_size=batch_size,
@@ -58,7 +72,8 @@ def studies_in(folder: Path) -> list[Path]:
     from .volumes import is_volume_file
 
     return sorted(p for p in Path(folder).iterdir()
-                  if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() == ".zip" or is_volume_file(p)))
+                  if not p.name.startswith(".")
+                  and (p.is_dir() or (is_regular_file(p) and (p.suffix.lower() == ".zip" or is_volume_file(p)))))
 
 
 def _percent(value: float) -> str:
@@ -70,8 +85,8 @@ def summary_csv(outcomes: list[StudyOutcome], model_id: str, fat_method: str) ->
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for o in outcomes:
-        row = {"study": o.study.name, "status": "failed" if o.error else "ok", "model": model_id,
-               "fat_method": fat_method, "output": o.output.name if o.output else "", "error": o.error}
+        row = {"study": display_name(o.study.name), "status": o.status, "model": model_id,
+               "fat_method": fat_method, "output": o.output.name if o.output else "", "error": display_name(o.error)}
         if o.result:
             s = o.result.summary
             row.update(grade=s.grade, mean_fat_fraction_pct=_percent(s.mean_fat_fraction_pct),
@@ -93,26 +108,49 @@ def segment_folder(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
 ) -> list[StudyOutcome]:
-    """Every study of `folder` into `out/<study name>/`, and `out/summary.csv`; a failing study is
-    reported in the summary and skipped, the others go on."""
+    """Every study of `folder` into `out/<study name>/` (made safe and unique by `unique_folder_names`),
+    and `out/summary.csv`; a failing study, whatever the failure, is reported in the summary and
+    skipped, the others go on. After Ctrl-C or a cancel the summary is written all the same (the
+    studies not reached marked "not run"), then BatchInterrupted (Ctrl-C) or OperationCancelled is raised."""
+    check_separate(out, [folder])
     if (out / "summary.csv").exists() and not overwrite:
         raise OutputExistsError(f"{out}: holds the results of an earlier batch; choose another folder or pass --overwrite")
     studies = studies_in(folder)
     if not studies:
         raise ParaspinalError(f"{folder}: holds no studies (sub-folders, zips or volumes)")
     out.mkdir(parents=True, exist_ok=True)
-    outcomes = []
-    for n, study in enumerate(studies):
-        target = out / study.name.split(".")[0]
-        try:
-            outcomes.append(segment_study(study, target, model, fat_method=fat_method, device=device,
-                                          batch_size=batch_size, overwrite=overwrite))
-        except OperationCancelled:
+    names = unique_folder_names([study.name for study in studies])
+    outcomes: list[StudyOutcome] = []
+    try:
+        for n, (study, name) in enumerate(zip(studies, names)):
+            outcomes.append(_one_study(study, out / name, model, fat_method=fat_method, device=device,
+                                       batch_size=batch_size, overwrite=overwrite))
+            if progress:
+                progress((n + 1) / len(studies), f"studies, {n + 1}/{len(studies)}")
+    except (KeyboardInterrupt, OperationCancelled) as stop:
+        outcomes += [StudyOutcome(s, None, None, "interrupted before it finished", status=NOT_RUN)
+                     for s in studies[len(outcomes):]]
+        _write_summary(out, outcomes, model.card.model_id, fat_method, overwrite)
+        if isinstance(stop, OperationCancelled):
             raise
-        except ParaspinalError as error:
-            log.warning("%s: skipped (%s)", study, error)
-            outcomes.append(StudyOutcome(study, None, None, str(error)))
-        if progress:
-            progress((n + 1) / len(studies), f"studies, {n + 1}/{len(studies)}")
-    write_text_atomic(out / "summary.csv", summary_csv(outcomes, model.card.model_id, fat_method))
+        raise BatchInterrupted(outcomes, out / "summary.csv") from stop
+    _write_summary(out, outcomes, model.card.model_id, fat_method, overwrite)
     return outcomes
+
+
+def _one_study(study: Path, target: Path, model, **options) -> StudyOutcome:
+    """segment_study, with any failure but an interrupt turned into a failed outcome."""
+    try:
+        return segment_study(study, target, model, **options)
+    except OperationCancelled:
+        raise
+    except ParaspinalError as error:
+        message = str(error)
+    except Exception as error:  # an unforeseen failure of one study must not end the batch
+        message = f"unexpected {type(error).__name__} ({error}); please report it"
+    log.warning("%s: skipped (%s)", display_name(study.name), display_name(message))
+    return StudyOutcome(study, None, None, message, status="failed")
+
+
+def _write_summary(out: Path, outcomes: list[StudyOutcome], model_id: str, fat_method: str, overwrite: bool) -> None:
+    write_text_atomic(out / "summary.csv", summary_csv(outcomes, model_id, fat_method), replace=overwrite)

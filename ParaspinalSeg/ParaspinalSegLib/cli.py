@@ -18,11 +18,14 @@ from . import __version__
 from .errors import OperationCancelled, ParaspinalError
 from .fat import FatMethod, FatSettings
 from .labels import LabelKind
+from .paths import check_input_kind, check_separate, check_utf8, display_name
 
 log = logging.getLogger(__name__)
 
 EXIT_ERROR = 2
+EXIT_INTERNAL = 3
 EXIT_CANCELLED = 130
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 class ProgressBar:
@@ -51,6 +54,54 @@ class ProgressBar:
 
 def _percent(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.1f} %"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: give 1 or more")
+    return value
+
+
+def available_device(requested: str) -> str:
+    """The torch device for --device; InputError when the one asked for is not on this machine."""
+    import torch
+
+    from .inference import choose_device
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ParaspinalError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
+    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ParaspinalError("--device mps: Apple's Metal (MPS) is not available here; use --device cpu or auto")
+    return choose_device(requested)
+
+
+def add_device_option(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    parser.add_argument("--device", choices=DEVICES, default=default,
+                        help="auto (CUDA, MPS, CPU), cpu, cuda or mps; refused if not available here")
+
+
+def _given_paths(args: argparse.Namespace, names: Sequence[str]) -> list[Path]:
+    values = [getattr(args, name, None) for name in names]
+    flat = [v for value in values for v in (value if isinstance(value, list) else [value])]
+    return [Path(v) for v in flat if v]
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Before anything runs: inputs are files or folders (never a pipe), every path is valid UTF-8,
+    and no output is, lies inside or contains an input."""
+    inputs = _given_paths(args, getattr(args, "input_paths", ()))
+    for path in inputs:
+        check_utf8(path)
+        check_input_kind(path)
+    existing = [path for path in inputs if path.exists()]
+    for output in _given_paths(args, getattr(args, "output_paths", ())):
+        check_utf8(output)
+        check_separate(output, existing)
 
 
 def command_series(args: argparse.Namespace, progress: ProgressBar) -> int:
@@ -137,20 +188,28 @@ def command_measure(args: argparse.Namespace, progress: ProgressBar) -> int:
 
 def command_segment(args: argparse.Namespace, progress: ProgressBar) -> int:
     from ParaspinalSegLib.registry import resolve_model
-    from ParaspinalSegLib.inference import choose_device
 
-    from .batch import segment_folder, segment_study
+    from .batch import BatchInterrupted, segment_folder, segment_study
     from .modelfile import load_model
 
-    device = choose_device(args.device)
+    device = available_device(args.device)
     model = load_model(resolve_model(args.model), device=device)
     if args.batch:
-        outcomes = segment_folder(Path(args.input), Path(args.output), model, fat_method=args.fat_method,
-                                  device=device, batch_size=args.batch_size, overwrite=args.overwrite, progress=progress)
+        try:
+            outcomes = segment_folder(Path(args.input), Path(args.output), model, fat_method=args.fat_method,
+                                      device=device, batch_size=args.batch_size, overwrite=args.overwrite,
+                                      progress=progress)
+        except BatchInterrupted as stop:
+            progress.close()
+            kept = sum(o.status == "ok" for o in stop.outcomes)
+            print(f"interrupted; the {kept} studies finished before are kept in {args.output}, the others were "
+                  f"not run; {stop.summary} lists each", file=sys.stderr)
+            return EXIT_CANCELLED
         progress.close()
         for o in outcomes:
             status = f"grade {o.result.summary.grade}, {_percent(o.result.summary.mean_fat_fraction_pct)}{_caution(o.result)}" if o.result else f"FAILED: {o.error}"
-            print(f"{o.study.name}: {status}")
+            renamed = f" -> {o.output.name}/" if o.output and o.output.name != o.study.name else ""
+            print(f"{display_name(o.study.name)}: {display_name(status)}{renamed}")
         print(f"summary: {Path(args.output) / 'summary.csv'}")
         return 0 if all(o.result for o in outcomes) else 1
     outcome = segment_study(Path(args.input), Path(args.output), model, fat_method=args.fat_method, device=device,
@@ -194,6 +253,7 @@ def command_demo(args: argparse.Namespace, progress: ProgressBar) -> int:
     """Segment & grade the shipped sample with the shipped model (or, with --measure, measure its
     shipped compartment map) and compare with the sample's known truth."""
     sample = sample_folder()
+    check_separate(Path(args.output), [sample])
     if args.measure:
         args.image = str(sample / "study")
         args.segmentation = [str(sample / "compartments.nrrd")]
@@ -203,12 +263,11 @@ def command_demo(args: argparse.Namespace, progress: ProgressBar) -> int:
         series = study.series
     else:
         from ParaspinalSegLib.registry import resolve_model
-        from ParaspinalSegLib.inference import choose_device
 
         from .batch import segment_study
         from .modelfile import load_model
 
-        device = choose_device(args.device)
+        device = available_device(args.device)
         model = load_model(resolve_model(args.model), device=device)
         outcome = segment_study(sample / "study", Path(args.output), model, fat_method=args.fat_method or "cnn",
                                 device=device, overwrite=args.overwrite, progress=progress)
@@ -239,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     series = commands.add_parser("series", help="list the series of a study and say which would be chosen")
     series.add_argument("input", help="DICOM folder (searched recursively), DICOM zip or file")
     series.add_argument("--series", metavar="UID", help="choose this SeriesInstanceUID")
-    series.set_defaults(run=command_series)
+    series.set_defaults(run=command_series, input_paths=("input",))
 
     measure = commands.add_parser("measure", help="CSA, fat fraction and grade from a given segmentation")
     measure.add_argument("image", help="DICOM folder/zip/file, or a NIfTI/NRRD volume")
@@ -249,27 +308,27 @@ def build_parser() -> argparse.ArgumentParser:
                          help="what the label values mean (default: detect; see README)")
     measure.add_argument("--series", metavar="UID", help="choose this SeriesInstanceUID")
     add_measure_options(measure, "paraspinal-output")
-    measure.set_defaults(run=command_measure)
+    measure.set_defaults(run=command_measure, input_paths=("image", "segmentation"), output_paths=("output",))
 
     segment = commands.add_parser("segment", help="segment, measure and grade a study (or, with --batch, a folder of studies)")
     segment.add_argument("input", help="DICOM folder/zip/file or NIfTI/NRRD volume; with --batch a folder of those")
     segment.add_argument("--batch", action="store_true", help="INPUT is a folder of studies: one result folder each plus summary.csv")
     segment.add_argument("--model", help="registered model id or model folder (default: the active model)")
-    segment.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
-    segment.add_argument("--batch-size", type=int, default=8)
+    add_device_option(segment)
+    segment.add_argument("--batch-size", type=positive_int, default=8, help="slices per network pass (default 8)")
     segment.add_argument("--series", metavar="UID", help="choose this SeriesInstanceUID")
     segment.add_argument("-o", "--output", default="paraspinal-output", help="output folder (default: %(default)s)")
     segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     segment.add_argument("--fat-method", choices=["cnn"] + [m.value for m in FatMethod], default="cnn",
                          help="fat from the model's own class (cnn) or by image analysis inside its compartments")
-    segment.set_defaults(run=command_segment)
+    segment.set_defaults(run=command_segment, input_paths=("input", "model"), output_paths=("output",))
 
     demo = commands.add_parser("demo", help="segment & grade the shipped synthetic sample and compare with its truth")
     demo.add_argument("--measure", action="store_true", help="measure the sample's shipped compartment map instead")
     demo.add_argument("--model", help="registered model id or model folder (default: the active model)")
-    demo.add_argument("--device", default="auto")
+    add_device_option(demo)
     add_measure_options(demo, "paraspinal-demo")
-    demo.set_defaults(run=command_demo)
+    demo.set_defaults(run=command_demo, input_paths=("model",), output_paths=("output",))
 
     from ParaspinalSegTrainingLib.commands import add_training_commands
 
@@ -282,6 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     progress = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
     try:
+        check_paths(args)
         return args.run(args, progress)
     except OperationCancelled:
         print("cancelled", file=sys.stderr)
@@ -290,8 +350,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; nothing was written", file=sys.stderr)
         return EXIT_CANCELLED
     except ParaspinalError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {display_name(error)}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as error:
+        print(f"error: {display_name(error.filename or 'a file')}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:  # no traceback for the user; -v logs it for a bug report
+        log.debug("unexpected error", exc_info=True)
+        print(f"error: unexpected {type(error).__name__} ({display_name(error)}); please report it (-v shows the "
+              "details)", file=sys.stderr)
+        return EXIT_INTERNAL
     finally:
         progress.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import lzma
 import os
 import struct
 import warnings
@@ -49,15 +50,23 @@ def as_source(item: DicomSource | Path | str) -> DicomSource:
 
 
 class SourceReader:
-    """Reads DicomSources, keeping each zip archive open while a batch is read."""
+    """Reads DicomSources, keeping each zip archive open while a batch is read.
+
+    While it is open, pydicom's own log (tracebacks of failing pixel decoders) stays off stderr:
+    every failure is raised as one InputError naming the file instead.
+    """
 
     def __init__(self) -> None:
         self._archives: dict[Path, zipfile.ZipFile] = {}
+        self._pydicom_propagates = True
 
     def __enter__(self) -> SourceReader:
+        logger = logging.getLogger("pydicom")
+        self._pydicom_propagates, logger.propagate = logger.propagate, False
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        logging.getLogger("pydicom").propagate = self._pydicom_propagates
         for archive in self._archives.values():
             archive.close()
         self._archives.clear()
@@ -75,9 +84,18 @@ class SourceReader:
                     return stream.read(PREAMBLE_BYTES)
             with open(source.path, "rb") as stream:
                 return stream.read(PREAMBLE_BYTES)
-        except (OSError, zipfile.BadZipFile, zlib.error) as error:
-            log.debug("%s: cannot be read (%s)", source, error)
+        except (OSError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, RuntimeError,
+                NotImplementedError) as error:
+            log.debug("%s: cannot be read (%s)", source, error)  # encrypted, unknown compression...
             return None
+
+    def _member_bytes(self, source: DicomSource) -> bytes:
+        """A zip member's bytes; InputError when it is encrypted or compressed in a way zipfile lacks."""
+        try:
+            return self._archive(source.path).read(source.member)
+        except (RuntimeError, NotImplementedError, lzma.LZMAError, EOFError, zlib.error) as error:
+            raise InputError(f"{source}: cannot be extracted from its zip ({error}); unpack the archive with "
+                             "the tool that made it and give the folder") from None
 
     def dataset(self, source: DicomSource, headers_only: bool) -> tuple[Dataset, list[str]]:
         """The parsed file and pydicom's warnings about it; InputError when it cannot be parsed."""
@@ -85,10 +103,12 @@ class SourceReader:
             warnings.simplefilter("always")
             try:
                 if source.member:
-                    data = io.BytesIO(self._archive(source.path).read(source.member))
+                    data = io.BytesIO(self._member_bytes(source))
                     dataset = pydicom.dcmread(data, stop_before_pixels=headers_only, force=True)
                 else:
                     dataset = pydicom.dcmread(source.path, stop_before_pixels=headers_only, force=True)
+            except InputError:
+                raise
             except Exception as error:  # pydicom raises many types for damaged files
                 raise InputError(
                     f"{source}: cannot be read as DICOM ({type(error).__name__}: {error}); the file is "

@@ -78,6 +78,14 @@ def frame_count(dataset: Dataset) -> int:
     return max(1, int(number_of(dataset.get("NumberOfFrames")) or 1))
 
 
+def _has_length(value: object, length: int) -> bool:
+    """Whether a multi-valued attribute holds `length` values (a single value has no length)."""
+    try:
+        return value is not None and not isinstance(value, str) and len(value) == length  # type: ignore[arg-type]
+    except TypeError:
+        return False
+
+
 def frame_geometry(dataset: Dataset, frame: int, source: str) -> SliceGeometry:
     """Where one frame (0 for a classic file) lies in patient space; InputError if it cannot be told."""
     position = frame_value(dataset, frame, "PlanePositionSequence", "ImagePositionPatient")
@@ -91,7 +99,7 @@ def frame_geometry(dataset: Dataset, frame: int, source: str) -> SliceGeometry:
             ("ImageOrientationPatient", orientation, 6),
             ("PixelSpacing", spacing, 2),
         )
-        if value is None or len(value) != length  # type: ignore[arg-type]
+        if not _has_length(value, length)
     ]
     where = f"{source}" + (f" frame {frame + 1}" if frame_count(dataset) > 1 else "")
     if missing:

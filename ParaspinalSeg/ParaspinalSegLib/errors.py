@@ -21,5 +21,9 @@ class OutputExistsError(ParaspinalError):
     """An output would overwrite existing files without permission."""
 
 
+class OutputPlaceError(ParaspinalError):
+    """An output cannot go where it was asked to: onto an input, or a folder that cannot be written."""
+
+
 class OperationCancelled(ParaspinalError):
     """The user cancelled a long operation (raised from a progress callback)."""

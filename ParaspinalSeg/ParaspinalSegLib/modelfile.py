@@ -9,8 +9,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import os
 import platform
+import re
+import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +21,15 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError
 from .labels import SEGMENTS
-from .model import ModelArchitecture, Preprocessing, build_network
+from .model import ARCHITECTURES, NUM_CLASSES, ModelArchitecture, Preprocessing, build_network
 from .outputs import move_into_place, write_text_atomic
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
 CARD_FORMAT = 1
+IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+MAX_SAFETENSORS_HEADER = 100 << 20
+SAFETENSORS_DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"}
 
 
 class ModelFileError(InputError):
@@ -119,15 +125,64 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_identifier(value: object, what: str, path: Path) -> None:
+    """Refuse a card's name or version that could not safely be part of a folder name: it must be
+    1-64 letters, digits, ".", "_", "+" or "-", start with a letter or digit, and hold no "..".
+    """
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value) or ".." in value:
+        raise ModelFileError(f"{path}: the model's {what} {value!r} is not allowed; use 1-64 letters, digits, "
+                             "'.', '_', '+' or '-', starting with a letter or digit, without '..'")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def card_problems(card: ModelCard) -> list[str]:
+    """What in a card's architecture and preprocessing cannot be right (types and ranges)."""
+    a, p = card.architecture, card.preprocessing
+    problems = []
+    if a.name not in ARCHITECTURES:
+        problems.append(f"architecture {a.name!r} (known: {', '.join(ARCHITECTURES)})")
+    if not isinstance(a.encoder, str):
+        problems.append(f"encoder {a.encoder!r}")
+    if not _is_count(a.encoder_depth, 1, 5):
+        problems.append(f"encoder_depth {a.encoder_depth!r} (1 to 5)")
+    if not all(_is_count(c, 1, 4096) for c in a.decoder_channels):
+        problems.append(f"decoder_channels {list(a.decoder_channels)!r} (positive whole numbers)")
+    if a.in_channels != 1 or a.classes != NUM_CLASSES:
+        problems.append(f"in_channels {a.in_channels!r} and classes {a.classes!r} (1 and {NUM_CLASSES})")
+    if not (_is_number(p.pixel_spacing_mm) and 0.05 <= p.pixel_spacing_mm <= 20):
+        problems.append(f"pixel_spacing_mm {p.pixel_spacing_mm!r} (a number of mm)")
+    if not _is_count(p.input_size, 16, 4096):
+        problems.append(f"input_size {p.input_size!r} (16 to 4096 pixels)")
+    if p.normalisation != "percentile":
+        problems.append(f"normalisation {p.normalisation!r} (percentile)")
+    low_high = list(p.percentiles)
+    if len(low_high) != 2 or not all(_is_number(v) for v in low_high) or not 0 <= low_high[0] < low_high[1] <= 100:
+        problems.append(f"percentiles {low_high!r} (two numbers, 0 <= low < high <= 100)")
+    return problems
+
+
 def read_card(folder: Path) -> ModelCard:
     """The model card of a model folder, with a clear error if missing or malformed."""
     path = Path(folder) / CARD_FILE
     if not path.is_file():
         raise ModelFileError(f"{folder}: not a model folder ({CARD_FILE} is missing)")
     try:
-        card = ModelCard.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, KeyError, TypeError) as error:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        check_identifier(data.get("name"), "name", path)
+        check_identifier(data.get("version"), "version", path)
+        card = ModelCard.from_dict(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ModelFileError(f"{path}: malformed model card ({error})") from None
+    problems = card_problems(card)
+    if problems:
+        raise ModelFileError(f"{path}: the card's values cannot be right: {'; '.join(problems)}")
     if card.labels != label_scheme():
         raise ModelFileError(
             f"{path}: the model's labels {card.labels} differ from this software's label scheme "
@@ -175,6 +230,41 @@ def save_model(folder: Path, network, card: ModelCard, half_precision: bool = Fa
     return final
 
 
+def check_safetensors(path: Path) -> None:
+    """Refuse a weights file that is not in the safetensors format (checked without loading it):
+    an 8-byte little-endian header length, a JSON header of tensors whose dtypes, shapes and byte
+    ranges fit the data that follows, and nothing else (a pickle renamed fails here)."""
+    size = path.stat().st_size
+    with open(path, "rb") as stream:
+        prefix = stream.read(8)
+        length = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else -1
+        if not 2 <= length <= min(MAX_SAFETENSORS_HEADER, size - 8):
+            raise ModelFileError(f"{path}: not a safetensors file (no valid header); refusing it")
+        header_bytes = stream.read(length)
+    try:
+        header = json.loads(header_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ModelFileError(f"{path}: not a safetensors file (its header is not JSON); refusing it") from None
+    if not isinstance(header, dict) or not _tensors_fit(header, size - 8 - length):
+        raise ModelFileError(f"{path}: not a safetensors file (its header does not describe its data); refusing it")
+
+
+def _tensors_fit(header: dict, data_bytes: int) -> bool:
+    """Whether each tensor entry of a safetensors header is well formed and inside the data."""
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict) or entry.get("dtype") not in SAFETENSORS_DTYPES:
+            return False
+        shape, offsets = entry.get("shape"), entry.get("data_offsets")
+        if not (isinstance(shape, list) and all(_is_count(d, 0, 1 << 40) for d in shape)):
+            return False
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o, 0, data_bytes) for o in offsets)
+                and offsets[0] <= offsets[1]):
+            return False
+    return True
+
+
 @dataclass
 class LoadedModel:
     """A network in eval mode with its card and folder."""
@@ -194,6 +284,7 @@ def load_model(folder: Path, device: str = "cpu") -> LoadedModel:
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelFileError(f"{folder}: {WEIGHTS_FILE} is missing")
+    check_safetensors(weights)
     actual = sha256_of(weights)
     if actual != card.weights_sha256:
         raise ModelFileError(
@@ -204,7 +295,10 @@ def load_model(folder: Path, device: str = "cpu") -> LoadedModel:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as error:
         raise ModelFileError(f"{weights}: unreadable weights ({error})") from None
-    network = build_network(card.architecture)
+    try:
+        network = build_network(card.architecture)
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
+        raise ModelFileError(f"{folder / CARD_FILE}: its architecture cannot be built ({str(error)[:200]})") from None
     try:
         network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except RuntimeError as error:

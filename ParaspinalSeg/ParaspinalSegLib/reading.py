@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .errors import InputError, NoSuitableSeriesError
 from .geometry import DEFAULT_AXIAL_TOLERANCE_DEG
+from .paths import check_input_kind
 from .inputcheck import VOLUME_SEQUENCE_WARNING, check_series
 from .progress import ProgressCallback
 from .slices import SliceSeries
@@ -38,6 +39,7 @@ def read_study(
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
+    check_input_kind(path)
     if is_volume_file(path):
         series = read_volume_series(path)
         check_axial(series, path)

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
-from .modelfile import CARD_FILE, WEIGHTS_FILE, ModelCard, ModelFileError, read_card, sha256_of
-from .outputs import move_into_place, write_text_atomic
+from .modelfile import (CARD_FILE, WEIGHTS_FILE, ModelCard, ModelFileError, check_safetensors, load_model, read_card,
+                        sha256_of)
+from .outputs import move_into_place, rename_no_replace, write_text_atomic
+from .paths import check_separate, is_regular_file
 
 SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "Resources" / "Models"
 ACTIVE_FILE = "active.json"
@@ -88,29 +90,39 @@ class ModelRegistry:
         """The folder a new user model with this card goes to; refuses an id already registered."""
         if card.model_id in {m.model_id for m in self.models()}:
             raise InputError(f"a model {card.model_id!r} already exists; give the new model another version")
-        return self.user_dir / card.model_id
+        target = self.user_dir / card.model_id
+        if target.parent != self.user_dir or target.name != card.model_id:
+            raise ModelFileError(f"model id {card.model_id!r}: not a plain folder name; refusing it")
+        return target
 
     def import_model(self, source: Path) -> RegisteredModel:
-        """Copy a model folder or zip into the user folder, after checking its card and hash."""
+        """Copy a model folder or zip into the user folder, after checking its card (names included),
+        the weights' format and hash, and that they fit the card's network."""
         source = Path(source)
         if not source.exists():
             raise InputError(f"{source}: no such model folder or zip")
         with tempfile.TemporaryDirectory() as scratch:
             folder = _unzip_model(source, Path(scratch)) if source.is_file() else source
-            card = read_card(folder)
-            if sha256_of(folder / WEIGHTS_FILE) != card.weights_sha256:
-                raise ModelFileError(f"{source}: the weights' SHA-256 does not match its card; refusing to import")
+            try:
+                card = _checked_model(folder, source)
+            except ModelFileError as error:  # name the zip, not the scratch folder it was unpacked into
+                raise ModelFileError(str(error).replace(scratch, str(source))) from None
             target = self.new_model_folder(card)
             staging = Path(tempfile.mkdtemp(prefix=".import.", dir=_ensure(self.user_dir)))
-            for name in (CARD_FILE, WEIGHTS_FILE):
-                shutil.copy2(folder / name, staging / name)
-            os.replace(staging, target)
+            try:
+                for name in (CARD_FILE, WEIGHTS_FILE):
+                    shutil.copy2(folder / name, staging / name)
+                rename_no_replace(staging, target)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
         return RegisteredModel(card, target, False)
 
     def export_model(self, model_id: str, destination: Path) -> Path:
         """Write a model as a zip holding model.json and model.safetensors (never overwriting)."""
         model = self.get(model_id)
         destination = Path(destination)
+        check_separate(destination, [model.folder])
         if destination.exists():
             raise InputError(f"{destination}: already exists; choose another file name")
         handle, temporary = tempfile.mkstemp(prefix=".export.", suffix=".zip", dir=destination.parent)
@@ -119,7 +131,7 @@ class ModelRegistry:
             with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
                 for name in (CARD_FILE, WEIGHTS_FILE):
                     archive.write(model.folder / name, f"{model_id}/{name}")
-            move_into_place(temporary, destination)
+            move_into_place(temporary, destination, replace=False)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
@@ -129,6 +141,20 @@ class ModelRegistry:
 def _ensure(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _checked_model(folder: Path, source: Path) -> ModelCard:
+    """The card of a model to import, once its weights are known to be safetensors matching its
+    hash, and to fit the network the card describes."""
+    card = read_card(folder)
+    weights = folder / WEIGHTS_FILE
+    if not is_regular_file(weights):
+        raise ModelFileError(f"{source}: {WEIGHTS_FILE} is missing (or not a regular file); refusing to import")
+    check_safetensors(weights)
+    if sha256_of(weights) != card.weights_sha256:
+        raise ModelFileError(f"{source}: the weights' SHA-256 does not match its card; refusing to import")
+    load_model(folder)
+    return card
 
 
 def _unzip_model(archive_path: Path, scratch: Path) -> Path:
@@ -143,6 +169,8 @@ def _unzip_model(archive_path: Path, scratch: Path) -> Path:
                     shutil.copyfileobj(source, target)
     except zipfile.BadZipFile:
         raise ModelFileError(f"{archive_path}: not a zip file") from None
+    except (RuntimeError, NotImplementedError) as error:  # encrypted, or an unsupported compression
+        raise ModelFileError(f"{archive_path}: its files cannot be extracted ({error})") from None
     return scratch
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from .errors import InputError
 from .geometry import SliceGeometry
 from .inputcheck import check_nifti_file
+from .paths import check_input_kind, check_utf8
 from .slices import ImageSlice, SeriesInfo, SliceSeries
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -31,6 +32,8 @@ def read_volume_image(path: Path):
     """A SimpleITK image from a NIfTI/NRRD/MetaImage file, with a clear error if unreadable."""
     import SimpleITK as sitk
 
+    check_utf8(path)  # SimpleITK aborts the process on other names
+    check_input_kind(path)  # a named pipe would block the reader
     check_nifti_file(path)
     try:
         image = sitk.ReadImage(str(path))
@@ -41,6 +44,9 @@ def read_volume_image(path: Path):
         raise InputError(
             f"{path}: is a {image.GetDimension()}D image; a 3D volume of axial slices is needed"
         )
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} values per voxel (colour or "
+                         "vector); a single-valued MR image or label map is needed")
     return image
 
 
@@ -144,7 +150,7 @@ def _block_of(group: list[int], geometries: list[SliceGeometry]) -> GridBlock:
         k_spacing = float(np.linalg.norm(step))
         k_direction = step / k_spacing
     else:
-        k_spacing = first.thickness or 1.0
+        k_spacing = first.thickness if first.thickness > 0 else 1.0  # 0, negative: nothing to go by
         k_direction = first.normal
     direction = np.column_stack([first.row_direction, first.column_direction, k_direction])
     rows, columns = first.shape

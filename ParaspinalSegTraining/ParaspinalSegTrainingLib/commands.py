@@ -6,15 +6,46 @@ import argparse
 import json
 from pathlib import Path
 
+from ParaspinalSegLib.cli import add_device_option, available_device, positive_int
 from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.outputs import write_text_atomic
 from ParaspinalSegLib.registry import resolve_model
 
 
+def read_settings_json(path: Path) -> dict:
+    """A settings file's JSON object; InputError naming the file when missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such settings file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot be read ({error})") from None
+    except ValueError as error:
+        raise InputError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: must hold a JSON object of settings, not a {type(data).__name__}")
+    return data
+
+
+def synthesis_settings(path: Path | None):
+    """The synthesis settings of a JSON file (defaults without one); InputError naming the file."""
+    from .synthesis import SynthesisSettings
+
+    if path is None:
+        return SynthesisSettings()
+    data = read_settings_json(path)
+    try:
+        return SynthesisSettings.from_dict(data)
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{path}: invalid synthesis settings ({error})") from None
+
+
 def command_synth(args: argparse.Namespace, progress) -> int:
     from .synthesis import SynthesisSettings, write_dataset
 
-    settings = SynthesisSettings.from_dict(json.loads(Path(args.config).read_text())) if args.config else SynthesisSettings()
+    settings = synthesis_settings(Path(args.config) if args.config else None)
     changes = {"seed": args.seed, "image_size": args.size, "shape_source": args.shapes}
     settings = SynthesisSettings.from_dict({**settings.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
     folder = write_dataset(Path(args.out), args.cases, settings, progress=progress, overwrite=args.overwrite)
@@ -55,6 +86,8 @@ def command_train(args: argparse.Namespace, progress) -> int:
     from .config import TrainingConfig
     from .run import run_training
 
+    if args.device:
+        available_device(args.device)
     if args.base and args.register:
         return command_fine_tune(args, progress)
     config = TrainingConfig.from_file(Path(args.config)) if args.config else TrainingConfig()
@@ -85,10 +118,9 @@ def command_evaluate(args: argparse.Namespace, progress) -> int:
 
     from .datasets import find_cases
     from .evaluate import evaluate_cases
-    from ParaspinalSegLib.inference import choose_device
 
     model = load_model(resolve_model(args.model))
-    cases, device = find_cases(Path(args.data)), choose_device(args.device)
+    cases, device = find_cases(Path(args.data)), available_device(args.device)
     if args.fat_methods:
         from .fatcomparison import compare_fat_methods, comparison_markdown
 
@@ -110,13 +142,12 @@ def command_evaluate(args: argparse.Namespace, progress) -> int:
 
 
 def command_validate_real(args: argparse.Namespace, progress) -> int:
-    from ParaspinalSegLib.inference import choose_device
     from ParaspinalSegLib.modelfile import load_model
 
     from .real_validation import REAL_CASES, figures_markdown, validate_real
 
     model = load_model(resolve_model(args.model))
-    figures = validate_real(model, Path(args.shared), device=choose_device(args.device), progress=progress)
+    figures = validate_real(model, Path(args.shared), device=available_device(args.device), progress=progress)
     progress.close()
     if not figures:
         raise InputError(f"{Path(args.shared) / 'data' / 'real'}: none of the real labelled cases "
@@ -175,18 +206,18 @@ def add_training_commands(commands) -> None:
     release.add_argument("--out", required=True, help="new model folder, e.g. Resources/Models/<name>-<version>")
     release.add_argument("--shared", default="../shared", help="folder with data/real for real-case figures")
     release.add_argument("--notes", help="description for the card")
-    release.set_defaults(run=command_release)
+    release.set_defaults(run=command_release, input_paths=("model", "shared"), output_paths=("out",))
 
     synth = commands.add_parser("synth", help="write a synthetic training data set (label maps L1-S1 turned into images)")
     synth.add_argument("out", help="data set folder to create")
-    synth.add_argument("--cases", type=int, required=True, help="number of synthetic patients")
+    synth.add_argument("--cases", type=positive_int, required=True, help="number of synthetic patients")
     synth.add_argument("--seed", type=int)
     synth.add_argument("--size", type=int, help="image size in pixels (default 256)")
     synth.add_argument("--shapes", choices=["auto", "procedural", "real"],
                        help="compartment shapes: real traced L4/L5 masks from ../shared where present (auto)")
     synth.add_argument("--config", help="synthesis settings JSON (flags above override it)")
     synth.add_argument("--overwrite", action="store_true")
-    synth.set_defaults(run=command_synth)
+    synth.set_defaults(run=command_synth, input_paths=("config",), output_paths=("out",))
 
     train = commands.add_parser(
         "train", help="train a U-Net on a data set folder (k-fold by patient), or with --base and --register fine-tune "
@@ -199,7 +230,7 @@ def add_training_commands(commands) -> None:
     train.add_argument("--epochs", type=int)
     train.add_argument("--learning-rate", type=float)
     train.add_argument("--freeze-encoder-epochs", type=int)
-    train.add_argument("--device", help="auto, cpu, cuda, mps")
+    add_device_option(train, default=None)
     train.add_argument("--seed", type=int)
     train.add_argument("--name", help="model name (fine-tuning: default the parent's)")
     train.add_argument("--version", help="model version (name-version must be new; fine-tuning: default the "
@@ -207,16 +238,16 @@ def add_training_commands(commands) -> None:
     train.add_argument("--register", action="store_true",
                        help="add the resulting model(s) to the user registry; with --base: fine-tune (default 10 "
                             "epochs, learning rate 3e-4, 3 frozen encoder epochs, folds 0) and compare with the parent")
-    train.set_defaults(run=command_train)
+    train.set_defaults(run=command_train, input_paths=("data", "config", "base"), output_paths=("out",))
 
     evaluate = commands.add_parser("evaluate", help="the paper's Table 2 for a model on a data set")
     evaluate.add_argument("model", help="registered model id or model folder")
     evaluate.add_argument("data", help="data set folder")
     evaluate.add_argument("-o", "--out", help="folder for table2.csv and table2.md")
-    evaluate.add_argument("--device", default="auto")
+    add_device_option(evaluate)
     evaluate.add_argument("--fat-methods", action="store_true",
                           help="instead of Table 2: each fat method's patient fat fraction against the truth")
-    evaluate.set_defaults(run=command_evaluate)
+    evaluate.set_defaults(run=command_evaluate, input_paths=("model", "data"), output_paths=("out",))
 
     real = commands.add_parser(
         "validate-real", help="compartment Dice, precision, recall, CSA bias and outline offset per level on the "
@@ -224,11 +255,11 @@ def add_training_commands(commands) -> None:
     real.add_argument("model", help="registered model id or model folder")
     real.add_argument("--shared", default="../shared", help="folder with data/real")
     real.add_argument("-o", "--out", help="Markdown file for the table")
-    real.add_argument("--device", default="auto")
-    real.set_defaults(run=command_validate_real)
+    add_device_option(real)
+    real.set_defaults(run=command_validate_real, input_paths=("model", "shared"), output_paths=("out",))
 
     models = commands.add_parser("models", help="list, show, import, export or activate models")
     models.add_argument("action", choices=["list", "show", "import", "export", "activate"])
     models.add_argument("target", nargs="?", help="model id (show, export, activate) or folder/zip (import)")
     models.add_argument("destination", nargs="?", help="zip file for export")
-    models.set_defaults(run=command_models)
+    models.set_defaults(run=command_models, input_paths=("target",), output_paths=("destination",))
