@@ -98,7 +98,7 @@ def run_training(
     cases = find_cases(dataset)
     card = card_template(config, base, {**dataset_fingerprint(cases), "case_ids": [c.case_id for c in cases]})
     data = prepare_dataset(cases, card.preprocessing, part_of(progress, 0.0, READING_SHARE / 2))
-    held_out = prepare_dataset([c for v in validation for c in find_cases(v)], card.preprocessing,
+    validation_slices = prepare_dataset([c for v in validation for c in find_cases(v)], card.preprocessing,
                                part_of(progress, READING_SHARE / 2, READING_SHARE)) if validation else None
     if data.fat_by_image_analysis:
         card = ModelCard.from_dict({**card.to_dict(), "training_data": {
@@ -110,7 +110,7 @@ def run_training(
         fold_share = (1 - READING_SHARE) / len(splits)
         fold_progress = part_of(progress, READING_SHARE + split.fold * fold_share, READING_SHARE + (split.fold + 1) * fold_share)
         result = train_fold(data, split, config, out / f"fold_{split.fold}", card, initial, fold_progress, should_stop,
-                            on_epoch, held_out)
+                            on_epoch, validation_slices)
         results.append(result)
         if split.test:
             held_out = [c for c in cases if c.patient_id in set(split.test)]
