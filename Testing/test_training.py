@@ -150,3 +150,19 @@ def test_frozen_encoder_stays_as_the_base_model_had_it(dataset, tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in encoder)
     assert any(not torch.equal(before[k], after[k]) for k in decoder)
     assert tuned.card.parent == base.card.model_id
+
+
+def test_held_out_validation_sets_choose_the_epoch_instead_of_a_share_of_the_training_data(dataset, tmp_path):
+    from dataclasses import replace
+
+    held_out = write_phantom_dataset(tmp_path / "held-out", cases=2)
+    config = replace(TINY, folds=0, validation_fraction=0.2)
+    run = run_training(dataset, tmp_path / "run", config, validation=[held_out])
+    card = load_model(run.folds[0].model_folder).card
+    assert card.validation["validation_slices"] == 2 * 3  # the held-out set's slices, not a share of the 6 cases
+    rows = metrics(tmp_path / "run" / "fold_0")
+    best = max(rows, key=lambda row: float(row["val_dice_mean"]))
+    assert card.validation["best_epoch"] == int(best["epoch"])
+    assert card.validation["validation_dice_mean"] == pytest.approx(float(best["val_dice_mean"]), abs=1e-5)
+    with pytest.raises(Exception, match="other settings"):
+        run_training(dataset, tmp_path / "run", config)  # the same folder without the held-out sets is refused
