@@ -94,7 +94,8 @@ def command_train(args: argparse.Namespace, progress) -> int:
     config = config.with_overrides(**training_overrides(args))
     base = resolve_model(args.base) if args.base else None
     try:
-        run = run_training(Path(args.data), Path(args.out), config, base_model=base, progress=progress)
+        run = run_training(Path(args.data), Path(args.out), config, base_model=base, progress=progress,
+                           validation=args.validation)
     except KeyboardInterrupt:
         progress.close()
         print(f"interrupted; run the same command again to resume from the last checkpoint in {args.out}")
@@ -160,6 +161,30 @@ def command_validate_real(args: argparse.Namespace, progress) -> int:
     return 0
 
 
+def command_heldout(args: argparse.Namespace, progress) -> int:
+    from ParaspinalSegLib.inference import choose_device
+    from ParaspinalSegLib.modelfile import load_model
+
+    from .heldout import FAT_FROM_MODEL, FAT_METHODS, evaluate_held_out, held_out_markdown
+
+    if args.patients < 1:
+        raise InputError(f"--patients {args.patients}: needs at least 1")
+    model = load_model(resolve_model(args.model))
+    methods = FAT_METHODS if args.fat_methods else (FAT_FROM_MODEL,)
+    figures = evaluate_held_out(model, Path(args.data), args.patients, methods, choose_device(args.device), progress,
+                                args.mirror)
+    progress.close()
+    table = held_out_markdown(figures, methods)
+    if args.out:
+        write_text_atomic(Path(args.out), table)
+    print(f"model {model.card.model_id}{' with mirrored test-time augmentation' if args.mirror else ''} on the "
+          f"held-out synthesis domains ({args.patients} patients each, data in {args.data}):\n")
+    for f in figures:
+        print(f"- {f.domain}: {f.holds_out}")
+    print("\n" + table)
+    return 0
+
+
 def command_models(args: argparse.Namespace, progress) -> int:
     from ParaspinalSegLib.registry import ModelRegistry
 
@@ -191,7 +216,8 @@ def command_models(args: argparse.Namespace, progress) -> int:
 def command_release(args: argparse.Namespace, progress) -> int:
     from .release import release_model
 
-    card = release_model(Path(args.model), Path(args.out), Path(args.shared), args.notes or "")
+    card = release_model(Path(args.model), Path(args.out), Path(args.shared), args.notes or "",
+                         Path(args.heldout) if args.heldout else None)
     print(f"released {card.model_id} to {args.out}: sample compartment Dice {card.validation['sample_compartment_dice']:.3f}")
     for case in card.validation["real_cases"]:
         levels = ", ".join(f"{name} {dice:.3f}" for name, dice in case["dice_per_level"].items())
@@ -206,6 +232,8 @@ def add_training_commands(commands) -> None:
     release.add_argument("--out", required=True, help="new model folder, e.g. Resources/Models/<name>-<version>")
     release.add_argument("--shared", default="../shared", help="folder with data/real for real-case figures")
     release.add_argument("--notes", help="description for the card")
+    release.add_argument("--heldout", help="folder of the held-out domains' data sets (`paraspinal heldout --data`): "
+                                           "their figures go into the card")
     release.set_defaults(run=command_release, input_paths=("model", "shared"), output_paths=("out",))
 
     synth = commands.add_parser("synth", help="write a synthetic training data set (label maps L1-S1 turned into images)")
@@ -226,6 +254,9 @@ def add_training_commands(commands) -> None:
     train.add_argument("--out", required=True, help="run folder (an interrupted run resumes there)")
     train.add_argument("--config", help="training settings JSON (flags below override it)")
     train.add_argument("--base", help="fine-tune this model (registered id or folder)")
+    train.add_argument("--validation", nargs="+", metavar="DATASET",
+                       help="data set folders that choose the best epoch (the held-out synthesis domains, as "
+                            "`paraspinal heldout --data` writes them) instead of a share of DATA")
     train.add_argument("--folds", type=int, help="k for k-fold; 0 = one model with a validation split")
     train.add_argument("--epochs", type=int)
     train.add_argument("--learning-rate", type=float)
@@ -257,6 +288,21 @@ def add_training_commands(commands) -> None:
     real.add_argument("-o", "--out", help="Markdown file for the table")
     add_device_option(real)
     real.set_defaults(run=command_validate_real, input_paths=("model", "shared"), output_paths=("out",))
+
+    heldout = commands.add_parser(
+        "heldout", help="compartment Dice per side and patient fat fraction on synthetic data from the held-out "
+                        "domains (contrasts, resolutions, noise and traced shapes that training lacked): what "
+                        "chooses runs, epochs and the fat method")
+    heldout.add_argument("model", help="registered model id or model folder")
+    heldout.add_argument("--data", required=True, help="folder for the domains' data sets (made there if missing, "
+                                                      "reused after)")
+    heldout.add_argument("--patients", type=int, default=8, help="synthetic patients per domain (default 8)")
+    heldout.add_argument("--fat-methods", action="store_true", help="also compare the fat methods (cnn, gmm, otsu)")
+    heldout.add_argument("--mirror", action="store_true",
+                         help="test-time augmentation: average with the left-right mirrored slice, sides swapped")
+    heldout.add_argument("-o", "--out", help="Markdown file for the table")
+    heldout.add_argument("--device", default="auto")
+    heldout.set_defaults(run=command_heldout)
 
     models = commands.add_parser("models", help="list, show, import, export or activate models")
     models.add_argument("action", choices=["list", "show", "import", "export", "activate"])
