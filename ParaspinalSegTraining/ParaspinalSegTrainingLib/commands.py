@@ -162,16 +162,13 @@ def command_validate_real(args: argparse.Namespace, progress) -> int:
 
 
 def command_heldout(args: argparse.Namespace, progress) -> int:
-    from ParaspinalSegLib.inference import choose_device
     from ParaspinalSegLib.modelfile import load_model
 
     from .heldout import FAT_FROM_MODEL, FAT_METHODS, evaluate_held_out, held_out_markdown
 
-    if args.patients < 1:
-        raise InputError(f"--patients {args.patients}: needs at least 1")
     model = load_model(resolve_model(args.model))
     methods = FAT_METHODS if args.fat_methods else (FAT_FROM_MODEL,)
-    figures = evaluate_held_out(model, Path(args.data), args.patients, methods, choose_device(args.device), progress,
+    figures = evaluate_held_out(model, Path(args.data), args.patients, methods, available_device(args.device), progress,
                                 args.mirror)
     progress.close()
     table = held_out_markdown(figures, methods)
@@ -234,7 +231,7 @@ def add_training_commands(commands) -> None:
     release.add_argument("--notes", help="description for the card")
     release.add_argument("--heldout", help="folder of the held-out domains' data sets (`paraspinal heldout --data`): "
                                            "their figures go into the card")
-    release.set_defaults(run=command_release, input_paths=("model", "shared"), output_paths=("out",))
+    release.set_defaults(run=command_release, input_paths=("model", "shared"), output_paths=("out", "heldout"))
 
     synth = commands.add_parser("synth", help="write a synthetic training data set (label maps L1-S1 turned into images)")
     synth.add_argument("out", help="data set folder to create")
@@ -269,7 +266,7 @@ def add_training_commands(commands) -> None:
     train.add_argument("--register", action="store_true",
                        help="add the resulting model(s) to the user registry; with --base: fine-tune (default 10 "
                             "epochs, learning rate 3e-4, 3 frozen encoder epochs, folds 0) and compare with the parent")
-    train.set_defaults(run=command_train, input_paths=("data", "config", "base"), output_paths=("out",))
+    train.set_defaults(run=command_train, input_paths=("data", "config", "base", "validation"), output_paths=("out",))
 
     evaluate = commands.add_parser("evaluate", help="the paper's Table 2 for a model on a data set")
     evaluate.add_argument("model", help="registered model id or model folder")
@@ -296,13 +293,13 @@ def add_training_commands(commands) -> None:
     heldout.add_argument("model", help="registered model id or model folder")
     heldout.add_argument("--data", required=True, help="folder for the domains' data sets (made there if missing, "
                                                       "reused after)")
-    heldout.add_argument("--patients", type=int, default=8, help="synthetic patients per domain (default 8)")
+    heldout.add_argument("--patients", type=positive_int, default=8, help="synthetic patients per domain (default 8)")
     heldout.add_argument("--fat-methods", action="store_true", help="also compare the fat methods (cnn, gmm, otsu)")
     heldout.add_argument("--mirror", action="store_true",
                          help="test-time augmentation: average with the left-right mirrored slice, sides swapped")
     heldout.add_argument("-o", "--out", help="Markdown file for the table")
-    heldout.add_argument("--device", default="auto")
-    heldout.set_defaults(run=command_heldout)
+    add_device_option(heldout)
+    heldout.set_defaults(run=command_heldout, input_paths=("model",), output_paths=("data", "out"))
 
     models = commands.add_parser("models", help="list, show, import, export or activate models")
     models.add_argument("action", choices=["list", "show", "import", "export", "activate"])
