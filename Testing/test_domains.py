@@ -206,11 +206,14 @@ def test_release_puts_the_held_out_domain_figures_and_the_protocol_in_the_card(t
     domains = {d["domain"]: d for d in card.validation["held_out_domains"]}
     assert set(domains) <= {d.name for d in HELD_OUT} and {"gre_in_phase", "inverted", "fine_matrix"} <= set(domains)
     for figures in domains.values():
-        settings = held_out_settings(figures["domain"])
+        settings = held_out_settings(figures["domain"], report=True)
+        assert settings.seed != held_out_settings(figures["domain"]).seed
         assert figures["slices"] == len(settings.levels) * settings.slices_per_level
         assert figures["patients"] == 1 and set(figures["fat_fraction_vs_truth"]) == set(FAT_METHODS)
     assert domains["fine_matrix"]["dice_right"] > 0.8 and domains["fine_matrix"]["dice_left"] > 0.8  # T2 it knows
     assert "held-out synthesis domains" in card.validation["selection_protocol"]
     assert json.loads((tmp_path / "released" / "model.json").read_text())["validation"]["held_out_domains"]
     with pytest.raises(InputError, match="other settings"):
-        domain_folders(tmp_path / "heldout", 2)  # made for 1 patient: never mixed with another set
+        domain_folders(tmp_path / "heldout", 1)  # the report draws: never mixed with the sets that choose
+    with pytest.raises(InputError, match="other settings"):
+        domain_folders(tmp_path / "heldout", 2, report=True)  # made for 1 patient: never mixed with another set

@@ -169,13 +169,14 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
     model = load_model(resolve_model(args.model))
     methods = FAT_METHODS if args.fat_methods else (FAT_FROM_MODEL,)
     figures = evaluate_held_out(model, Path(args.data), args.patients, methods, available_device(args.device), progress,
-                                args.mirror)
+                                args.mirror, args.report)
     progress.close()
     table = held_out_markdown(figures, methods)
     if args.out:
         write_text_atomic(Path(args.out), table)
     print(f"model {model.card.model_id}{' with mirrored test-time augmentation' if args.mirror else ''} on the "
-          f"held-out synthesis domains ({args.patients} patients each, data in {args.data}):\n")
+          f"held-out synthesis domains, {'report' if args.report else 'selection'} draws ({args.patients} patients "
+          f"each, data in {args.data}):\n")
     for f in figures:
         print(f"- {f.domain}: {f.holds_out}")
     print("\n" + table)
@@ -295,6 +296,9 @@ def add_training_commands(commands) -> None:
                                                       "reused after)")
     heldout.add_argument("--patients", type=positive_int, default=8, help="synthetic patients per domain (default 8)")
     heldout.add_argument("--fat-methods", action="store_true", help="also compare the fat methods (cnn, gmm, otsu)")
+    heldout.add_argument("--report", action="store_true",
+                         help="the fresh draws of the domains (other seeds) that report a chosen model, instead of "
+                              "the sets that choose")
     heldout.add_argument("--mirror", action="store_true",
                          help="test-time augmentation: average with the left-right mirrored slice, sides swapped")
     heldout.add_argument("-o", "--out", help="Markdown file for the table")

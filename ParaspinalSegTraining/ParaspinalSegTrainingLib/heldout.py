@@ -65,13 +65,15 @@ class DomainFigures:
         return float(np.mean(np.abs(errors) <= points)) if errors.size else math.nan
 
 
-def domain_folders(folder: Path, patients: int, progress: ProgressCallback | None = None) -> list[tuple[HeldOutDomain, Path]]:
+def domain_folders(folder: Path, patients: int, progress: ProgressCallback | None = None,
+                   report: bool = False) -> list[tuple[HeldOutDomain, Path]]:
     """Each held-out domain's data set under `folder`, written if missing (the traced-shape domain only
-    where the traced masks are there); a folder made with other settings is refused."""
+    where the traced masks are there); a folder made with other settings is refused. `report`: the
+    fresh draws (other seeds) that report a chosen model."""
     domains = [d for d in HELD_OUT if not d.needs_real_shapes or real_shapes_available("")]
     out = []
     for n, domain in enumerate(domains):
-        settings, target = held_out_settings(domain), Path(folder) / domain.name
+        settings, target = held_out_settings(domain, report), Path(folder) / domain.name
         if (target / "dataset.json").exists():
             made = json.loads((target / "dataset.json").read_text())
             if made["settings"] != json.loads(json.dumps(settings.to_dict())) or made["cases"] != patients:
@@ -105,10 +107,10 @@ def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, f
 
 def evaluate_held_out(model: LoadedModel, folder: Path, patients: int = 8, fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,),
                       device: str = "cpu", progress: ProgressCallback | None = None,
-                      mirror: bool = False) -> list[DomainFigures]:
+                      mirror: bool = False, report: bool = False) -> list[DomainFigures]:
     """The model on every held-out domain (data sets made under `folder` if missing); with `mirror`,
-    test-time augmentation with the mirrored slices."""
-    domains = domain_folders(folder, patients, part_of(progress, 0.0, 0.3))
+    test-time augmentation with the mirrored slices; `report`: on the fresh report draws."""
+    domains = domain_folders(folder, patients, part_of(progress, 0.0, 0.3), report)
     out = []
     for n, (domain, target) in enumerate(domains):
         figures = DomainFigures(domain.name, domain.holds_out)
