@@ -66,11 +66,12 @@ class DomainFigures:
 
 
 def domain_folders(folder: Path, patients: int, progress: ProgressCallback | None = None,
-                   report: bool = False) -> list[tuple[HeldOutDomain, Path]]:
+                   report: bool = False, names: tuple[str, ...] = ()) -> list[tuple[HeldOutDomain, Path]]:
     """Each held-out domain's data set under `folder`, written if missing (the traced-shape domain only
     where the traced masks are there); a folder made with other settings is refused. `report`: the
-    fresh draws (other seeds) that report a chosen model."""
-    domains = [d for d in HELD_OUT if not d.needs_real_shapes or real_shapes_available("")]
+    fresh draws (other seeds) that report a chosen model. names: only these domains (all if empty)."""
+    domains = [d for d in HELD_OUT if (not d.needs_real_shapes or real_shapes_available("")) and
+               (not names or d.name in names)]
     out = []
     for n, domain in enumerate(domains):
         settings, target = held_out_settings(domain, report), Path(folder) / domain.name
@@ -107,10 +108,10 @@ def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, f
 
 def evaluate_held_out(model: LoadedModel, folder: Path, patients: int = 8, fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,),
                       device: str = "cpu", progress: ProgressCallback | None = None,
-                      mirror: bool = False, report: bool = False) -> list[DomainFigures]:
+                      mirror: bool = False, report: bool = False, names: tuple[str, ...] = ()) -> list[DomainFigures]:
     """The model on every held-out domain (data sets made under `folder` if missing); with `mirror`,
     test-time augmentation with the mirrored slices; `report`: on the fresh report draws."""
-    domains = domain_folders(folder, patients, part_of(progress, 0.0, 0.3), report)
+    domains = domain_folders(folder, patients, part_of(progress, 0.0, 0.3), report, names)
     out = []
     for n, (domain, target) in enumerate(domains):
         figures = DomainFigures(domain.name, domain.holds_out)

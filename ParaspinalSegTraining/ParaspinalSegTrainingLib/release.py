@@ -14,6 +14,8 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.modelfile import CARD_FILE, WEIGHTS_FILE, ModelCard, load_model, sha256_of
 from ParaspinalSegLib.outputs import write_text_atomic
@@ -66,8 +68,8 @@ def held_out_figures(model, folder: Path, patients: int) -> list[dict]:
                            "bias_points": round(float(errors.mean()), 2),
                            f"within_{GOAL_FAT_POINTS:g}_points": round(f.fat_within(method), 3)}
         out.append({"domain": f.domain, "holds_out": f.holds_out, "slices": len(f.dice_right),
-                    "dice": "mean over slices, per side", "dice_right": round(float(sum(f.dice_right) / len(f.dice_right)), 4),
-                    "dice_left": round(float(sum(f.dice_left) / len(f.dice_left)), 4), "dice_mean": round(f.dice, 4),
+                    "dice": "mean over slices, per side", "dice_right": round(float(np.nanmean(f.dice_right)), 4),
+                    "dice_left": round(float(np.nanmean(f.dice_left)), 4), "dice_mean": round(f.dice, 4),
                     "patients": len(f.fat), "fat_fraction_vs_truth": fat})
     return out
 
