@@ -33,6 +33,12 @@ class Kit:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
+    def file(self, content: bytes, *parts: str) -> Path:
+        """A fresh file under root holding `content`."""
+        path = self.path(*parts)
+        path.write_bytes(content)
+        return path
+
 
 @dataclass(frozen=True)
 class Run:

@@ -53,11 +53,7 @@ def _builders() -> dict[str, tuple[Callable[[Kit], Path], str]]:
         return make
 
     def raw(name: str, content: bytes) -> Callable[[Kit], Path]:
-        def make(kit: Kit) -> Path:
-            path = kit.path("zips", name)
-            path.write_bytes(content)
-            return path
-        return make
+        return lambda kit: kit.file(content, "zips", name)
 
     def only_folders(kit: Kit) -> Path:
         path = kit.path("zips", "folders.zip")

@@ -98,9 +98,7 @@ def _cut(kit: Kit, name: str, length: int) -> Path:
 
 
 def _raw(kit: Kit, name: str, content: bytes) -> Path:
-    path = kit.path("dicom", name, f"IM-{name}")
-    path.write_bytes(content)
-    return path
+    return kit.file(content, "dicom", name, f"IM-{name}")
 
 
 CUT_LENGTHS = (0, 1, 100, 131, 132, 140, 400, 1000, 2000, 66000, 132000)

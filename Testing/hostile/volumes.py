@@ -62,11 +62,7 @@ def _image_cases() -> dict[str, Callable[[Kit], Path]]:
         return make
 
     def raw(name: str, content: bytes) -> Callable[[Kit], Path]:
-        def make(kit: Kit) -> Path:
-            path = kit.path("volumes", name)
-            path.write_bytes(content)
-            return path
-        return make
+        return lambda kit: kit.file(content, "volumes", name)
 
     def nhdr_missing_data(kit: Kit) -> Path:
         path = kit.path("volumes", "missing-data.nhdr")
