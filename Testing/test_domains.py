@@ -217,3 +217,16 @@ def test_release_puts_the_held_out_domain_figures_and_the_protocol_in_the_card(t
         domain_folders(tmp_path / "heldout", 1)  # the report draws: never mixed with the sets that choose
     with pytest.raises(InputError, match="other settings"):
         domain_folders(tmp_path / "heldout", 2, report=True)  # made for 1 patient: never mixed with another set
+
+
+def test_segment_with_the_mirror_says_so_in_its_provenance(tmp_path, capsys):
+    import json
+
+    from helpers import run_cli
+
+    from ParaspinalSegLib.cli import sample_folder
+
+    code, out, err = run_cli(capsys, "segment", sample_folder() / "study", "-o", tmp_path / "out", "--mirror")
+    assert code == 0, err
+    method = json.loads((tmp_path / "out" / "patient.json").read_text())["provenance"]["method"]
+    assert "mirrored test-time augmentation" in method

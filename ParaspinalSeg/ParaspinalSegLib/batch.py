@@ -56,13 +56,15 @@ def segment_study(
     series_uid: str | None = None,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    mirror: bool = False,
 ) -> StudyOutcome:
-    """Read, segment, measure and write one study's outputs into `out`."""
+    """Read, segment, measure and write one study's outputs into `out` (mirror: mirrored test-time
+    augmentation)."""
     check_separate(out, [study])
     loaded = read_study(study, series_uid=series_uid, progress=progress)
     log.info("%s: %s", study.name, loaded.reason)
     result = segment_series(loaded.series, model, fat_method=fat_method, device=device, batch_size=batch_size,
-                            progress=progress)
+                            progress=progress, mirror=mirror)
     write_result(out, result, loaded.series, overwrite=overwrite)
     return StudyOutcome(study, out, result, series=loaded.series)
 
@@ -107,6 +109,7 @@ def segment_folder(
     batch_size: int = 8,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    mirror: bool = False,
 ) -> list[StudyOutcome]:
     """Every study of `folder` into `out/<study name>/` (made safe and unique by `unique_folder_names`),
     and `out/summary.csv`; a failing study, whatever the failure, is reported in the summary and
@@ -124,7 +127,7 @@ def segment_folder(
     try:
         for n, (study, name) in enumerate(zip(studies, names)):
             outcomes.append(_one_study(study, out / name, model, fat_method=fat_method, device=device,
-                                       batch_size=batch_size, overwrite=overwrite))
+                                       batch_size=batch_size, overwrite=overwrite, mirror=mirror))
             if progress:
                 progress((n + 1) / len(studies), f"studies, {n + 1}/{len(studies)}")
     except (KeyboardInterrupt, OperationCancelled) as stop:

@@ -198,7 +198,7 @@ def command_segment(args: argparse.Namespace, progress: ProgressBar) -> int:
         try:
             outcomes = segment_folder(Path(args.input), Path(args.output), model, fat_method=args.fat_method,
                                       device=device, batch_size=args.batch_size, overwrite=args.overwrite,
-                                      progress=progress)
+                                      progress=progress, mirror=args.mirror)
         except BatchInterrupted as stop:
             progress.close()
             kept = sum(o.status == "ok" for o in stop.outcomes)
@@ -213,7 +213,8 @@ def command_segment(args: argparse.Namespace, progress: ProgressBar) -> int:
         print(f"summary: {Path(args.output) / 'summary.csv'}")
         return 0 if all(o.result for o in outcomes) else 1
     outcome = segment_study(Path(args.input), Path(args.output), model, fat_method=args.fat_method, device=device,
-                            batch_size=args.batch_size, series_uid=args.series, overwrite=args.overwrite, progress=progress)
+                            batch_size=args.batch_size, series_uid=args.series, overwrite=args.overwrite, progress=progress,
+                            mirror=args.mirror)
     progress.close()
     print(f"model:   {model.card.model_id} on {device}")
     print_result(outcome.result, outcome.output)
@@ -317,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_option(segment)
     segment.add_argument("--batch-size", type=positive_int, default=8, help="slices per network pass (default 8)")
     segment.add_argument("--series", metavar="UID", help="choose this SeriesInstanceUID")
+    segment.add_argument("--mirror", action="store_true",
+                         help="test-time augmentation: average with the left-right mirrored slice, sides swapped "
+                              "(twice the network time; +0.005 Dice on the held-out domains, README)")
     segment.add_argument("-o", "--output", default="paraspinal-output", help="output folder (default: %(default)s)")
     segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     segment.add_argument("--fat-method", choices=["cnn"] + [m.value for m in FatMethod], default="cnn",

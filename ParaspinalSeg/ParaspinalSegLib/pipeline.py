@@ -145,7 +145,7 @@ def segment_series(
         fat_settings=None if from_model else FatSettings(method=FatMethod(fat_method)),
         label_kind="model",
         model=model.card.model_id,
-        source=f"model {model.card.model_id}",
+        source=f"model {model.card.model_id}" + (" with mirrored test-time augmentation" if mirror else ""),
         confidence=predicted.confidence,
         progress=part_of(progress, network_share, 1.0),
     )
