@@ -135,11 +135,13 @@ def test_side_dice_sees_sides():
 
 
 def test_held_out_table_pools_the_domains():
-    a = DomainFigures("a", "", [1.0, 0.5], [1.0, 0.5], {"p1": (10.0, {"cnn": 12.0})})
-    b = DomainFigures("b", "", [0.0], [1.0], {"p1": (20.0, {"cnn": 30.0})})
+    a = DomainFigures("a", "", [1.0, 0.5], [1.0, 0.5], {"p1": (10.0, {"cnn": 12.0})},
+                      {"cnn": [(10.0, 12.0), (20.0, 22.0)]})
+    b = DomainFigures("b", "", [0.0], [1.0], {"p1": (20.0, {"cnn": 30.0})}, {"cnn": [(30.0, 26.0), (0.0, float("nan"))]})
     table = held_out_markdown([a, b])
-    assert "| a | 2 | 0 | 0.750 | 0.750 | 0.750 | 2.0 | +2.0 | 100 % |" in table
-    assert "| all domains | 3 | 0 | 0.500 | 0.833 | 0.667 | 6.0 | +6.0 | 50 % |" in table
+    assert "| a | 2 | 0 | 0.750 | 0.750 | 0.750 | 2.0 | +2.0 | 100 % | 2.0 | 1.00 |" in table
+    assert "| all domains | 3 | 0 | 0.500 | 0.833 | 0.667 | 6.0 | +6.0 | 50 % | 2.7 | 0.97 |" in table
+    assert b.slice_agreement("cnn")[0] != b.slice_agreement("cnn")[0]  # one slice left after the NaN: undefined
 
 
 def test_antialiased_downsampling_of_a_fine_noisy_slice_is_far_less_noisy_than_linear():

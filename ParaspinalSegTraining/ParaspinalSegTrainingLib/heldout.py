@@ -50,6 +50,7 @@ class DomainFigures:
     dice_right: list[float] = field(default_factory=list)
     dice_left: list[float] = field(default_factory=list)
     fat: dict[str, tuple[float, dict[str, float]]] = field(default_factory=dict)
+    slice_fat: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # method -> (truth, predicted) %
     seconds: float = 0.0  # segmenting (network, cleaning, cnn fat), summed over the cases
 
     @property
@@ -63,6 +64,14 @@ class DomainFigures:
     def fat_within(self, method: str, points: float = GOAL_FAT_POINTS) -> float:
         errors = self.fat_errors(method)
         return float(np.mean(np.abs(errors) <= points)) if errors.size else math.nan
+
+    def slice_agreement(self, method: str) -> tuple[float, float]:
+        """Per slice (both sides together): the mean absolute fat fraction error in points and Pearson's r
+        with the truth, over the slices where both have a compartment."""
+        pairs = np.array([pair for pair in self.slice_fat.get(method, []) if not np.isnan(pair).any()])
+        if len(pairs) < 2:
+            return math.nan, math.nan
+        return float(np.abs(pairs[:, 1] - pairs[:, 0]).mean()), float(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1])
 
 
 def domain_folders(folder: Path, patients: int, progress: ProgressCallback | None = None,
@@ -97,13 +106,17 @@ def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, f
     for t, p in zip(truth, result.labels):
         figures.dice_right.append(side_dice(t, p, RIGHT))
         figures.dice_left.append(side_dice(t, p, LEFT))
-    predicted = {FAT_FROM_MODEL: result.summary.mean_fat_fraction_pct}
+    true_slices = measure_labels(study.series, truth)
+    measured = {FAT_FROM_MODEL: result}
     for method in fat_methods:
         if method != FAT_FROM_MODEL:
-            measured = measure_series(study.series, result.labels, needs_fat=True,
-                                      fat_settings=FatSettings(method=FatMethod(method)))
-            predicted[method] = measured.summary.mean_fat_fraction_pct
-    figures.fat[case.patient_id] = (summarise(measure_labels(study.series, truth)).mean_fat_fraction_pct, predicted)
+            measured[method] = measure_series(study.series, result.labels, needs_fat=True,
+                                              fat_settings=FatSettings(method=FatMethod(method)))
+    for method, found in measured.items():
+        figures.slice_fat.setdefault(method, []).extend(
+            (t.both.fat_fraction_pct, p.both.fat_fraction_pct) for t, p in zip(true_slices, found.slices))
+    predicted = {method: found.summary.mean_fat_fraction_pct for method, found in measured.items()}
+    figures.fat[case.patient_id] = (summarise(true_slices).mean_fat_fraction_pct, predicted)
 
 
 def evaluate_held_out(model: LoadedModel, folder: Path, patients: int = 8, fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,),
@@ -129,19 +142,24 @@ def held_out_markdown(figures: list[DomainFigures], fat_methods: tuple[str, ...]
     """One row per domain: Dice right / left / mean, and per fat method the mean absolute patient error,
     the bias and the share of patients within 3 points; a last row pools the domains."""
     head = "| domain | slices | ms per slice | Dice right | Dice left | Dice | " + " | ".join(
-        f"{m}: fat MAE (points) | {m}: bias | {m}: within {GOAL_FAT_POINTS:g}" for m in fat_methods) + " |"
-    lines = [head, "|---" * (6 + 3 * len(fat_methods)) + "|"]
+        f"{m}: patient fat MAE (points) | {m}: bias | {m}: within {GOAL_FAT_POINTS:g} | {m}: slice fat MAE | {m}: slice r"
+        for m in fat_methods) + " |"
+    lines = [head, "|---" * (6 + 5 * len(fat_methods)) + "|"]
     pooled = DomainFigures("all domains", "")
     for f in figures:
         pooled.dice_right += f.dice_right
         pooled.dice_left += f.dice_left
         pooled.seconds += f.seconds
         pooled.fat.update({f"{f.domain}/{p}": v for p, v in f.fat.items()})
+        for method, pairs in f.slice_fat.items():
+            pooled.slice_fat.setdefault(method, []).extend(pairs)
     for f in figures + [pooled]:
         cells = [f.domain, str(len(f.dice_right)), f"{1000 * f.seconds / max(len(f.dice_right), 1):.0f}",
                  f"{np.nanmean(f.dice_right):.3f}", f"{np.nanmean(f.dice_left):.3f}", f"{f.dice:.3f}"]
         for m in fat_methods:
             errors = f.fat_errors(m)
-            cells += [f"{np.mean(np.abs(errors)):.1f}", f"{np.mean(errors):+.1f}", f"{100 * f.fat_within(m):.0f} %"]
+            slice_error, slice_r = f.slice_agreement(m)
+            cells += [f"{np.mean(np.abs(errors)):.1f}", f"{np.mean(errors):+.1f}", f"{100 * f.fat_within(m):.0f} %",
+                      f"{slice_error:.1f}", f"{slice_r:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -64,9 +64,12 @@ def held_out_figures(model, folder: Path, patients: int) -> list[dict]:
         fat = {}
         for method in FAT_METHODS:
             errors = f.fat_errors(method)
+            slice_error, slice_r = f.slice_agreement(method)
             fat[method] = {"mean_abs_error_points": round(float(abs(errors).mean()), 2),
                            "bias_points": round(float(errors.mean()), 2),
-                           f"within_{GOAL_FAT_POINTS:g}_points": round(f.fat_within(method), 3)}
+                           f"within_{GOAL_FAT_POINTS:g}_points": round(f.fat_within(method), 3),
+                           "per_slice_mean_abs_error_points": round(slice_error, 2),
+                           "per_slice_pearson_r": round(slice_r, 3)}
         out.append({"domain": f.domain, "holds_out": f.holds_out, "slices": len(f.dice_right),
                     "dice": "mean over slices, per side", "dice_right": round(float(np.nanmean(f.dice_right)), 4),
                     "dice_left": round(float(np.nanmean(f.dice_left)), 4), "dice_mean": round(f.dice, 4),
