@@ -35,6 +35,15 @@ PROTOCOL = (
     "that the training data lacked: `paraspinal heldout`); the real labelled cases are a report, measured once "
     "at release (`paraspinal validate-real`), never used to choose."
 )
+DICE_DEFINITIONS = {
+    "validation_dice": "the training engine's: pooled over the pixels of the validation windows, the mean of "
+                       "the right and left side's Dice, per structure",
+    "held_out_domains": "compartment (muscle + fat) Dice per slice and side, right and left apart, averaged "
+                        "over the slices",
+    "real_cases": "compartment Dice per slice, the mean of right and left (dice, dice_per_slice, "
+                  "dice_per_level) or per side (dice_right, dice_left), averaged over the slices",
+    "sample_compartment_dice": "compartment Dice per slice, the mean of right and left, averaged over the slices",
+}
 LIMITS = (
     "Trained on synthetic images only; it has not seen clinical T2 data with expert labels. Real-data "
     "figures come from two cases with approximate (model-made) labels. Fine-tune on your own corrected "
@@ -92,6 +101,7 @@ def release_model(source: Path, destination: Path, shared: Path | None, notes: s
     card["validation"] = {
         **card["validation"],
         "selection_protocol": PROTOCOL,
+        "dice_definitions": DICE_DEFINITIONS,
         "sample_compartment_dice": round(sample_dice(model), 4),
         "sample_note": "the sample comes from the generator the model was trained on: in-distribution, not a quality figure",
         "held_out_domains": domains,
