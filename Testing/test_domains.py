@@ -214,6 +214,8 @@ def test_release_puts_the_held_out_domain_figures_and_the_protocol_in_the_card(t
         assert figures["patients"] == 1 and set(figures["fat_fraction_vs_truth"]) == set(FAT_METHODS)
     assert domains["fine_matrix"]["dice_right"] > 0.8 and domains["fine_matrix"]["dice_left"] > 0.8  # T2 it knows
     assert "held-out synthesis domains" in card.validation["selection_protocol"]
+    assert "mean over slices" not in card.validation["dice_definitions"]["validation_dice"]
+    assert "averaged over the slices" in card.validation["dice_definitions"]["held_out_domains"]
     assert json.loads((tmp_path / "released" / "model.json").read_text())["validation"]["held_out_domains"]
     with pytest.raises(InputError, match="other settings"):
         domain_folders(tmp_path / "heldout", 1)  # the report draws: never mixed with the sets that choose
