@@ -334,10 +334,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_measure_options(demo, "paraspinal-demo")
     demo.set_defaults(run=command_demo, input_paths=("model",), output_paths=("output",))
 
-    from ParaspinalSegTrainingLib.commands import add_training_commands
-
-    add_training_commands(commands)
+    add_plugin_commands(commands)
     return parser
+
+
+COMMAND_GROUP = "paraspinalseg.commands"  # entry points: functions that add subcommands (the training commands)
+
+
+def add_plugin_commands(commands) -> None:
+    """Subcommands that installed packages register under the COMMAND_GROUP entry-point group (the
+    training library's synth, train, evaluate, ...), so that this inference library never imports them."""
+    from importlib.metadata import entry_points
+
+    for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        entry.load()(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
