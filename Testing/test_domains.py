@@ -94,7 +94,7 @@ def test_thick_slices_blend_a_neighbouring_anatomy_without_changing_the_labels()
     thick = synth_slice("L3", np.random.default_rng(8), SynthesisSettings(**base, partial_volume_probability=1.0))
     np.testing.assert_array_equal(thin.labels, thick.labels)
     assert not np.allclose(thin.image, thick.image)
-    partner = neighbouring_anatomy(thin.tissues, 1.2, np.random.default_rng(1))
+    partner = neighbouring_anatomy(thin.tissues, thin.labels, 1.2, np.random.default_rng(1))
     changed = float(np.mean(partner != thin.tissues))
     assert 0.0 < changed < 0.25
 

@@ -168,7 +168,7 @@ def synth_slice(level: Level | str, rng: np.random.Generator, settings: Synthesi
     image = render_image(
         tissues, contrast, spacing, rng, snr=settings.snr, resolution_factor=settings.resolution_factor,
         bias_strength=settings.bias_strength, normalise=settings.normalise,
-        partner=neighbouring_anatomy(tissues, spacing, rng) if thick else None,
+        partner=neighbouring_anatomy(tissues, labels, spacing, rng) if thick else None,
         ghost_probability=settings.ghost_probability, wrap_probability=settings.wrap_probability,
     )
     if settings.crop_probability > 0 and rng.random() < settings.crop_probability:
@@ -199,12 +199,14 @@ def split_shapes(shapes: tuple, split: str) -> tuple:
     return tuple(shape for index, shape in enumerate(shapes) if (index % 5 == 0) == (split == "heldout"))
 
 
-def neighbouring_anatomy(tissues: np.ndarray, spacing: float, rng: np.random.Generator) -> np.ndarray:
+def neighbouring_anatomy(tissues: np.ndarray, labels: np.ndarray, spacing: float,
+                         rng: np.random.Generator) -> np.ndarray:
     """The tissue map as it might look a few millimetres further along the spine: scaled by up to
-    +-4 % about the compartments' centre and shifted by up to 2 mm (nearest neighbour)."""
+    +-4 % about the centre of the compartments' muscle (`labels`, its scheme labels) and shifted by up
+    to 2 mm (nearest neighbour)."""
     from scipy.ndimage import affine_transform
 
-    rows, columns = np.nonzero(np.isin(scheme_labels(tissues), (RIGHT.muscle, LEFT.muscle)))
+    rows, columns = np.nonzero(np.isin(labels, (RIGHT.muscle, LEFT.muscle)))
     centre = np.array([rows.mean(), columns.mean()]) if rows.size else np.array(tissues.shape) / 2
     zoom = rng.uniform(0.96, 1.04, 2)
     shift = rng.uniform(-2.0, 2.0, 2) / spacing
