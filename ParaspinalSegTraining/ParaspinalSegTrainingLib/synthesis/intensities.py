@@ -63,7 +63,6 @@ PRIORS["pd"] = {**PRIORS["t2"], Material.FAT: (0.8, 1.0), Material.MUSCLE: (0.3,
 PRIORS["gre_in_phase"] = {**PRIORS["t1"], Material.MUSCLE: (0.3, 0.5), Material.CSF: (0.12, 0.3),
                           Material.FLUID: (0.15, 0.35), Material.ARTERY: (0.5, 0.9), Material.VEIN: (0.3, 0.8),
                           Material.MARROW: (0.5, 0.8), Material.CORTEX: (0.0, 0.08)}
-REALISTIC = ("t2", "t1", "fat_suppressed", "pd", "gre_in_phase")
 # Texture (standard deviation relative to the mean scale) per material; others get 0.02..0.05.
 TEXTURE = {Material.BOWEL_CONTENT: (0.05, 0.15), Material.MARROW: (0.03, 0.08), Material.AIR: (0.0, 0.0)}
 MIN_FAT_MUSCLE_GAP = 0.15
