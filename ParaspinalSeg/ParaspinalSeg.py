@@ -54,7 +54,11 @@ PIP_REQUIREMENTS = {
     "safetensors": "safetensors>=0.4",
     "PIL": "pillow>=10",
 }
-KEPT_DISTRIBUTIONS = ("torch", "torchvision", "numpy", "SimpleITK")
+KEPT_DISTRIBUTIONS = ("torch", "torchvision", "numpy", "SimpleITK", "pydicom")
+# Export to DICOM needs highdicom: Slicer 5.12 bundles it (0.27.0), on 5.10 it comes from pip.
+HIGHDICOM = "highdicom"
+HIGHDICOM_REQUIREMENT = "highdicom>=0.27,<0.30"
+DICOM_INSTANCE_UIDS = "DICOM.instanceUIDs"  # the attribute of a volume loaded by Slicer's DICOM module
 
 
 def isInstalled(importName: str) -> bool:
@@ -345,6 +349,66 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             patient_key=patientKey or None, keep_mapping=bool(patientKey),
         )
 
+    # -- DICOM export ---------------------------------------------------------------------------
+
+    def setupDicomExportRequirements(self) -> None:
+        """highdicom: bundled from Slicer 5.12; on older Slicer installed with pip after the user agrees."""
+        if isInstalled(HIGHDICOM):
+            return
+        if not slicer.util.confirmOkCancelDisplay(
+            "Export to DICOM needs the Python package highdicom, which this Slicer does not bundle.\n\nInstall it "
+            "now? This needs a network connection; pip leaves torch, numpy, pydicom and SimpleITK as they are.",
+            windowTitle="ParaspinalSeg: install highdicom",
+        ):
+            raise ParaspinalError("Not installed: highdicom. Export to DICOM needs it; press Export again and accept "
+                                  "the installation.")
+        self.pipInstallKeepingCore([HIGHDICOM_REQUIREMENT])
+        importlib.invalidate_caches()
+        if not isInstalled(HIGHDICOM):
+            raise ParaspinalError("highdicom: installed; restart Slicer to use it.")
+
+    @staticmethod
+    def sourceDicomFiles(volumeNode) -> list[str]:
+        """The files in Slicer's DICOM database that the volume was loaded from."""
+        uids = (volumeNode.GetAttribute(DICOM_INSTANCE_UIDS) or "").split()
+        files = [slicer.dicomDatabase.fileForInstance(uid) for uid in uids]
+        if not uids or not all(files):
+            raise InputError(
+                f"'{volumeNode.GetName()}' was not loaded from Slicer's DICOM database, or its files are no longer "
+                "there: DICOM SEG and SR must reference the source images. Load the series in the DICOM module, "
+                "run ParaspinalSeg on it, then export."
+            )
+        return files
+
+    def exportDicom(self, segmentationNode, volumeNode, outputFolder, addToDatabase=False, sourceFiles=None) -> list[Path]:
+        """The segments as they are now (corrected ones included) as DICOM SEG, and their measurements, as
+        Update measurements computes them, as a DICOM SR, written to outputFolder (new or empty), on the
+        grid of the volume's source DICOM files (sourceFiles, or those of Slicer's DICOM database);
+        optionally added to the DICOM database. Returns the files written."""
+        from ParaspinalSegLib.dicom import load_series
+        from ParaspinalSegLib.outputs import output_folder
+        from ParaspinalSegLib.pipeline import measure_series
+
+        self.setupDicomExportRequirements()
+        from ParaspinalSegLib.dicomexport import check_dicom_export, write_dicom_export
+
+        series = load_series(sourceFiles or self.sourceDicomFiles(volumeNode))
+        check_dicom_export(series)
+        volumeSeries = self.seriesFromVolume(volumeNode)
+        planes = self.labelsFromSegmentation(segmentationNode, volumeNode, volumeSeries)
+        labels = mrml.planes_on_dicom_series(volumeSeries, planes, series)
+        measurement = measure_series(series, labels, needs_fat=False, source="the edited segmentation",
+                                     model=segmentationNode.GetAttribute(mrml.MODEL_ATTRIBUTE) or None)
+        corrected = {style.label for style in SEGMENTS if style.name in self.correctedSegments(segmentationNode)}
+        with output_folder(Path(outputFolder)) as staging:
+            written = write_dicom_export(staging, measurement, series, corrected)
+        files = [Path(outputFolder) / path.name for path in (*written.segmentations, written.report)]
+        if addToDatabase:
+            from DICOMLib import DICOMUtils
+
+            DICOMUtils.importDicom(str(outputFolder), copyFiles=True)
+        return files
+
     # -- batch ----------------------------------------------------------------------------------
 
     def processDicomFolder(self, inputFolder, outputFolder, modelId=None, device=None, fatMethod=None,
@@ -442,6 +506,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget):
         self.ui.showFatFractionPlotButton.connect("clicked(bool)", lambda: self.onShowChart("FatFraction"))
         self.ui.showCsaPlotButton.connect("clicked(bool)", lambda: self.onShowChart("CSA"))
         self.ui.addToTrainingSetButton.connect("clicked(bool)", self.onAddToTrainingSet)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.ui.applyButton.text = APPLY_TEXT
         self.ui.progressBar.visible = False
         self.onInputVolumeChanged()
@@ -478,6 +543,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget):
         editable = ready and segmentationNode is not None and not self._running
         self.ui.updateButton.enabled = editable
         self.ui.addToTrainingSetButton.enabled = editable
+        self.ui.exportDicomButton.enabled = editable
         measured = segmentationNode is not None and self.logic.linkedNode(segmentationNode, mrml.TABLE_ATTRIBUTE) is not None
         for button in (self.ui.showTableButton, self.ui.showFatFractionPlotButton, self.ui.showCsaPlotButton):
             button.enabled = measured and not self._running
@@ -574,6 +640,18 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget):
                 folder, author=self.ui.authorLineEdit.text, patientKey=patientKey or None,
             )
             self.ui.statusLabel.text = f"Added to the training set as {case}."
+
+
+    def onExportDicom(self):
+        with slicer.util.tryWithErrorDisplay("Export to DICOM failed.", waitCursor=True):
+            folder = self.ui.dicomExportPathLineEdit.currentPath
+            if not folder:
+                raise InputError("Choose an output folder for the DICOM files first.")
+            addToDatabase = self.ui.addToDicomDatabaseCheckBox.checked
+            files = self.logic.exportDicom(self.ui.outputSegmentationSelector.currentNode(),
+                                           self.ui.inputVolumeSelector.currentNode(), folder, addToDatabase=addToDatabase)
+            added = " and added them to the DICOM database" if addToDatabase else ""
+            self.ui.statusLabel.text = f"Exported {len(files)} DICOM files (SEG + SR) to {folder}{added}."
 
 
 class ParaspinalSegTest(ScriptedLoadableModuleTest):

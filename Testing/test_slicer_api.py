@@ -36,6 +36,8 @@ CORE_NAMES = {
     "GetName": "vtkMRMLNode::GetName()",
     "SetAttribute": "vtkMRMLNode::SetAttribute(name, value)",
     "GetAttribute": "vtkMRMLNode::GetAttribute(name)",
+    "fileForInstance": "ctkDICOMDatabase::fileForInstance(sopInstanceUID), on slicer.dicomDatabase: the file of a "
+                       "volume's source instance (Slicer's DICOMPlugin uses it for a loadable's referenced instances)",
 }
 
 SECTIONS = {  # heading start -> where the functions are called from

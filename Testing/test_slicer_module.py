@@ -348,3 +348,107 @@ def test_showing_the_panel_again_lists_models_registered_and_activated_meanwhile
     widget.enter()
     assert widget.ui.modelComboBox.currentData == new_id
     assert widget.ui.modelComboBox.count == len(registry.models())
+
+
+@pytest.fixture
+def dicom_volume(env, tmp_path):
+    """A volume 'loaded from the DICOM database': a synthetic one-block study (tilted 8 degrees), its
+    volume node with the instance UIDs, the fake database mapping them to the files, and a
+    segmentation measured by Update measurements, marked as a model's result."""
+    from test_dicom_export import scheme_labels, write_study
+
+    study = write_study(tmp_path / "study", blocks=((0.0, 8.0),))
+    series = read_study(study).series
+    env.slicer.dicomDatabase.files = {s.origin.sop_uid: str(s.origin.file.path) for s in series.slices}
+    volume = add_volume(env, mrml.volume_from_series(series), name="t2 from DICOM")
+    volume.SetAttribute("DICOM.instanceUIDs", " ".join(env.slicer.dicomDatabase.files))
+    logic = env.module.ParaspinalSegLogic()
+    segmentation = env.slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "t2 paraspinal")
+    planes = [scheme_labels(s.source_index) for s in series.slices]
+    logic.setSegments(segmentation, volume, mrml.volume_from_series(series, planes).array)
+    segmentation.SetAttribute(mrml.MODEL_ATTRIBUTE, "paraspinalseg-unet-r18-2.0.0")
+    return SimpleNamespace(volume=volume, segmentation=segmentation, logic=logic, series=series)
+
+
+def correct_right_fat(env, node, volume) -> int:
+    """A reader moves a band of right muscle tissue to fat on slice 1 and marks Right fat completed;
+    returns the pixels moved."""
+    segmentation = node.GetSegmentation()
+    muscle_id, fat_id = (segmentation.GetSegmentIdBySegmentName(style.name) for style in SEGMENTS[:2])
+    muscle = env.slicer.util.arrayFromSegmentBinaryLabelmap(node, muscle_id, volume)
+    fat = env.slicer.util.arrayFromSegmentBinaryLabelmap(node, fat_id, volume)
+    band = np.zeros(muscle.shape, dtype=bool)
+    band[1, 20:24] = muscle[1, 20:24] > 0
+    muscle[band], fat[band] = 0, 1
+    env.slicer.util.updateSegmentBinaryLabelmapFromArray(muscle, node, muscle_id, volume)
+    env.slicer.util.updateSegmentBinaryLabelmapFromArray(fat, node, fat_id, volume)
+    logic = env.slicer.vtkSlicerSegmentationsModuleLogic
+    logic.SetSegmentStatus(segmentation.GetSegment(fat_id), logic.Completed)
+    return int(band.sum())
+
+
+def test_export_to_dicom_writes_the_corrected_segments_and_updated_measurements(env, dicom_volume, tmp_path):
+    import pydicom
+    from test_dicom_export import scheme_labels, sr_groups
+
+    moved = correct_right_fat(env, dicom_volume.segmentation, dicom_volume.volume)
+    assert moved > 0
+    updated = dicom_volume.logic.updateMeasurements(dicom_volume.segmentation, dicom_volume.volume)
+    widget = panel(env, dicom_volume.volume)
+    widget.ui.outputSegmentationSelector.setCurrentNode(dicom_volume.segmentation)
+    assert widget.ui.exportDicomButton.enabled and widget.ui.addToDicomDatabaseCheckBox.checked
+    folder = tmp_path / "export"
+    widget.ui.dicomExportPathLineEdit.setCurrentPath(folder)
+
+    widget.ui.exportDicomButton.click()
+
+    assert sorted(p.name for p in folder.iterdir()) == ["seg.dcm", "sr.dcm"]
+    assert env.slicer.records.dicom_imports == [(str(folder), True)]
+    assert widget.ui.statusLabel.text.startswith("Exported 2 DICOM files (SEG + SR)")
+    seg = pydicom.dcmread(folder / "seg.dcm")
+    assert [item.SegmentAlgorithmType for item in seg.SegmentSequence] == ["AUTOMATIC", "SEMIAUTOMATIC", "AUTOMATIC",
+                                                                          "AUTOMATIC"]
+    assert seg.SeriesDescription == "ParaspinalSeg segmentation, corrected"
+    corrected = dicom_volume.logic.labelsFromSegmentation(dicom_volume.segmentation, dicom_volume.volume,
+                                                          dicom_volume.logic.seriesFromVolume(dicom_volume.volume))
+    frames = {}
+    for item, frame in zip(seg.PerFrameFunctionalGroupsSequence, seg.pixel_array):
+        uid = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        frames[(uid, int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber))] = frame
+    for image_slice, plane in zip(dicom_volume.series.slices, corrected):
+        for label in range(1, 5):
+            assert np.array_equal(frames[(image_slice.origin.sop_uid, label)], plane == label)
+    groups = sr_groups(pydicom.dcmread(folder / "sr.dcm"))
+    table = updated.tableNode
+    for row, index in enumerate(column(table, "slice_index")):
+        for quantity, group in (("muscle_csa_mm2", "muscle tissue"), ("fat_csa_mm2", "fat")):
+            assert groups[f"slice {int(index)} right {group}"]["area"][0] == pytest.approx(
+                column(table, f"right_{quantity}")[row], abs=1e-6)
+    fat_before = sum(int((scheme_labels(s.source_index) == 2).sum()) for s in dicom_volume.series.slices)
+    assert sum(int(f.sum()) for (_, label), f in frames.items() if label == 2) == fat_before + moved
+
+
+def test_export_of_a_volume_not_from_the_dicom_database_says_how_to_get_one(env, sample, tmp_path):
+    volume = add_volume(env, sample.volume)
+    node = env.slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "s")
+    with pytest.raises(ParaspinalError, match="'sample T2' was not loaded from Slicer's DICOM database"):
+        env.module.ParaspinalSegLogic().exportDicom(node, volume, tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+
+
+def test_highdicom_is_installed_after_asking_when_slicer_lacks_it(env, dicom_volume, monkeypatch, tmp_path):
+    missing_until_installed(env, monkeypatch, {"highdicom"})
+    env.slicer.records.confirm = False
+    with pytest.raises(ParaspinalError, match="Not installed: highdicom"):
+        dicom_volume.logic.exportDicom(dicom_volume.segmentation, dicom_volume.volume, tmp_path / "declined")
+    assert env.slicer.records.pip_installs == [] and not (tmp_path / "declined").exists()
+
+    env.slicer.records.confirm = True
+    files = dicom_volume.logic.exportDicom(dicom_volume.segmentation, dicom_volume.volume, tmp_path / "export")
+    (arguments, constraints), = env.slicer.records.pip_installs
+    assert arguments[2:] == ["highdicom>=0.27,<0.30"]
+    import pydicom
+
+    assert dict(line.split("==") for line in constraints.split())["pydicom"] == pydicom.__version__
+    assert [p.name for p in files] == ["seg.dcm", "sr.dcm"] and all(p.is_file() for p in files)
+    assert env.slicer.records.dicom_imports == []

@@ -57,15 +57,20 @@ def segment_study(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     mirror: bool = False,
+    dicom: bool = False,
 ) -> StudyOutcome:
     """Read, segment, measure and write one study's outputs into `out` (mirror: mirrored test-time
-    augmentation)."""
+    augmentation; dicom: also the DICOM SEG and SR, the source checked before the network runs)."""
     check_separate(out, [study])
     loaded = read_study(study, series_uid=series_uid, progress=progress)
     log.info("%s: %s", study.name, loaded.reason)
+    if dicom:
+        from .dicomexport import check_dicom_export
+
+        check_dicom_export(loaded.series)
     result = segment_series(loaded.series, model, fat_method=fat_method, device=device, batch_size=batch_size,
                             progress=progress, mirror=mirror)
-    write_result(out, result, loaded.series, overwrite=overwrite)
+    write_result(out, result, loaded.series, overwrite=overwrite, dicom=dicom)
     return StudyOutcome(study, out, result, series=loaded.series)
 
 

@@ -133,8 +133,17 @@ def measure_to_folder(args: argparse.Namespace, progress: ProgressBar):
     from .reading import read_study
     from .segmentation import load_segmentation
 
+    dicom = getattr(args, "dicom", False)
+    if dicom:
+        from .dicomexport import check_dicom_input
+
+        check_dicom_input(Path(args.image))
     study = read_study(Path(args.image), series_uid=args.series, progress=progress)
     log.info("series: %s", study.reason)
+    if dicom:
+        from .dicomexport import check_dicom_export
+
+        check_dicom_export(study.series)
     segmentation = load_segmentation([Path(p) for p in args.segmentation], study.series, LabelKind(args.labels))
     if args.fat_method == "cnn":
         raise ParaspinalError("--fat-method cnn needs a model's fat class; `measure` takes gmm or otsu")
@@ -148,7 +157,8 @@ def measure_to_folder(args: argparse.Namespace, progress: ProgressBar):
         warnings=segmentation.warnings,
         progress=progress,
     )
-    out = write_result(Path(args.output), result, study.series, segmentation.sources, overwrite=args.overwrite)
+    out = write_result(Path(args.output), result, study.series, segmentation.sources, overwrite=args.overwrite,
+                       dicom=dicom)
     progress.close()
     return study, result, out
 
@@ -177,7 +187,8 @@ def print_result(result, out: Path) -> None:
     print(f"SGC grade: {s.grade or 'n/a'}{_caution(result)}")
     for warning in result.warnings:
         print(f"warning: {warning}")
-    print(f"outputs: {out}/ (slices.csv, patient.json, *.seg.nrrd, qc.png)")
+    dicom = ", dicom/ (SEG + SR)" if (Path(out) / "dicom").is_dir() else ""
+    print(f"outputs: {out}/ (slices.csv, patient.json, *.seg.nrrd, qc.png{dicom})")
 
 
 def command_measure(args: argparse.Namespace, progress: ProgressBar) -> int:
@@ -192,6 +203,10 @@ def command_segment(args: argparse.Namespace, progress: ProgressBar) -> int:
     from .batch import BatchInterrupted, segment_folder, segment_study
     from .modelfile import load_model
 
+    if args.dicom and not args.batch:
+        from .dicomexport import check_dicom_input
+
+        check_dicom_input(Path(args.input))
     device = available_device(args.device)
     model = load_model(resolve_model(args.model), device=device)
     if args.batch:
@@ -214,7 +229,7 @@ def command_segment(args: argparse.Namespace, progress: ProgressBar) -> int:
         return 0 if all(o.result for o in outcomes) else 1
     outcome = segment_study(Path(args.input), Path(args.output), model, fat_method=args.fat_method, device=device,
                             batch_size=args.batch_size, series_uid=args.series, overwrite=args.overwrite, progress=progress,
-                            mirror=args.mirror)
+                            mirror=args.mirror, dicom=args.dicom)
     progress.close()
     print(f"model:   {model.card.model_id} on {device}")
     print_result(outcome.result, outcome.output)
@@ -289,6 +304,12 @@ def add_measure_options(parser: argparse.ArgumentParser, default_output: str) ->
     parser.add_argument("--n4", action="store_true", help="N4 bias-field correction before fat quantification")
 
 
+def add_dicom_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dicom", action="store_true",
+                        help="also write DICOM SEG (one per block of slices) and a DICOM SR measurement report to "
+                             "OUT/dicom/, referencing the source DICOM images (a DICOM folder or file is needed)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paraspinal", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -309,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="what the label values mean (default: detect; see README)")
     measure.add_argument("--series", metavar="UID", help="choose this SeriesInstanceUID")
     add_measure_options(measure, "paraspinal-output")
+    add_dicom_option(measure)
     measure.set_defaults(run=command_measure, input_paths=("image", "segmentation"), output_paths=("output",))
 
     segment = commands.add_parser("segment", help="segment, measure and grade a study (or, with --batch, a folder of studies)")
@@ -325,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     segment.add_argument("--fat-method", choices=["cnn"] + [m.value for m in FatMethod], default="cnn",
                          help="fat from the model's own class (cnn) or by image analysis inside its compartments")
+    add_dicom_option(segment)
     segment.set_defaults(run=command_segment, input_paths=("input", "model"), output_paths=("output",))
 
     demo = commands.add_parser("demo", help="segment & grade the shipped synthetic sample and compare with its truth")

@@ -29,7 +29,7 @@ from .dicom_frames import frame_count, frame_geometry, frame_value, is_lossy, nu
 from .errors import InputError
 from .geometry import SliceGeometry, orientation_label
 from .progress import ProgressCallback
-from .slices import ImageSlice, SeriesInfo, SliceSeries
+from .slices import DicomOrigin, ImageSlice, SeriesInfo, SliceSeries
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +332,8 @@ def load_series(
             dataset, frames = read_image(reader, source)
             for frame, pixels in enumerate(frames):
                 geometry = frame_geometry(dataset, frame, str(source))
-                slices.append(ImageSlice(pixels, geometry, source_index=len(slices)))
+                origin = DicomOrigin(source, frame, len(frames), text_of(dataset, "SOPInstanceUID"))
+                slices.append(ImageSlice(pixels, geometry, source_index=len(slices), origin=origin))
     _report(progress, 1.0, "reading DICOM images, done")
     slices.sort(key=_slice_order)
     _check_no_duplicates(slices, summary)

@@ -108,13 +108,20 @@ def write_result(
     series: SliceSeries,
     segmentation_files: list[str] = (),
     overwrite: bool = False,
+    dicom: bool = False,
 ) -> Path:
-    """Write every output into `out` at once (temporary folder, then rename)."""
+    """Write every output into `out` at once (temporary folder, then rename); with `dicom`, also the
+    DICOM SEG and SR in `out/dicom/` (dicomexport)."""
     from .qc import write_qc_montage
 
     with output_folder(out, overwrite) as staging:
         write_text_atomic(staging / "slices.csv", slices_csv_text(result))
         document = patient_document(result, series, list(segmentation_files))
+        if dicom:
+            from .dicomexport import FOLDER, write_dicom_export
+
+            written = write_dicom_export(staging / FOLDER, result, series)
+            document["outputs"] += [f"{FOLDER}/{p.name}" for p in (*written.segmentations, written.report)]
         write_text_atomic(staging / "patient.json", json.dumps(document, indent=2) + "\n")
         write_segmentations(staging, result, series)
         write_qc_montage(staging / "qc.png", series, result)

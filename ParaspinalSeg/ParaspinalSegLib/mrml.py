@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError, NoSuitableSeriesError
+from .errors import GeometryMismatchError, InputError, NoSuitableSeriesError
 from .export import SLICE_COLUMNS
 from .geometry import DEFAULT_AXIAL_TOLERANCE_DEG, SliceGeometry
 from .labels import BACKGROUND, SEGMENTS, SegmentStyle
@@ -27,6 +27,7 @@ from .volumes import grid_blocks
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])  # its own inverse
 ORTHOGONALITY_TOLERANCE = 1e-3  # |cos| between the row and column axes
+SAME_GRID_MM = 0.05  # a volume slice and a DICOM slice coincide (Slicer rounds positions it computes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,6 +145,25 @@ def label_volume(series: SliceSeries, planes: list[np.ndarray], shape: tuple[int
     out = np.zeros(shape, dtype=np.uint8)
     for image_slice, plane in zip(series.slices, planes, strict=True):
         out[image_slice.source_index] = plane
+    return out
+
+
+def planes_on_dicom_series(volume: SliceSeries, planes: list[np.ndarray], dicom: SliceSeries) -> list[np.ndarray]:
+    """The label plane of each slice of `dicom` (the files a volume was loaded from), taken from the
+    volume slice (`planes`: the volume series' order) on the same pixel grid; GeometryMismatchError
+    when a DICOM slice lies on none (Slicer resampled the series when it loaded it)."""
+    out = []
+    for position, target in enumerate(dicom.slices):
+        plane = next((p for s, p in zip(volume.slices, planes, strict=True)
+                      if s.geometry.same_grid(target.geometry, SAME_GRID_MM)), None)
+        if plane is None:
+            raise GeometryMismatchError(
+                f"slice {position} of the source DICOM series ({target.origin.file if target.origin else '?'}) "
+                "lies on no slice of the volume: Slicer resampled the series when loading it (angled blocks or "
+                "uneven slice spacing); export with the command line instead (paraspinal measure STUDY "
+                "SEGMENTATION --dicom)"
+            )
+        out.append(plane)
     return out
 
 

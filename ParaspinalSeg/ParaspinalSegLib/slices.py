@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .geometry import DisplayTransform, SliceGeometry
+
+if TYPE_CHECKING:
+    from .dicom_files import DicomSource
+
+
+@dataclass(frozen=True)
+class DicomOrigin:
+    """The DICOM image a slice was read from: its file, its frame (0-based; 0 for a single-frame
+    file) of `frames`, and its SOPInstanceUID; what a DICOM SEG or SR export references."""
+
+    file: DicomSource
+    frame: int
+    frames: int
+    sop_uid: str
 
 
 @dataclass
@@ -15,11 +30,13 @@ class ImageSlice:
 
     source_index: the slice's place in its source (k of a volume; file/frame order for DICOM), so
     that results can be written back in the source's own order.
+    origin: the DICOM file and frame it came from (None for a volume or a Slicer node).
     """
 
     pixels: np.ndarray
     geometry: SliceGeometry
     source_index: int = 0
+    origin: DicomOrigin | None = None
 
     @property
     def display(self) -> DisplayTransform:

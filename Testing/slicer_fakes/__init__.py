@@ -1,7 +1,8 @@
 """Stand-ins for 3D Slicer's Python modules, so that the module files run end to end in pytest.
 
 3D Slicer cannot be installed here. These are small fakes of ONLY the calls the modules make:
-`slicer` (scene, app, util, ScriptedLoadableModule, modules.tables/plots, segment status),
+`slicer` (scene, app, util, ScriptedLoadableModule, modules.tables/plots, segment status, dicomDatabase),
+`DICOMLib.DICOMUtils` (importDicom, recorded),
 `vtk` (vtkMatrix4x4), `qt` (QTimer, fired by tests; QTableWidgetItem) and `ctk` (empty: the
 panels' widgets come from their real .ui files, faked by class), and the PyTorch extension's
 `PyTorchUtils`. They use Slicer's names and parameter names (Testing/test_slicer_api.py checks the

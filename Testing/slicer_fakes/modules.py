@@ -29,6 +29,7 @@ class Records:
         self.active_table_ids: list[str] = []
         self.charts_shown: list[object] = []
         self.messages: list[str] = []
+        self.dicom_imports: list[tuple[str, bool]] = []  # (folder, copyFiles)
 
 
 class Application:
@@ -126,6 +127,27 @@ class Util:
         self._records.restarts += 1
 
 
+class DicomDatabase:
+    """slicer.dicomDatabase: `files` maps SOPInstanceUID -> file (tests fill it)."""
+
+    def __init__(self):
+        self.files: dict[str, str] = {}
+
+    def fileForInstance(self, sopInstanceUID):
+        return self.files.get(sopInstanceUID, "")
+
+
+class DICOMUtils:
+    """DICOMLib.DICOMUtils: records importDicom calls."""
+
+    records: Records | None = None
+
+    @classmethod
+    def importDicom(cls, dicomDataDir, dicomDatabase=None, copyFiles=False):
+        cls.records.dicom_imports.append((str(dicomDataDir), copyFiles))
+        return True
+
+
 class ScriptedLoadableModule:
     def __init__(self, parent):
         self.parent = parent
@@ -180,6 +202,8 @@ class FakeSlicer(ModuleType):
             plots=SimpleNamespace(logic=lambda: SimpleNamespace(ShowChartInLayout=records.charts_shown.append)),
         )
         PyTorchUtilsLogic.records = records
+        DICOMUtils.records = records
+        self.dicomDatabase = DicomDatabase()
 
 
 class PyTorchUtilsLogic:
@@ -215,6 +239,7 @@ def install(monkeypatch) -> FakeSlicer:
         "qt": _module("qt", SimpleNamespace(QTimer=Timer, QTableWidgetItem=TableWidgetItem)),
         "ctk": ModuleType("ctk"),
         "PyTorchUtils": torch_utils,
+        "DICOMLib": _module("DICOMLib", SimpleNamespace(DICOMUtils=DICOMUtils)),
     }
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
