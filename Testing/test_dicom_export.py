@@ -363,3 +363,24 @@ def test_the_device_observer_is_the_software_with_its_model():
     assert items["Device Observer Name"].TextValue.startswith("ParaspinalSeg ")
     again = observation_context(Provenance(method="m", fat_settings=None, label_kind="model", model="abc-1.0.0"))
     assert next(i for i in again if i.ValueType == "UIDREF").UID == items["Device Observer UID"].UID
+
+
+def test_segment_writes_seg_and_sr_from_the_model(study, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "segment", study, "-o", tmp_path / "out", "--device", "cpu", "--dicom")
+    assert code == 0, err
+    assert "dicom/ (SEG + SR)" in out
+    folder = tmp_path / "out" / "dicom"
+    assert sorted(p.name for p in folder.iterdir()) == ["seg_block01.dcm", "seg_block02.dcm", "sr.dcm"]
+    seg = pydicom.dcmread(folder / "seg_block01.dcm")
+    assert seg.ManufacturerModelName == "paraspinalseg-unet-r18-2.0.0"
+    assert {item.SegmentAlgorithmType for item in seg.SegmentSequence} == {"AUTOMATIC"}
+    rows = list(csv.DictReader((tmp_path / "out" / "slices.csv").open()))
+    groups = sr_groups(pydicom.dcmread(folder / "sr.dcm"))
+    for row in rows:
+        for side in ("right", "left"):
+            if row[f"{side}_fat_fraction_pct"]:
+                assert groups[f"slice {row['slice_index']} {side} fat"]["area"][0] == pytest.approx(
+                    float(row[f"{side}_fat_csa_mm2"]), abs=5e-4)
+            else:
+                assert f"slice {row['slice_index']} {side} fat" not in groups
+
