@@ -26,6 +26,7 @@ EXIT_ERROR = 2
 EXIT_INTERNAL = 3
 EXIT_CANCELLED = 130
 DEVICES = ("auto", "cpu", "cuda", "mps")
+BACKENDS = ("auto", "onnxruntime", "torch")  # runtime.BACKENDS, kept here so that --help imports nothing heavy
 
 
 class ProgressBar:
@@ -69,20 +70,27 @@ def positive_int(text: str) -> int:
 
 def available_device(requested: str) -> str:
     """The torch device for --device; InputError when the one asked for is not on this machine."""
-    import torch
-
     from .inference import choose_device
 
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ParaspinalError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
-    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ParaspinalError("--device mps: Apple's Metal (MPS) is not available here; use --device cpu or auto")
+    if requested in ("cuda", "mps"):
+        import torch
+
+        if requested == "cuda" and not torch.cuda.is_available():
+            raise ParaspinalError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
+        if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ParaspinalError("--device mps: Apple's Metal (MPS) is not available here; use --device cpu or auto")
     return choose_device(requested)
 
 
 def add_device_option(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
     parser.add_argument("--device", choices=DEVICES, default=default,
                         help="auto (CUDA, MPS, CPU), cpu, cuda or mps; refused if not available here")
+
+
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="what runs the network: auto (ONNX Runtime on the CPU when the model has a graph, "
+                             "torch otherwise), onnxruntime or torch")
 
 
 def _given_paths(args: argparse.Namespace, names: Sequence[str]) -> list[Path]:
@@ -208,7 +216,7 @@ def command_segment(args: argparse.Namespace, progress: ProgressBar) -> int:
 
         check_dicom_input(Path(args.input))
     device = available_device(args.device)
-    model = load_model(resolve_model(args.model), device=device)
+    model = load_model(resolve_model(args.model), device=device, backend=args.backend)
     if args.batch:
         try:
             outcomes = segment_folder(Path(args.input), Path(args.output), model, fat_method=args.fat_method,
@@ -284,7 +292,7 @@ def command_demo(args: argparse.Namespace, progress: ProgressBar) -> int:
         from .modelfile import load_model
 
         device = available_device(args.device)
-        model = load_model(resolve_model(args.model), device=device)
+        model = load_model(resolve_model(args.model), device=device, backend=args.backend)
         outcome = segment_study(sample / "study", Path(args.output), model, fat_method=args.fat_method or "cnn",
                                 device=device, overwrite=args.overwrite, progress=progress)
         progress.close()
@@ -338,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--batch", action="store_true", help="INPUT is a folder of studies: one result folder each plus summary.csv")
     segment.add_argument("--model", help="registered model id or model folder (default: the active model)")
     add_device_option(segment)
+    add_backend_option(segment)
     segment.add_argument("--batch-size", type=positive_int, default=8, help="slices per network pass (default 8)")
     segment.add_argument("--series", metavar="UID", help="choose this SeriesInstanceUID")
     segment.add_argument("--mirror", action="store_true",
@@ -354,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--measure", action="store_true", help="measure the sample's shipped compartment map instead")
     demo.add_argument("--model", help="registered model id or model folder (default: the active model)")
     add_device_option(demo)
+    add_backend_option(demo)
     add_measure_options(demo, "paraspinal-demo")
     demo.set_defaults(run=command_demo, input_paths=("model",), output_paths=("output",))
 

@@ -7,22 +7,33 @@ line and the Slicer module share).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
 from .modelfile import LoadedModel
-from .preprocess import prepare_slice, restore_labels
-from .slices import SliceSeries
+from .preprocess import prepare_slice, restore_labels, softmax
 from .progress import ProgressCallback
+from .runtime import NetworkRunner, TorchRunner
+from .slices import SliceSeries
+
+
+def gpu_possible() -> bool:
+    """Whether this machine may have a CUDA or Apple GPU, judged without importing torch (1.5 s)."""
+    return sys.platform == "darwin" or Path("/proc/driver/nvidia").exists() or Path("/dev/nvidia0").exists()
 
 
 def choose_device(requested: str = "auto") -> str:
-    import torch
-
+    """The device for `requested`: auto is CUDA, then Apple MPS, then the CPU."""
     if requested != "auto":
         return requested
+    if "torch" not in sys.modules and not gpu_possible():
+        return "cpu"
+    import torch
+
     if torch.cuda.is_available():
         return "cuda"
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -42,12 +53,12 @@ class SeriesPrediction:
 MIRRORED_CLASSES = [0, LEFT_MUSCLE, LEFT_FAT, RIGHT_MUSCLE, RIGHT_FAT]
 
 
-def network_scores(network, batch, mirror: bool = False):
+def network_scores(runner: NetworkRunner, batch: np.ndarray, mirror: bool = False) -> np.ndarray:
     """Class scores (logits) of a batch of windows; with `mirror`, averaged with the scores of the
     left-right mirrored windows, mirrored back and their sides swapped (test-time augmentation)."""
-    scores = network(batch).float()
+    scores = runner.scores(batch)
     if mirror:
-        mirrored = network(batch.flip(-1)).float().flip(-1)[:, MIRRORED_CLASSES]
+        mirrored = runner.scores(batch[..., ::-1])[..., ::-1][:, MIRRORED_CLASSES]
         scores = (scores + mirrored) / 2
     return scores
 
@@ -59,14 +70,18 @@ def compartment_confidence(scores: np.ndarray) -> float:
     first: the muscle/fat border inside a fatty muscle is uncertain by nature and is not what fails.
     `scores`: one slice's class scores (classes, size, size), before softmax. NaN if no compartment.
     """
-    import torch
+    probabilities = softmax(np.asarray(scores, dtype=np.float32))
+    merged = np.stack((probabilities[0], probabilities[RIGHT_MUSCLE] + probabilities[RIGHT_FAT],
+                       probabilities[LEFT_MUSCLE] + probabilities[LEFT_FAT]))
+    top, inside = merged.max(axis=0), merged.argmax(axis=0) > 0
+    return float(top[inside].mean()) if inside.any() else math.nan
 
-    probabilities = torch.from_numpy(scores).softmax(dim=0)
-    merged = torch.stack((probabilities[0], probabilities[RIGHT_MUSCLE] + probabilities[RIGHT_FAT],
-                          probabilities[LEFT_MUSCLE] + probabilities[LEFT_FAT]))
-    top, winner = merged.max(dim=0)
-    inside = winner > 0
-    return float(top[inside].mean()) if bool(inside.any()) else math.nan
+
+def runner_for(model: LoadedModel, device: str, mixed_precision: bool) -> NetworkRunner:
+    """What runs the model's network: its ONNX Runtime session, or its torch module on `device`."""
+    if model.network is None:
+        return model.runner
+    return TorchRunner(model.network.to(device).eval(), device, mixed_precision)
 
 
 def predict_series_with_confidence(
@@ -85,24 +100,18 @@ def predict_series_with_confidence(
     Mixed precision (bfloat16) is used on CUDA only: on a CPU without AMX it is several times
     slower than float32 (measured on this project's AMD EPYC machines).
     """
-    import torch
-
     pre = model.card.preprocessing
     prepared = [prepare_slice(s.pixels, s.geometry, pre) for s in series.slices]
-    network = model.network.to(device).eval()
-    use_bf16 = mixed_precision and device.startswith("cuda")
-    autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16)
+    runner = runner_for(model, device, mixed_precision)
     labels: list[np.ndarray] = []
     confidence: list[float] = []
-    with torch.inference_mode(), autocast:
-        for start in range(0, len(prepared), batch_size):
-            chunk = prepared[start : start + batch_size]
-            batch = torch.from_numpy(np.stack([window for window, _, _ in chunk])[:, None]).to(device)
-            scores = network_scores(network, batch, mirror).cpu().numpy()
-            labels += [restore_labels(score, placement) for score, (_, placement, _) in zip(scores, chunk)]
-            confidence += [compartment_confidence(score) for score in scores]
-            if progress:
-                progress(len(labels) / len(prepared), f"segmenting, slice {len(labels)}/{len(prepared)}")
+    for start in range(0, len(prepared), batch_size):
+        chunk = prepared[start : start + batch_size]
+        scores = network_scores(runner, np.stack([window for window, _, _ in chunk])[:, None], mirror)
+        labels += [restore_labels(score, placement) for score, (_, placement, _) in zip(scores, chunk)]
+        confidence += [compartment_confidence(score) for score in scores]
+        if progress:
+            progress(len(labels) / len(prepared), f"segmenting, slice {len(labels)}/{len(prepared)}")
     return SeriesPrediction(labels, confidence)
 
 

@@ -59,6 +59,7 @@ class ModelCard:
     created: str = ""
     weights_sha256: str = ""
     weights_dtype: str = "float32"
+    graph: dict = field(default_factory=dict)  # the ONNX graph beside the weights: file, sha256, initializers
     format: int = CARD_FORMAT
 
     @property
@@ -82,6 +83,7 @@ class ModelCard:
             "created": self.created,
             "weights_sha256": self.weights_sha256,
             "weights_dtype": self.weights_dtype,
+            **({"graph": self.graph} if self.graph else {}),
         }
 
     @classmethod
@@ -101,6 +103,7 @@ class ModelCard:
             created=data.get("created", ""),
             weights_sha256=data.get("weights_sha256", ""),
             weights_dtype=data.get("weights_dtype", "float32"),
+            graph=data.get("graph", {}),
             format=data.get("format", CARD_FORMAT),
         )
 
@@ -267,20 +270,21 @@ def _tensors_fit(header: dict, data_bytes: int) -> bool:
 
 @dataclass
 class LoadedModel:
-    """A network in eval mode with its card and folder."""
+    """A model ready to run: its torch network in eval mode (None when it runs on ONNX Runtime
+    only), its card and folder, and, for ONNX Runtime, the session that runs it."""
 
-    network: object
+    network: object | None
     card: ModelCard
     folder: Path
+    runner: object | None = None  # runtime.NetworkRunner when network is None
+
+    @property
+    def backend(self) -> str:
+        return "torch" if self.network is not None else self.runner.backend
 
 
-def load_model(folder: Path, device: str = "cpu") -> LoadedModel:
-    """Check and load a model folder: hash, label scheme, architecture; float32 weights on `device`."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    card = read_card(folder)
+def checked_weights(folder: Path, card: ModelCard) -> Path:
+    """The model's weights file, checked: present, in the safetensors format, the card's SHA-256."""
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelFileError(f"{folder}: {WEIGHTS_FILE} is missing")
@@ -291,6 +295,29 @@ def load_model(folder: Path, device: str = "cpu") -> LoadedModel:
             f"{weights}: SHA-256 {actual[:12]}... does not match the card's {card.weights_sha256[:12]}...; "
             "the file is corrupted or was replaced; re-import the model"
         )
+    return weights
+
+
+def load_model(folder: Path, device: str = "cpu", backend: str = "torch") -> LoadedModel:
+    """Check and load a model folder: hash, label scheme, architecture; float32 weights on `device`.
+
+    backend: "torch" (a torch module, what training and fine-tuning need), "onnxruntime" (the
+    model's ONNX graph on the CPU, no torch imported) or "auto" (`runtime.choose_backend`)."""
+    from .runtime import choose_backend
+
+    folder = Path(folder)
+    card = read_card(folder)
+    weights = checked_weights(folder, card)
+    if choose_backend(backend, device, bool(card.graph)) == "onnxruntime":
+        return LoadedModel(None, card, folder, load_onnx_runner(folder, card, weights, device))
+    return LoadedModel(load_torch_network(folder, card, weights).to(device).eval(), card, folder)
+
+
+def load_torch_network(folder: Path, card: ModelCard, weights: Path):
+    """The card's architecture as a torch module with the weights of the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as error:
@@ -303,4 +330,35 @@ def load_model(folder: Path, device: str = "cpu") -> LoadedModel:
         network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except RuntimeError as error:
         raise ModelFileError(f"{weights}: weights do not fit the card's architecture ({str(error)[:200]})") from None
-    return LoadedModel(network.to(device).eval(), card, folder)
+    return network
+
+
+def load_onnx_runner(folder: Path, card: ModelCard, weights: Path, device: str):
+    """An ONNX Runtime session of the model's graph (checked against the card's SHA-256) with its weights."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    from .runtime import GRAPH_FILE, onnx_runner, onnxruntime_installed
+
+    if device != "cpu":
+        raise ModelFileError(f"{folder}: ONNX Runtime runs on the CPU here; use the torch backend for {device}")
+    if not card.graph:
+        raise ModelFileError(f"{folder}: this model has no ONNX graph; use the torch backend")
+    if not onnxruntime_installed():
+        raise ModelFileError("onnxruntime is not installed; install it or use the torch backend")
+    graph = folder / card.graph.get("file", GRAPH_FILE)
+    if graph.parent != folder or not graph.is_file():
+        raise ModelFileError(f"{folder}: the card's graph {card.graph.get('file')!r} is missing")
+    if sha256_of(graph) != card.graph.get("sha256"):
+        raise ModelFileError(f"{graph}: SHA-256 does not match the card's; the file is corrupted or was replaced")
+    try:
+        state = load_file(str(weights))
+        names = list(card.graph.get("initializers", []))
+        runner = onnx_runner(graph, {name: state[name] for name in names})
+    except KeyError as error:
+        raise ModelFileError(f"{weights}: the graph needs weight {error} which the file lacks") from None
+    except (SafetensorError, OSError) as error:
+        raise ModelFileError(f"{weights}: unreadable weights ({error})") from None
+    except Exception as error:  # onnxruntime's own exception types
+        raise ModelFileError(f"{graph}: ONNX Runtime cannot run this graph with these weights ({str(error)[:200]})") from None
+    return runner

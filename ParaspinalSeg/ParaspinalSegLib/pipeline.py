@@ -31,6 +31,7 @@ class Provenance:
     software: str = f"ParaspinalSeg {__version__}"
     python: str = platform.python_version()
     model: str | None = None
+    backend: str | None = None  # what ran the model's network: onnxruntime or torch
     created: str = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     )
@@ -86,6 +87,7 @@ def measure_series(
     fat_settings: FatSettings | None = None,
     label_kind: str = "scheme",
     model: str | None = None,
+    backend: str | None = None,
     source: str = "segmentation",
     warnings: tuple[str, ...] = (),
     confidence: list[float] | None = None,
@@ -104,7 +106,8 @@ def measure_series(
         method = f"muscle and fat from {source}"
         described = None
     measurements = measure_labels(series, labels)
-    provenance = Provenance(method=method, fat_settings=described, label_kind=label_kind, model=model)
+    provenance = Provenance(method=method, fat_settings=described, label_kind=label_kind, model=model,
+                            backend=backend)
     all_warnings = tuple(series.warnings) + tuple(warnings)
     quality = assess_quality(measurements, confidence)
     return MeasurementResult(labels, measurements, summarise(measurements), provenance,
@@ -145,6 +148,7 @@ def segment_series(
         fat_settings=None if from_model else FatSettings(method=FatMethod(fat_method)),
         label_kind="model",
         model=model.card.model_id,
+        backend=model.backend,
         source=f"model {model.card.model_id}" + (" with mirrored test-time augmentation" if mirror else ""),
         confidence=predicted.confidence,
         progress=part_of(progress, network_share, 1.0),

@@ -18,9 +18,29 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labelled == (1 + int(np.argmax(sizes)))
 
 
+def occupied_box(labels: np.ndarray) -> tuple[slice, slice] | None:
+    """The labelled pixels' bounding box grown by one pixel of background (clipped), or None."""
+    rows, columns = np.nonzero(labels.any(axis=1))[0], np.nonzero(labels.any(axis=0))[0]
+    if rows.size == 0:
+        return None
+    return (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(columns[0] - 1, 0), columns[-1] + 2))
+
+
 def clean_labels(labels: np.ndarray) -> np.ndarray:
     """Per side: keep the compartment's main connected component, fill its holes, keep its fat
-    inside it (a filled hole becomes muscle tissue); pixels claimed by neither side stay background."""
+    inside it (a filled hole becomes muscle tissue); pixels claimed by neither side stay background.
+
+    Worked on the labels' bounding box and a frame of background around it: components and holes
+    are the same there as on the whole slice, at a fraction of the work."""
+    out = np.zeros(labels.shape, dtype=np.uint8)
+    box = occupied_box(labels)
+    if box is not None:
+        out[box] = clean_region(labels[box])
+    return out
+
+
+def clean_region(labels: np.ndarray) -> np.ndarray:
+    """`clean_labels` on a region whose border is background or the slice's edge."""
     from scipy import ndimage
 
     out = np.zeros(labels.shape, dtype=np.uint8)

@@ -10,6 +10,7 @@ orientation (exact).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,15 +46,36 @@ def resample(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarra
     return map_coordinates(array, grid, order=order, mode="nearest").astype(array.dtype)
 
 
-def resample_antialiased(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Resize a 2D image to `shape` (pixel centres aligned), low-pass filtered along an axis that shrinks
-    (torch's antialiased bilinear: a triangle filter as wide as the new pixel), linear where it grows."""
-    import torch
-    import torch.nn.functional as F
+@functools.lru_cache(maxsize=64)
+def resize_weights(size_in: int, size_out: int) -> np.ndarray:
+    """The (size_out, size_in) matrix of torch's antialiased bilinear resize along one axis: a
+    triangle filter as wide as the new pixel where the axis shrinks, plain linear where it grows,
+    pixel centres aligned, weights cut at the edges and renormalised (as `F.interpolate(...,
+    antialias=True)` computes them, so that the models see what they were trained on)."""
+    scale = size_in / size_out
+    support, stretch = (scale, 1.0 / scale) if scale >= 1.0 else (1.0, 1.0)
+    centre = scale * (np.arange(size_out) + 0.5)
+    first = np.maximum((centre - support + 0.5).astype(np.int64), 0)
+    stop = np.minimum((centre + support + 0.5).astype(np.int64), size_in)
+    source = np.arange(size_in)[None, :]
+    weights = np.clip(1.0 - np.abs((source - centre[:, None] + 0.5) * stretch), 0.0, None)
+    weights[(source < first[:, None]) | (source >= stop[:, None])] = 0.0
+    weights = (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+    weights.setflags(write=False)  # cached: shared by every slice of the same size
+    return weights
 
-    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
-    resized = F.interpolate(tensor, size=shape, mode="bilinear", align_corners=False, antialias=True)
-    return resized[0, 0].numpy()
+
+def resample_antialiased(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize the last two axes of an array to `shape` (pixel centres aligned), low-pass filtered
+    along an axis that shrinks, linear where it grows (`resize_weights`)."""
+    rows, columns = resize_weights(array.shape[-2], shape[0]), resize_weights(array.shape[-1], shape[1])
+    return (rows @ np.asarray(array, dtype=np.float32) @ columns.T).astype(np.float32)
+
+
+def softmax(scores: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Class probabilities from class scores along `axis`."""
+    shifted = np.exp(scores - scores.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
 
 
 def body_centre(image: np.ndarray) -> tuple[int, int]:
@@ -99,27 +121,40 @@ def prepare_slice(
     return window, placement, label_window
 
 
+def reached_by(weights: np.ndarray, first: int, last: int) -> tuple[slice, slice]:
+    """The output pixels of a resize (`resize_weights`) that take any weight from inputs first..last,
+    and all the inputs that those output pixels take weight from."""
+    outputs = np.nonzero(weights[:, first : last + 1].any(axis=1))[0]
+    reached = slice(int(outputs[0]), int(outputs[-1]) + 1)
+    inputs = np.nonzero(weights[reached].any(axis=0))[0]
+    return reached, slice(int(inputs[0]), int(inputs[-1]) + 1)
+
+
 def restore_labels(scores: np.ndarray, placement: Placement) -> np.ndarray:
     """Labels on the slice's original pixel grid from class scores (classes, size, size).
 
     The class probabilities are resized, area-weighted where the slice's pixels are coarser than the
-    model's (antialiased), so that a coarse pixel takes the class that covers most of it."""
-    import torch
-    import torch.nn.functional as F
-
+    model's (antialiased), so that a coarse pixel takes the class that covers most of it. Only the
+    part of the slice that pixels with a class above background reach is resized: elsewhere every
+    weighted mix has background on top, so the label is background exactly."""
     classes = scores.shape[0]
-    scores = torch.from_numpy(scores).softmax(dim=0).numpy()
-    background = np.zeros((classes,) + placement.resampled_shape, dtype=np.float32)
-    background[0] = 1.0
+    scores = softmax(np.asarray(scores, dtype=np.float32))
+    probabilities = np.zeros((classes,) + placement.resampled_shape, dtype=np.float32)
+    probabilities[0] = 1.0
     r0, c0 = placement.window_origin
     size = placement.size
     rs, re = max(r0, 0), min(r0 + size, placement.resampled_shape[0])
     cs, ce = max(c0, 0), min(c0 + size, placement.resampled_shape[1])
     if rs < re and cs < ce:
-        background[:, rs:re, cs:ce] = scores[:, rs - r0 : re - r0, cs - c0 : ce - c0]
-    resized = F.interpolate(
-        torch.from_numpy(background)[None], size=placement.display_shape, mode="bilinear", align_corners=False,
-        antialias=True,
-    )[0]
-    labels = resized.argmax(dim=0).numpy().astype(np.uint8)
+        probabilities[:, rs:re, cs:ce] = scores[:, rs - r0 : re - r0, cs - c0 : ce - c0]
+    labels = np.zeros(placement.display_shape, dtype=np.uint8)
+    candidates = probabilities[0] < probabilities[1:].max(axis=0)
+    if candidates.any():
+        rows, columns = np.nonzero(candidates.any(axis=1))[0], np.nonzero(candidates.any(axis=0))[0]
+        row_weights = resize_weights(placement.resampled_shape[0], placement.display_shape[0])
+        column_weights = resize_weights(placement.resampled_shape[1], placement.display_shape[1])
+        out_rows, in_rows = reached_by(row_weights, rows[0], rows[-1])
+        out_columns, in_columns = reached_by(column_weights, columns[0], columns[-1])
+        region = row_weights[out_rows, in_rows] @ probabilities[:, in_rows, in_columns] @ column_weights[out_columns, in_columns].T
+        labels[out_rows, out_columns] = region.argmax(axis=0)
     return placement.transform.from_display(labels)

@@ -1,0 +1,101 @@
+"""Running a model's network on batches of windows: ONNX Runtime on the model's graph, or torch.
+
+ONNX Runtime needs no torch (importing torch and segmentation-models-pytorch takes about 5 s on a
+2-core CPU, ONNX Runtime 0.15 s). The graph file (`model.onnx`, about 50 kB) holds the operators
+only; its weights are the model's own safetensors file, read with numpy and handed to the session
+as it starts, so that both backends run the very same weights and nothing is stored twice.
+
+Which backend runs where: `auto` is ONNX Runtime on the CPU when the model has a graph and
+onnxruntime is installed, torch otherwise (GPU, Apple MPS, models without a graph). The README's
+speed section gives the measurements behind this choice.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+BACKENDS = ("auto", "onnxruntime", "torch")
+GRAPH_FILE = "model.onnx"
+GRAPH_INPUT = "image"
+
+
+class NetworkRunner(Protocol):
+    """Class scores (batch, classes, size, size) of a float32 batch of windows (batch, 1, size, size)."""
+
+    backend: str
+
+    def scores(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def cpu_threads() -> int:
+    """The cores this process may use (its CPU affinity, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def onnxruntime_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def choose_backend(requested: str, device: str, has_graph: bool) -> str:
+    """The backend that runs the network: `auto` picks ONNX Runtime on the CPU for a model with a graph."""
+    if requested not in BACKENDS:
+        raise ValueError(f"backend {requested!r}: choose one of {', '.join(BACKENDS)}")
+    if requested != "auto":
+        return requested
+    return "onnxruntime" if device == "cpu" and has_graph and onnxruntime_installed() else "torch"
+
+
+@dataclass
+class OnnxRunner:
+    """An ONNX Runtime session of the model's graph with the model's weights (kept alive here: the
+    session reads them in place)."""
+
+    session: object
+    weights: list
+    backend: str = "onnxruntime"
+
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {GRAPH_INPUT: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+@dataclass
+class TorchRunner:
+    """A torch module in eval mode on a device; bfloat16 autocast on CUDA when mixed_precision."""
+
+    network: object
+    device: str = "cpu"
+    mixed_precision: bool = True
+    backend: str = "torch"
+
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        use_bf16 = self.mixed_precision and self.device.startswith("cuda")
+        autocast = torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16)
+        with torch.inference_mode(), autocast:
+            tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+            return self.network(tensor).float().cpu().numpy()
+
+
+def onnx_runner(graph: Path, weights: dict[str, np.ndarray], threads: int | None = None) -> OnnxRunner:
+    """An ONNX Runtime CPU session of `graph` whose initializers (exactly the names of `weights`, as
+    the card's graph entry lists them) are the given float32 arrays."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or cpu_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    names = list(weights)
+    values = [onnxruntime.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(weights[n], dtype=np.float32)) for n in names]
+    options.add_external_initializers(names, values)
+    return OnnxRunner(onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"]), values)
