@@ -10,7 +10,7 @@ from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSC
 from ParaspinalSegTrainingLib.augmentation import AugmentationSettings, mirror
 from ParaspinalSegTrainingLib.config import TrainingConfig
 from ParaspinalSegTrainingLib.datasets import PreparedSlices
-from ParaspinalSegTrainingLib.training import AugmentedSlices
+from ParaspinalSegTrainingLib.batches import AugmentedSlices
 
 NO_MOTION = AugmentationSettings(shift=0.0, scale=0.0, rotate_deg=0.0, elastic_probability=0.0, optical_probability=0.0)
 

@@ -87,7 +87,10 @@ def test_patient_table_counts_each_patient_once():
 
 
 def test_validation_dice_of_training_sees_sides():
-    from ParaspinalSegTrainingLib.training import structure_dice
+    from ParaspinalSegTrainingLib.training import dice_of_counts, structure_counts
+
+    def structure_dice(prediction, truth):
+        return dice_of_counts(structure_counts(prediction, truth))
 
     truth = np.zeros((2, 6, 6), dtype=np.uint8)
     truth[:, :, :3] = 1

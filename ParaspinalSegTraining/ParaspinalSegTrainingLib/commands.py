@@ -82,25 +82,47 @@ def command_fine_tune(args: argparse.Namespace, progress) -> int:
     return 0
 
 
+def training_world(args: argparse.Namespace):
+    """This process's place in a `train --ddp` run, from torchrun's environment; None without --ddp."""
+    from .distributed import world_from_environment
+
+    if not args.ddp:
+        if args.accumulate:
+            raise InputError("--accumulate adds up the micro-batches of a --ddp run; add --ddp")
+        return None
+    if args.base and args.register:
+        raise InputError("--ddp trains with `paraspinal train`; fine-tuning with --base and --register runs in one "
+                         "process: leave out --ddp")
+    return world_from_environment(args.accumulate or 1)
+
+
 def command_train(args: argparse.Namespace, progress) -> int:
+    from ParaspinalSegLib.inference import choose_device
+
     from .config import TrainingConfig
+    from .distributed import process_group
     from .run import run_training
 
     if args.device:
         available_device(args.device)
+    world = training_world(args)
     if args.base and args.register:
         return command_fine_tune(args, progress)
     config = TrainingConfig.from_file(Path(args.config)) if args.config else TrainingConfig()
     config = config.with_overrides(**training_overrides(args))
     base = resolve_model(args.base) if args.base else None
+    writes = world is None or world.writes
     try:
-        run = run_training(Path(args.data), Path(args.out), config, base_model=base, progress=progress,
-                           validation=args.validation)
+        with process_group(world, choose_device(config.device)):
+            run = run_training(Path(args.data), Path(args.out), config, base_model=base,
+                               progress=progress if writes else None, validation=args.validation, world=world)
     except KeyboardInterrupt:
         progress.close()
         print(f"interrupted; run the same command again to resume from the last checkpoint in {args.out}")
         return 130
     progress.close()
+    if not writes:
+        return 0
     for fold in run.folds:
         print(f"fold {fold.fold}: best epoch {fold.best_epoch}, validation Dice {fold.best_validation_dice:.3f}, "
               f"model {fold.model_folder}")
@@ -271,6 +293,13 @@ def add_training_commands(commands) -> None:
     train.add_argument("--register", action="store_true",
                        help="add the resulting model(s) to the user registry; with --base: fine-tune (default 10 "
                             "epochs, learning rate 3e-4, 3 frozen encoder epochs, folds 0) and compare with the parent")
+    train.add_argument("--ddp", action="store_true",
+                       help="distributed data parallel: start with `torchrun --nproc_per_node N -m ParaspinalSegLib.cli "
+                            "train ... --ddp`; batches planned by patient shards, the batch size split over the "
+                            "processes, rank 0 writes (see the README)")
+    train.add_argument("--accumulate", type=positive_int,
+                       help="with --ddp: micro-batches each process adds up per step (default 1); N processes x K "
+                            "repeat the batches of N*K processes, e.g. to resume an 8-GPU run on 4 GPUs with 2")
     train.set_defaults(run=command_train, input_paths=("data", "config", "base", "validation"), output_paths=("out",))
 
     evaluate = commands.add_parser("evaluate", help="the paper's Table 2 for a model on a data set")

@@ -19,14 +19,16 @@ import numpy as np
 
 from ParaspinalSegLib.errors import InputError, OperationCancelled
 from ParaspinalSegLib.inference import choose_device
-from ParaspinalSegLib.measurement import sided_dice
+from ParaspinalSegLib.measurement import overlap_counts
 from ParaspinalSegLib.model import build_network
 from ParaspinalSegLib.modelfile import CARD_FILE, ModelCard, read_card, save_model
 
-from .augmentation import augment, build_augmentation
+from .batches import planned_steps, shuffled_steps
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainingConfig
 from .datasets import PreparedSlices
+from .distributed import (World, barrier, broadcast_buffers, data_parallel, gradient_sync, joined,
+                          running_statistics, sum_over_processes)
 from .evaluation import STRUCTURES
 from .folds import Split
 from ParaspinalSegLib.progress import ProgressCallback
@@ -47,36 +49,6 @@ def seed_everything(*keys: int) -> np.random.Generator:
     return rng
 
 
-class AugmentedSlices:
-    """A torch-style dataset over prepared slices, augmenting each draw (seeded per worker)."""
-
-    def __init__(self, data: PreparedSlices, config: TrainingConfig, seed: int) -> None:
-        self.data, self.config, self.seed = data, config, seed
-        self.pipeline = build_augmentation(config.augmentation, seed)
-        self.rng = np.random.default_rng(seed)
-
-    def reseed(self, worker: int) -> None:
-        self.pipeline = build_augmentation(self.config.augmentation, self.seed * 1000 + worker)
-        self.rng = np.random.default_rng([self.seed, worker])
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int):
-        import torch
-
-        share = self.config.augmentation.flip_probability
-        mirrored = share > 0 and self.rng.random() < share  # no draw when off: earlier runs repeat exactly
-        image, labels = augment(self.pipeline, self.data.images[index], self.data.labels[index], mirrored)
-        return torch.from_numpy(image[None]), torch.from_numpy(labels)
-
-
-def _reseed_worker(worker: int) -> None:
-    import torch
-
-    torch.utils.data.get_worker_info().dataset.reseed(worker)
-
-
 def loss_function(config: TrainingConfig):
     from segmentation_models_pytorch.losses import DiceLoss, FocalLoss
 
@@ -84,27 +56,53 @@ def loss_function(config: TrainingConfig):
     return lambda logits, target: config.dice_weight * dice(logits, target) + config.focal_weight * focal(logits, target)
 
 
-def structure_dice(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Dice pooled over all pixels of a set of slices, per structure of the evaluation: the mean
-    of the right and the left side's Dice (sides swapped score 0)."""
-    return {structure: sided_dice(truth, prediction, values) for structure, values in STRUCTURES.items()}
+def structure_counts(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(truth, predicted, both) pixel counts per structure of the evaluation and side: shape (structures, 2, 3).
+    Counts add over slices and over processes."""
+    return np.array([[overlap_counts(truth, prediction, side) for side in sides] for sides in STRUCTURES.values()],
+                    dtype=np.float64)
 
 
-def validation_scores(network, data: PreparedSlices, loss, device: str, config: TrainingConfig) -> tuple[float, dict]:
-    """Mean validation loss and per-structure Dice, from one pass of the network over the slices."""
+def dice_of_counts(counts: np.ndarray) -> dict[str, float]:
+    """Per structure the Dice pooled over the counted pixels: the mean over the sides present in truth or
+    prediction of 2 x both / (truth + predicted) (as measurement.sided_dice; NaN when neither side is)."""
+    scores = {}
+    for structure, per_side in zip(STRUCTURES, counts):
+        dice = [2 * both / (truth + predicted) for truth, predicted, both in per_side if truth + predicted]
+        scores[structure] = float(np.mean(dice)) if dice else float("nan")
+    return scores
+
+
+def validation_scores(network, data: PreparedSlices, loss, device: str, config: TrainingConfig,
+                      world: World | None = None) -> tuple[float, dict]:
+    """Mean validation loss and per-structure Dice from one pass of the network over the slices; with
+    several processes, each passes over its share and the sums are added up over all of them."""
     import torch
 
     network.eval()
-    losses, predictions = [], []
+    loss_sum, batches, counts = 0.0, 0, np.zeros((len(STRUCTURES), 2, 3))
     with torch.inference_mode():
         for start in range(0, len(data), config.batch_size):
             images = torch.from_numpy(data.images[start : start + config.batch_size, None]).to(device)
-            target = torch.from_numpy(data.labels[start : start + config.batch_size]).to(device)
+            target = data.labels[start : start + config.batch_size]
             logits = network(images).float()
-            losses.append(float(loss(logits, target)))
-            predictions.append(logits.argmax(dim=1).cpu().numpy().astype(np.uint8))
-    prediction = np.concatenate(predictions) if predictions else np.zeros(data.labels.shape, dtype=np.uint8)
-    return float(np.mean(losses)) if losses else float("nan"), structure_dice(prediction, data.labels)
+            loss_sum += float(loss(logits, torch.from_numpy(target).to(device)))
+            batches += 1
+            counts += structure_counts(logits.argmax(dim=1).cpu().numpy().astype(np.uint8), target)
+    totals = sum_over_processes([loss_sum, batches, *counts.ravel()], world)
+    return totals[0] / totals[1] if totals[1] else float("nan"), dice_of_counts(totals[2:].reshape(counts.shape))
+
+
+def validation_share(validation: PreparedSlices, world: World | None) -> PreparedSlices:
+    """The validation patients this process scores: all of them, or its shard of them when there are several."""
+    if not joined(world):
+        return validation
+    return validation.subset(set(sorted(set(validation.patient_ids))[world.rank :: world.size]))
+
+
+def mean_over_processes(values: list[float], world: World | None) -> float:
+    total, count = sum_over_processes([np.sum(values), len(values)], world)
+    return float(total / count)
 
 
 @dataclass(frozen=True)
@@ -130,6 +128,31 @@ def append_metrics(path: Path, row: dict) -> None:
         writer.writerow(row)
 
 
+def train_epoch(model, steps, step_count: int, optimizer, loss, device: str, use_amp: bool, where: str,
+                should_stop: Callable[[], bool] | None, report: Callable[[float, float], None] | None) -> list[float]:
+    """One epoch's optimizer steps; the loss of every micro-batch. A step's micro-batches add up their
+    gradients (each loss divided by their number) before the optimizer steps; report(fraction of the
+    epoch, mean loss so far) after each step; `where` (fold and epoch) names the stop."""
+    import torch
+
+    losses = []
+    for step, micro_batches in enumerate(steps):
+        if should_stop and should_stop():
+            raise OperationCancelled(f"training stopped in {where}; the last checkpoint is kept")
+        optimizer.zero_grad(set_to_none=True)
+        for n, (images, target) in enumerate(micro_batches):
+            images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
+            with gradient_sync(model, last_micro_batch=n == len(micro_batches) - 1), running_statistics(model, n == 0):
+                with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                    value = loss(model(images).float(), target)
+                (value / len(micro_batches)).backward()
+            losses.append(float(value.detach()))
+        optimizer.step()
+        if report:
+            report((step + 1) / max(step_count, 1), float(np.mean(losses)))
+    return losses
+
+
 def train_fold(
     data: PreparedSlices,
     split: Split,
@@ -141,26 +164,32 @@ def train_fold(
     should_stop: Callable[[], bool] | None = None,
     on_epoch: EpochCallback | None = None,
     validation_data: PreparedSlices | None = None,
+    world: World | None = None,
 ) -> FoldResult:
     """Train one fold into `folder` (resuming if a checkpoint is there); the best epoch is saved as a model.
 
     on_epoch receives each finished epoch's metrics (after its checkpoint is written). validation_data,
     when given, replaces the split's validation patients (the held-out synthesis domains of the
     selection protocol): the best epoch is the one best on them, and the split's validation patients
-    are not trained on either."""
+    are not trained on either. world, when given, plans the batches by patient shards (`batches.
+    planned_steps`) and, with several processes, trains this process's shards with gradients averaged
+    over all of them; only rank 0 writes. should_stop must then answer alike in every process."""
     import torch
 
     if (folder / "model" / CARD_FILE).exists():
         finished = read_card(folder / "model")
         return FoldResult(split.fold, finished.validation["best_epoch"], finished.validation["validation_dice_mean"],
                           folder / "model", finished)
-    folder.mkdir(parents=True, exist_ok=True)
+    writes = world is None or world.writes
+    if writes:
+        folder.mkdir(parents=True, exist_ok=True)
     device = choose_device(config.device)
     train = data.subset(set(split.train))
     validation = validation_data if validation_data is not None else data.subset(set(split.validation))
     if len(train) == 0 or len(validation) == 0:
         raise InputError(f"fold {split.fold}: needs slices to train on and to validate with (patients: "
                          f"{len(split.train)} train, {len(split.validation)} validation)")
+    scored = validation_share(validation, world)
     seed_everything(config.seed, split.fold)
     network = build_network(config.architecture)
     if initial_weights is not None:
@@ -179,50 +208,55 @@ def train_fold(
         learning_rate = config.learning_rate * 0.5 * (1 + np.cos(np.pi * (epoch - 1) / config.epochs))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate
-        dataset = AugmentedSlices(train, config, seed=int(rng.integers(2**31)))
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=config.batch_size, shuffle=True, num_workers=workers, drop_last=len(train) > config.batch_size,
-            generator=torch.Generator().manual_seed(int(rng.integers(2**31))),
-            worker_init_fn=_reseed_worker if workers else None, pin_memory=device == "cuda",
-            persistent_workers=False,
-        )
+        steps, step_count = (planned_steps(train, config, rng, workers, device, world) if world
+                             else shuffled_steps(train, config, rng, workers, device))
+        model = data_parallel(network, device, world)
         network.train()
         if epoch <= config.freeze_encoder_epochs:
             network.encoder.eval()  # frozen: batch-norm statistics stay as the base model had them
-        losses = []
-        for step, (images, target) in enumerate(loader):
-            if should_stop and should_stop():
-                raise OperationCancelled(f"training stopped in fold {split.fold}, epoch {epoch}; the last checkpoint is kept")
-            images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                value = loss(network(images).float(), target)
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-            losses.append(float(value.detach()))
+
+        def report(fraction: float, mean_loss: float) -> None:
             if progress:
-                fraction = ((epoch - 1) + (step + 1) / max(len(loader), 1)) / config.epochs
-                progress(fraction, f"fold {split.fold} epoch {epoch}/{config.epochs} loss {np.mean(losses):.3f}")
-        validation_loss, dice = validation_scores(network, validation, loss, device, config)
+                progress((epoch - 1 + fraction) / config.epochs, f"fold {split.fold} epoch {epoch}/{config.epochs} "
+                         f"loss {mean_loss:.3f}")
+
+        losses = train_epoch(model, steps, step_count, optimizer, loss, device, use_amp,
+                             f"fold {split.fold}, epoch {epoch}", should_stop, report)
+        broadcast_buffers(network, world)
+        train_loss = mean_over_processes(losses, world)
+        validation_loss, dice = validation_scores(network, scored, loss, device, config, world)
         mean_dice = float(np.nanmean(list(dice.values())))
         row = {
-            "epoch": epoch, "train_loss": f"{np.mean(losses):.5f}", "val_loss": f"{validation_loss:.5f}",
+            "epoch": epoch, "train_loss": f"{train_loss:.5f}", "val_loss": f"{validation_loss:.5f}",
             "val_dice_overall": f"{dice['overall muscle']:.5f}", "val_dice_muscle": f"{dice['muscle tissue']:.5f}",
             "val_dice_fat": f"{dice['fat']:.5f}", "val_dice_mean": f"{mean_dice:.5f}",
             "learning_rate": f"{learning_rate:.3g}", "seconds": f"{time.monotonic() - started:.1f}",
         }
-        append_metrics(folder / "metrics.csv", row)
+        if writes:
+            append_metrics(folder / "metrics.csv", row)
         if mean_dice > state["best_dice"]:
             state.update(best_dice=mean_dice, best_epoch=epoch, best_scores=dice)
-            save_checkpoint(best_folder, network, optimizer, {"epoch": epoch})
+            if writes:
+                save_checkpoint(best_folder, network, optimizer, {"epoch": epoch})
         state["epoch"] = epoch
-        save_checkpoint(folder / "checkpoint", network, optimizer, state)
+        if writes:
+            save_checkpoint(folder / "checkpoint", network, optimizer, state)
         if on_epoch:
             on_epoch(split.fold, {k: float(v) for k, v in row.items()})
         if progress:
-            progress(epoch / config.epochs, f"fold {split.fold} epoch {epoch}/{config.epochs} loss {np.mean(losses):.3f} "
+            progress(epoch / config.epochs, f"fold {split.fold} epoch {epoch}/{config.epochs} loss {train_loss:.3f} "
                      f"val Dice {mean_dice:.3f}")
-    load_checkpoint(best_folder, network, optimizer)
+    if writes:
+        save_fold_model(folder, network, optimizer, card, split, state, validation, config)
+    barrier(world)
+    saved = read_card(folder / "model")
+    return FoldResult(split.fold, state["best_epoch"], state["best_dice"], folder / "model", saved)
+
+
+def save_fold_model(folder: Path, network, optimizer, card: ModelCard, split: Split, state: dict,
+                    validation: PreparedSlices, config: TrainingConfig) -> None:
+    """The fold's best epoch as a model in folder/model, its card carrying the validation figures."""
+    load_checkpoint(folder / "best", network, optimizer)
     fold_card = ModelCard.from_dict({
         **card.to_dict(),
         "validation": {**card.validation, "fold": split.fold, "best_epoch": state["best_epoch"],
@@ -230,5 +264,4 @@ def train_fold(
                        "validation_patients": len(set(validation.patient_ids)),
                        "validation_slices": len(validation)},
     })
-    saved = save_model(folder / "model", network.cpu(), fold_card, half_precision=config.half_precision_weights)
-    return FoldResult(split.fold, state["best_epoch"], state["best_dice"], folder / "model", saved)
+    save_model(folder / "model", network.cpu(), fold_card, half_precision=config.half_precision_weights)
