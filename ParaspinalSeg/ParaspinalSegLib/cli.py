@@ -17,6 +17,7 @@ from pathlib import Path
 from . import __version__
 from .errors import OperationCancelled, ParaspinalError
 from .fat import FatMethod, FatSettings
+from .cli_cohort import add_batch_options, add_summary_command
 from .labels import LabelKind
 from .paths import check_input_kind, check_separate, check_utf8, display_name
 
@@ -208,33 +209,20 @@ def command_measure(args: argparse.Namespace, progress: ProgressBar) -> int:
 def command_segment(args: argparse.Namespace, progress: ProgressBar) -> int:
     from ParaspinalSegLib.registry import resolve_model
 
-    from .batch import BatchInterrupted, segment_folder, segment_study
+    from .batch import segment_study
+    from .cli_cohort import command_batch
     from .modelfile import load_model
 
-    if args.dicom and not args.batch:
+    if args.batch:
+        return command_batch(args, progress)
+    if args.num_parts or args.part_id is not None or args.engine != "serial" or args.workers or args.scheduler:
+        raise ParaspinalError("--num-parts, --part-id, --engine, --workers and --scheduler go with --batch")
+    if args.dicom:
         from .dicomexport import check_dicom_input
 
         check_dicom_input(Path(args.input))
     device = available_device(args.device)
     model = load_model(resolve_model(args.model), device=device, backend=args.backend)
-    if args.batch:
-        try:
-            outcomes = segment_folder(Path(args.input), Path(args.output), model, fat_method=args.fat_method,
-                                      device=device, batch_size=args.batch_size, overwrite=args.overwrite,
-                                      progress=progress, mirror=args.mirror)
-        except BatchInterrupted as stop:
-            progress.close()
-            kept = sum(o.status == "ok" for o in stop.outcomes)
-            print(f"interrupted; the {kept} studies finished before are kept in {args.output}, the others were "
-                  f"not run; {stop.summary} lists each", file=sys.stderr)
-            return EXIT_CANCELLED
-        progress.close()
-        for o in outcomes:
-            status = f"grade {o.result.summary.grade}, {_percent(o.result.summary.mean_fat_fraction_pct)}{_caution(o.result)}" if o.result else f"FAILED: {o.error}"
-            renamed = f" -> {o.output.name}/" if o.output and o.output.name != o.study.name else ""
-            print(f"{display_name(o.study.name)}: {display_name(status)}{renamed}")
-        print(f"summary: {Path(args.output) / 'summary.csv'}")
-        return 0 if all(o.result for o in outcomes) else 1
     outcome = segment_study(Path(args.input), Path(args.output), model, fat_method=args.fat_method, device=device,
                             batch_size=args.batch_size, series_uid=args.series, overwrite=args.overwrite, progress=progress,
                             mirror=args.mirror, dicom=args.dicom)
@@ -357,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--fat-method", choices=["cnn"] + [m.value for m in FatMethod], default="cnn",
                          help="fat from the model's own class (cnn) or by image analysis inside its compartments")
     add_dicom_option(segment)
+    add_batch_options(segment)
     segment.set_defaults(run=command_segment, input_paths=("input", "model"), output_paths=("output",))
 
     demo = commands.add_parser("demo", help="segment & grade the shipped synthetic sample and compare with its truth")
@@ -367,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_measure_options(demo, "paraspinal-demo")
     demo.set_defaults(run=command_demo, input_paths=("model",), output_paths=("output",))
 
+    add_summary_command(commands)
     add_plugin_commands(commands)
     return parser
 

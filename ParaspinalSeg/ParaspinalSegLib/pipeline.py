@@ -97,14 +97,11 @@ def measure_series(
     check the result's quality (`confidence`: the model's per slice, when a model segmented)."""
     if len(labels) != len(series):
         raise ValueError(f"{len(labels)} label maps for {len(series)} slices")
-    if needs_fat:
-        settings = fat_settings or FatSettings()
+    settings = (fat_settings or FatSettings()) if needs_fat else None
+    if settings is not None:
         labels = add_fat(series, labels, settings, progress)
-        method = f"compartment from {source}, fat by {settings.method.value}"
-        described = settings.describe()
-    else:
-        method = f"muscle and fat from {source}"
-        described = None
+    method = method_text(source, settings)
+    described = settings.describe() if settings is not None else None
     measurements = measure_labels(series, labels)
     provenance = Provenance(method=method, fat_settings=described, label_kind=label_kind, model=model,
                             backend=backend)
@@ -112,6 +109,18 @@ def measure_series(
     quality = assess_quality(measurements, confidence)
     return MeasurementResult(labels, measurements, summarise(measurements), provenance,
                              all_warnings + quality.warnings, quality.flags, tuple(confidence or ()))
+
+
+def method_text(source: str, fat_settings: FatSettings | None) -> str:
+    """The provenance's method: where the compartments came from and, if not from the same source, the fat."""
+    if fat_settings is None:
+        return f"muscle and fat from {source}"
+    return f"compartment from {source}, fat by {fat_settings.method.value}"
+
+
+def model_source(model_id: str, mirror: bool = False) -> str:
+    """How a model's segmentation is named in the provenance's method."""
+    return f"model {model_id}" + (" with mirrored test-time augmentation" if mirror else "")
 
 
 FAT_FROM_MODEL = "cnn"
@@ -149,7 +158,7 @@ def segment_series(
         label_kind="model",
         model=model.card.model_id,
         backend=model.backend,
-        source=f"model {model.card.model_id}" + (" with mirrored test-time augmentation" if mirror else ""),
+        source=model_source(model.card.model_id, mirror),
         confidence=predicted.confidence,
         progress=part_of(progress, network_share, 1.0),
     )

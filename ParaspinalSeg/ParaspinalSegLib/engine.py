@@ -1,0 +1,182 @@
+"""Batch inference on a Dask cluster: `paraspinal segment STUDIES --batch --engine dask`.
+
+Dask distributed is the optional extra `paraspinalseg[cluster]` (why Dask rather than Ray: README,
+*Cohorts*). One study is one task; each worker process loads the model on its first study and keeps
+it; the driver records each study as it finishes (batch.BatchRecorder), so the outputs, the failure
+records and the summary are those of a serial run.
+
+- A failing study comes back as a failed outcome like any other: the run goes on.
+- A worker that dies (killed, out of memory) loses the studies it was running or holding: the
+  scheduler runs them again on a worker that is alive (a local cluster restarts the dead one), up to
+  ALLOWED_FAILURES times more; after that a study is recorded as failed and the run goes on. A study
+  whose outputs were complete before its worker died is not run twice (done_before).
+- Local mode (no scheduler address): a LocalCluster of `workers` processes on this machine, each with
+  an equal share of the CPU cores for torch; with device cuda, worker k uses GPU k (modulo the GPUs).
+  With a scheduler address, the workers are the cluster's (one per GPU: `dask cuda worker`, or
+  `dask worker --nworkers 1` per GPU under its own CUDA_VISIBLE_DEVICES).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .batch import Finished, StudyOutcome, failed, run_job
+from .batchplan import SegmentSettings, StudyJob, made_as_asked
+from .errors import ParaspinalError
+from .studyrecords import complete_outputs
+
+ALLOWED_FAILURES = 2  # a study whose worker died is run again this many times before it is recorded as failed
+CONNECT_TIMEOUT = "20s"
+
+_MODELS: dict[tuple[str, str, str], object] = {}  # in each worker process: the models it has loaded
+
+
+def import_distributed():
+    """The dask.distributed module, or a clear error naming the extra to install."""
+    try:
+        import distributed
+    except ImportError:
+        raise ParaspinalError("--engine dask needs Dask distributed, the optional extra: "
+                              "pip install -c constraints.txt -e \".[cluster]\" (or pip install 'paraspinalseg[cluster]')"
+                              ) from None
+    return distributed
+
+
+def cores_here() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_workers(device: str) -> int:
+    """One worker per GPU for cuda, else one (it gets every core: on a CPU, more workers share them)."""
+    if device != "cuda":
+        return 1
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def worker_device(device: str) -> str:
+    """On a local cluster's worker k, cuda means GPU k (modulo the GPUs); auto is chosen on the worker."""
+    import torch
+
+    from .inference import choose_device
+
+    if device == "auto":
+        device = choose_device("auto")
+    if device != "cuda":
+        return device
+    from distributed import get_worker
+
+    name = get_worker().name
+    return f"cuda:{name % torch.cuda.device_count()}" if isinstance(name, int) else device
+
+
+def model_on_worker(folder: str, device: str, backend: str, threads: int | None):
+    """This worker's model (loaded, and torch's threads set, on its first study)."""
+    if (folder, device, backend) not in _MODELS:
+        import torch
+
+        from .modelfile import load_model
+
+        if threads:
+            torch.set_num_threads(threads)
+        _MODELS[(folder, device, backend)] = load_model(Path(folder), device=device, backend=backend)
+    return _MODELS[(folder, device, backend)]
+
+
+def segment_on_worker(job: StudyJob, model_folder: str, settings: SegmentSettings, backend: str,
+                      threads: int | None) -> StudyOutcome:
+    """One study on a worker, returned without its images and label maps."""
+    device = worker_device(settings.device)
+    try:
+        model = model_on_worker(model_folder, device, backend, threads)
+    except ParaspinalError as error:
+        return failed(job, str(error))
+    return (done_before(job, settings, model.card.model_id)
+            or run_job(job, model, dataclasses.replace(settings, device=device)).portable())
+
+
+def done_before(job: StudyJob, settings: SegmentSettings, model_id: str) -> StudyOutcome | None:
+    """The outcome of a study that an earlier try of this task finished before its worker died (the
+    outputs are there, the result never reached the scheduler); None when it has to run."""
+    document = None if job.replace else complete_outputs(job.target)
+    if document is None or not made_as_asked(document, settings.method(model_id), settings.dicom):
+        return None
+    return StudyOutcome(job.study, job.target, None, document=document, number=job.number)
+
+
+def outcome_of(future, job: StudyJob, distributed) -> StudyOutcome:
+    """A finished task's outcome; a study whose workers kept dying is a failed outcome."""
+    try:
+        return future.result()
+    except distributed.KilledWorker:
+        return failed(job, f"its worker process died {ALLOWED_FAILURES + 1} times while running it (out of memory, "
+                           "or killed); run it alone to see why")
+    except Exception as error:  # a task that could not run (pickling, a lost connection): recorded, the run goes on
+        return failed(job, f"the engine could not run it ({type(error).__name__}: {error})")
+
+
+@contextmanager
+def quiet(logger_name: str) -> Iterator[None]:
+    """Only warnings and errors of a library's logger (Dask sets its own to INFO) while inside."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@dataclass(frozen=True)
+class DaskEngine:
+    """Runs a batch's studies on Dask: a local cluster of `workers` processes, or the cluster whose
+    scheduler is at `scheduler`; `backend` runs the network (modelfile.load_model). `task` is what
+    each study runs on a worker."""
+
+    workers: int = 1
+    scheduler: str | None = None
+    backend: str = "torch"
+    task: Callable[..., StudyOutcome] = segment_on_worker
+
+    def run(self, jobs: list[StudyJob], model_folder: Path, settings: SegmentSettings, finished: Finished) -> None:
+        """Every job on the cluster; `finished` is called here as each one ends (any order)."""
+        if not jobs:
+            return
+        distributed = import_distributed()
+        threads = None if self.scheduler else max(1, cores_here() // self.workers)
+        with self.client(distributed) as client:
+            pending = {client.submit(self.task, job, str(model_folder), settings, self.backend, threads,
+                                     pure=False): job
+                       for job in jobs}
+            try:
+                for future in distributed.as_completed(pending):
+                    finished(pending[future], outcome_of(future, pending[future], distributed))
+            except BaseException:
+                client.cancel(list(pending))
+                raise
+
+    @contextmanager
+    def client(self, distributed) -> Iterator:
+        """A client of the given scheduler, or of a local cluster made (and closed) here."""
+        if self.scheduler:
+            try:
+                client = distributed.Client(self.scheduler, timeout=CONNECT_TIMEOUT)
+            except (OSError, TimeoutError, ValueError) as error:
+                raise ParaspinalError(f"--scheduler {self.scheduler}: cannot reach a Dask scheduler there ({error})") from None
+            with client:
+                yield client
+            return
+        import dask
+
+        with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}), quiet("distributed"):
+            with distributed.LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                          dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+                with distributed.Client(cluster) as client:
+                    yield client
