@@ -384,3 +384,17 @@ def test_segment_writes_seg_and_sr_from_the_model(study, tmp_path, capsys):
             else:
                 assert f"slice {row['slice_index']} {side} fat" not in groups
 
+
+def test_batch_exports_each_dicom_study_and_fails_a_volume_alone(study, tmp_path, capsys):
+    studies = tmp_path / "studies"
+    shutil.copytree(study, studies / "a_dicom")
+    series = read_study(study).series
+    block = grid_blocks(series)[1]
+    sitk.WriteImage(block_image(block, [series.slices[i].pixels for i in block.members]), str(studies / "b.nii.gz"))
+    code, _, err = run_cli(capsys, "segment", studies, "--batch", "-o", tmp_path / "out", "--device", "cpu", "--dicom")
+    assert code == 1, err
+    assert (tmp_path / "out" / "a_dicom" / "dicom" / "sr.dcm").is_file()
+    summary = {row["study"]: row for row in csv.DictReader((tmp_path / "out" / "summary.csv").open())}
+    assert summary["a_dicom"]["status"] == "ok"
+    assert "is not a DICOM series" in summary["b.nii.gz"]["error"]
+    assert not (tmp_path / "out" / "b").exists()
