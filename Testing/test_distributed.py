@@ -117,6 +117,25 @@ def test_accumulation_without_ddp_is_refused(tmp_path, capsys):
     assert code == 2 and "--accumulate adds up the micro-batches of a --ddp run; add --ddp" in err
 
 
+def test_several_processes_without_ddp_are_refused(tmp_path, capsys, monkeypatch):
+    from helpers import run_cli
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    (tmp_path / "data").mkdir()
+    code, _, err = run_cli(capsys, "train", tmp_path / "data", "--out", tmp_path / "run")
+    assert code == 2 and "started as one of several processes (torchrun): add --ddp" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_nccl_on_cuda_gloo_on_the_cpu():
+    from ParaspinalSegTrainingLib.distributed import backend_for
+
+    assert (backend_for("cuda"), backend_for("cpu")) == ("nccl", "gloo")
+    with pytest.raises(InputError, match="--ddp trains on CUDA GPUs \\(nccl\\) or on the CPU \\(gloo\\), not on 'mps'"):
+        backend_for("mps")
+
+
 def test_a_ddp_run_refuses_a_batch_that_does_not_split(tmp_path):
     from ParaspinalSegTrainingLib.run import run_training
 
@@ -307,16 +326,18 @@ def test_losses_match_one_process_adding_up_the_same_micro_batches(two_processes
 
 
 def test_torchrun_starts_paraspinal_train_ddp(tmp_path):
-    """The README's command line, with 2 CPU processes: one result, printed once."""
-    data = write_phantom_dataset(tmp_path / "data", cases=4)
+    """The README's command line, with 2 CPU processes and 2 folds (rank 0 evaluates each fold's test
+    patients while the other waits): one result, printed once."""
+    data = write_phantom_dataset(tmp_path / "data", cases=6)  # per fold: 3 test, 2 train, 1 validation patient
     config = tmp_path / "tiny.json"
-    config.write_text(json.dumps(replace(TINY, epochs=1, validation_fraction=0.5).to_dict()))
+    config.write_text(json.dumps(replace(TINY, epochs=1, folds=2).to_dict()))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "ParaspinalSegLib.cli", "-q", "train", str(data), "--out", str(tmp_path / "run"),
                "--config", str(config), "--ddp"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("fold 0: best epoch 1, validation Dice") == 1
+    assert [done.stdout.count(f"fold {k}: best epoch 1, validation Dice") for k in (0, 1)] == [1, 1]
+    assert done.stdout.count("over 6 patients") == 1 and (tmp_path / "run" / "evaluation" / "pooled_table2.md").exists()
     card = json.loads((tmp_path / "run" / "fold_0" / "model" / "model.json").read_text())
     assert card["training_settings"]["distributed"]["processes"] == 2
     assert json.loads((tmp_path / "run" / "config.json").read_text())["shards"] == 2

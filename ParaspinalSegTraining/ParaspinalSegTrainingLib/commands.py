@@ -89,6 +89,9 @@ def training_world(args: argparse.Namespace):
     if not args.ddp:
         if args.accumulate:
             raise InputError("--accumulate adds up the micro-batches of a --ddp run; add --ddp")
+        if world_from_environment().size > 1:
+            raise InputError("started as one of several processes (torchrun): add --ddp, or every process would "
+                             "train the same run into the same folder")
         return None
     if args.base and args.register:
         raise InputError("--ddp trains with `paraspinal train`; fine-tuning with --base and --register runs in one "
@@ -118,7 +121,8 @@ def command_train(args: argparse.Namespace, progress) -> int:
                                progress=progress if writes else None, validation=args.validation, world=world)
     except KeyboardInterrupt:
         progress.close()
-        print(f"interrupted; run the same command again to resume from the last checkpoint in {args.out}")
+        if writes:
+            print(f"interrupted; run the same command again to resume from the last checkpoint in {args.out}")
         return 130
     progress.close()
     if not writes:

@@ -106,9 +106,10 @@ def process_group(world: World | None, device: str) -> Iterator[None]:
     import torch
     import torch.distributed as dist
 
-    if device == "cuda":
-        torch.cuda.set_device(world.local_rank)
-    dist.init_process_group(backend, rank=world.rank, world_size=world.size, timeout=GROUP_TIMEOUT)
+    gpu = torch.device("cuda", world.local_rank) if device == "cuda" else None
+    if gpu is not None:
+        torch.cuda.set_device(gpu)
+    dist.init_process_group(backend, rank=world.rank, world_size=world.size, timeout=GROUP_TIMEOUT, device_id=gpu)
     try:
         yield
     finally:
