@@ -36,6 +36,8 @@ TINY = TrainingConfig(
 )
 LOSS_TOLERANCE = 1e-6  # relative; see the README (Multi-GPU training) for why and what was measured
 PARAMETER_TOLERANCE = 1e-6  # absolute, on parameters and batch-norm running statistics (of order 0.01-10)
+ACCUMULATED_LOSS_TOLERANCE = 1e-5  # relative, on an epoch's loss when the gradient sums group differently
+ONE_EPOCH = replace(TINY, epochs=1)
 STEPS_BEFORE_STOP = 5 + 2  # 5 steps in epoch 1 (9 slices per shard, micro-batches of 2, cycled to 10), stop in epoch 2
 
 
@@ -203,8 +205,9 @@ def stop_after(calls: int):
 
 
 def process(index: int, port: int, root: Path, data: Path) -> None:
-    """Processes 0 and 1 form a gloo group and train (straight, then interrupted and resumed); process 2
-    alone trains the reference: one process adding up the same 2 micro-batches per step."""
+    """Processes 0 and 1 form a gloo group and train (straight, then interrupted and resumed, then one
+    epoch adding up 2 micro-batches each); process 2 alone trains the references: one process adding
+    up the same 2 (then 4) micro-batches per step."""
     import torch
 
     from ParaspinalSegTrainingLib.distributed import process_group
@@ -214,6 +217,7 @@ def process(index: int, port: int, root: Path, data: Path) -> None:
     if index == 2:
         record = record_calls(root, "reference")
         run_training(data, root / "reference", TINY, world=World(0, 1, 0, accumulation=2))
+        run_training(data, root / "reference_4", ONE_EPOCH, world=World(0, 1, 0, accumulation=4))
     else:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(index), LOCAL_RANK=str(index),
                           WORLD_SIZE="2")
@@ -226,6 +230,7 @@ def process(index: int, port: int, root: Path, data: Path) -> None:
             except OperationCancelled:
                 record["stopped"] = True
             run_training(data, root / "resumed", TINY, world=world)
+            run_training(data, root / "accumulated", ONE_EPOCH, world=replace(world, accumulation=2))
     (root / f"record-{index}.json").write_text(json.dumps(record))
 
 
@@ -253,14 +258,14 @@ def metrics(folder: Path) -> list[dict]:
 
 def test_parameters_and_buffers_are_the_same_in_both_processes_after_every_epoch(two_processes):
     _, _, (rank0, rank1, _) = two_processes
-    assert len(rank0["validations"]) == 2 + 1 + 1  # straight 2 epochs; resumed: 1 before the stop, 1 after
+    assert len(rank0["validations"]) == 2 + 1 + 1 + 1  # straight; resumed: 1 before the stop, 1 after; accumulated
     assert [v["sha"] for v in rank0["validations"]] == [v["sha"] for v in rank1["validations"]]
     assert rank0["validations"][0]["sha"] != rank0["validations"][1]["sha"]  # and they did train
 
 
 def test_each_process_trains_its_own_micro_batches(two_processes):
     _, _, (rank0, rank1, _) = two_processes
-    assert [len(losses) for losses in rank0["losses"]] == [5, 5, 5, 5]  # the stopped epoch records nothing
+    assert [len(losses) for losses in rank0["losses"]] == [5, 5, 5, 5, 12]  # the stopped epoch records nothing
     assert rank0["losses"][0] != rank1["losses"][0]
 
 
@@ -341,3 +346,17 @@ def test_torchrun_starts_paraspinal_train_ddp(tmp_path):
     card = json.loads((tmp_path / "run" / "fold_0" / "model" / "model.json").read_text())
     assert card["training_settings"]["distributed"]["processes"] == 2
     assert json.loads((tmp_path / "run" / "config.json").read_text())["shards"] == 2
+
+
+def test_two_processes_adding_up_two_micro_batches_train_as_one_adding_up_four(two_processes):
+    """The same 4 shards (6 patients of 3 slices: 6, 6, 3 and 3 slices, micro-batches of 1, 6 steps):
+    2 processes x 2 accumulation steps against 1 process x 4. The first step's losses are equal; then
+    the gradient sums group differently ((g0 + g1) + (g2 + g3) against ((g0 + g1) + g2) + g3), and
+    the rounding difference grows through Adam's normalised updates (README: measured figures)."""
+    _, _, (rank0, rank1, reference) = two_processes
+    steps = zip(np.reshape(rank0["losses"][4], (-1, 2)), np.reshape(rank1["losses"][4], (-1, 2)))
+    interleaved = np.concatenate([pair for step in steps for pair in step])
+    single = np.array(reference["losses"][2])
+    assert len(single) == len(interleaved) == 6 * 4
+    assert np.array_equal(single[:4], interleaved[:4])
+    assert np.mean(interleaved) == pytest.approx(np.mean(single), rel=ACCUMULATED_LOSS_TOLERANCE)

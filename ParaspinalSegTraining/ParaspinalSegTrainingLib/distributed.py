@@ -155,14 +155,15 @@ def broadcast_buffers(network, world: World | None) -> None:
 def data_parallel(network, device: str, world: World | None):
     """The network wrapped for gradient averaging over the processes (itself for one process). Made
     anew each epoch, since DistributedDataParallel fixes the trainable parameters (a frozen encoder)
-    when it wraps. static_graph: the same parameters take part in every step of an epoch, and some
-    never do (an encoder of depth 3 keeps its deeper layers unused)."""
+    when it wraps. find_unused_parameters: an encoder shallower than 5 keeps deeper layers that never
+    take part (one pass over the autograd graph per step; static_graph would spare it, but breaks
+    with no_sync, pytorch/pytorch#143580)."""
     if not joined(world):
         return network
     import torch
 
     device_ids = [torch.cuda.current_device()] if device == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids, static_graph=True)
+    return torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids, find_unused_parameters=True)
 
 
 def gradient_sync(model, last_micro_batch: bool):
