@@ -1,0 +1,204 @@
+"""Benchmark: a study from DICOM to grade, cold (a fresh `paraspinal segment` process) and warm (the
+model loaded, as in Slicer or a batch), stage by stage, against the naive baseline.
+
+    python bench/study_speed.py [--slices 40] [--size 512] [--repeats 3] [--model MODEL]
+
+Studies: the shipped synthetic sample (12 slices of 256²) and a DICOM study of `--slices` slices of
+`--size`² made from it (its slices upsampled and repeated at new positions, 4 mm apart). Cold: the
+command line's wall time and peak memory, the median of `--repeats` fresh processes, and the import
+time of what a segment run imports. Warm: each stage timed on its own. The naive baseline is the
+same network in torch, one slice at a time, float32, autograd on; the optimised path is what the
+command line runs (`--backend auto`). Prints one Markdown table per study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+IMPORTS = ("import ParaspinalSegLib.cli, ParaspinalSegLib.batch, ParaspinalSegLib.dicom, ParaspinalSegLib.qc, "
+           "ParaspinalSegLib.segnrrd, ParaspinalSegLib.fat, onnxruntime, SimpleITK, scipy.ndimage, safetensors.numpy")
+
+
+def median_time(function, repeats: int) -> float:
+    """Median wall time of `function()` over `repeats` runs after one warm-up, seconds."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_process(command: list[str]) -> tuple[float, float]:
+    """Wall time (s) and peak resident memory (MB) of a command run to completion."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()[-500:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def cold_figures(study: Path, scratch: Path, repeats: int, model: str | None) -> dict[str, float]:
+    """A fresh `paraspinal segment` process: median wall time and peak memory; and the import time."""
+    paraspinal = str(Path(sys.executable).with_name("paraspinal"))
+    runs = []
+    for k in range(repeats):
+        command = [paraspinal, "segment", str(study), "-o", str(scratch / f"cold{k}")]
+        runs.append(run_process(command + (["--model", model] if model else [])))
+    imports = [run_process([sys.executable, "-c", IMPORTS])[0] for _ in range(repeats)]
+    interpreter = [run_process([sys.executable, "-c", "pass"])[0] for _ in range(repeats)]
+    return {"cold_wall": statistics.median(r[0] for r in runs), "cold_peak_mb": max(r[1] for r in runs),
+            "imports": statistics.median(imports) - statistics.median(interpreter),
+            "interpreter": statistics.median(interpreter)}
+
+
+def warm_stages(study: Path, scratch: Path, model, repeats: int, batch_size: int = 8) -> dict[str, float]:
+    """Seconds per stage of a warm run (model loaded), each stage the median of `repeats`."""
+    from ParaspinalSegLib.export import patient_document, slices_csv_text, write_segmentations
+    from ParaspinalSegLib.inference import compartment_confidence, runner_for
+    from ParaspinalSegLib.pipeline import measure_series
+    from ParaspinalSegLib.postprocess import clean_labels
+    from ParaspinalSegLib.preprocess import prepare_slice, restore_labels
+    from ParaspinalSegLib.qc import write_qc_montage
+    from ParaspinalSegLib.reading import read_study
+
+    series = read_study(study).series
+    pre = model.card.preprocessing
+    prepared = [prepare_slice(s.pixels, s.geometry, pre) for s in series.slices]
+    batch = np.stack([window for window, _, _ in prepared])[:, None]
+    runner = runner_for(model, "cpu", mixed_precision=False)
+    scores = np.concatenate([runner.scores(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
+    raw = [restore_labels(s, p) for s, (_, p, _) in zip(scores, prepared)]
+    labels = [clean_labels(label) for label in raw]
+    result = measure_series(series, labels, needs_fat=False, label_kind="model", model=model.card.model_id)
+    out = scratch / "warm"
+    out.mkdir(exist_ok=True)
+    stages = {
+        "read and decode DICOM": lambda: read_study(study),
+        "preprocess": lambda: [prepare_slice(s.pixels, s.geometry, pre) for s in series.slices],
+        "network": lambda: [runner.scores(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)],
+        "labels back on the slices": lambda: [restore_labels(s, p) for s, (_, p, _) in zip(scores, prepared)],
+        "confidence": lambda: [compartment_confidence(s) for s in scores],
+        "clean labels": lambda: [clean_labels(label) for label in raw],
+        "measure, fat, grade, quality": lambda: measure_series(series, labels, needs_fat=False, label_kind="model",
+                                                                model=model.card.model_id),
+        "slices.csv": lambda: (out / "slices.csv").write_text(slices_csv_text(result)),
+        "patient.json": lambda: patient_document(result, series, []),
+        ".seg.nrrd": lambda: write_segmentations(out, result, series),
+        "qc.png": lambda: write_qc_montage(out / "qc.png", series, result),
+    }
+    return {name: median_time(stage, repeats) for name, stage in stages.items()}
+
+
+def baseline_network(model_folder: Path, batch: np.ndarray, repeats: int) -> float:
+    """Seconds for the naive baseline: torch, one slice at a time, float32, autograd on."""
+    import torch
+
+    from ParaspinalSegLib.modelfile import load_model
+
+    network = load_model(model_folder, backend="torch").network
+    tensor = torch.from_numpy(batch)
+    return median_time(lambda: [network(tensor[i : i + 1]).argmax(1) for i in range(len(tensor))], repeats)
+
+
+def model_load_time(model_folder: Path, repeats: int) -> float:
+    from ParaspinalSegLib.modelfile import load_model
+
+    return median_time(lambda: load_model(model_folder, backend="auto"), repeats)
+
+
+def upsampled_study(source: Path, slices: int, size: int, folder: Path) -> Path:
+    """A DICOM study of `slices` slices of size² made from the source study's slices (linear
+    upsampling, pixel spacing scaled to keep the field of view), 4 mm apart."""
+    from scipy.ndimage import zoom
+
+    from ParaspinalSegLib.reading import read_study
+    from ParaspinalSegLib.slices import ImageSlice, SliceSeries
+    from ParaspinalSegTrainingLib.dicom_writer import write_dicom_series
+    from ParaspinalSegTrainingLib.sample import axial_geometry
+
+    series = read_study(source).series
+    made = []
+    for k in range(slices):
+        original = series.slices[k % len(series.slices)]
+        factor = size / original.pixels.shape[0]
+        pixels = np.clip(zoom(original.pixels.astype(np.float32), factor, order=1), 0, None).astype(original.pixels.dtype)
+        geometry = axial_geometry(k, original.geometry.spacing[0] / factor, 4.0, pixels.shape)
+        made.append(ImageSlice(pixels, geometry, k))
+    write_dicom_series(SliceSeries(made, series.info), folder / "t2_tse_tra", seed=slices)
+    return folder
+
+
+def machine() -> str:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")), platform.processor())
+    features = [f for f in ("avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni") if f" {f}" in flags]
+    return f"{name}, {len(os.sched_getaffinity(0))} cores usable, {', '.join(features) or 'no avx512_bf16/AMX/VNNI'}"
+
+
+def report(name: str, slices: int, cold: dict, warm: dict, load: float, baseline: float) -> str:
+    network = warm["network"]
+    warm_total = sum(warm.values())
+    lines = [f"### {name}: {slices} slices", "", "| stage | seconds | ms per slice |", "|---|---:|---:|"]
+    lines.append(f"| cold: interpreter start | {cold['interpreter']:.2f} | |")
+    lines.append(f"| cold: imports | {cold['imports']:.2f} | |")
+    lines.append(f"| model load (graph and weights) | {load:.2f} | |")
+    lines += [f"| warm: {stage} | {seconds:.3f} | {1000 * seconds / slices:.1f} |" for stage, seconds in warm.items()]
+    lines.append(f"| **warm study, all stages** | **{warm_total:.2f}** | {1000 * warm_total / slices:.1f} |")
+    lines.append(f"| **cold `paraspinal segment`, all outputs** | **{cold['cold_wall']:.2f}** | peak {cold['cold_peak_mb']:.0f} MB |")
+    lines.append(f"| naive baseline network (torch, batch 1, float32, autograd) | {baseline:.2f} | "
+                 f"{1000 * baseline / slices:.1f} |")
+    lines.append(f"| warm study with the baseline network | {warm_total - network + baseline:.2f} | ratio "
+                 f"{(warm_total - network + baseline) / warm_total:.2f}x |")
+    lines.append(f"| network: baseline / optimised | | ratio {baseline / network:.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from ParaspinalSegLib.cli import sample_folder
+    from ParaspinalSegLib.modelfile import load_model
+    from ParaspinalSegLib.preprocess import prepare_slice
+    from ParaspinalSegLib.reading import read_study
+    from ParaspinalSegLib.registry import resolve_model
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model")
+    parser.add_argument("--slices", type=int, default=40)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    folder = resolve_model(args.model)
+    model = load_model(folder, backend="auto")
+    print(f"machine: {machine()}; model {model.card.model_id} on {model.backend}; load average "
+          f"{os.getloadavg()[0]:.2f} at the start\n")
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        studies = {"shipped sample (256², synthetic)": sample_folder() / "study",
+                   f"{args.slices}-slice study at {args.size}²": upsampled_study(sample_folder() / "study", args.slices,
+                                                                                args.size, scratch / "big")}
+        for index, (name, study) in enumerate(studies.items()):
+            series = read_study(study).series
+            batch = np.stack([prepare_slice(s.pixels, s.geometry, model.card.preprocessing)[0] for s in series.slices])[:, None]
+            cold = cold_figures(study, scratch / f"cold{index}", args.repeats, args.model)
+            warm = warm_stages(study, scratch, model, args.repeats)
+            print(report(name, len(series), cold, warm, model_load_time(folder, args.repeats),
+                         baseline_network(folder, batch, args.repeats)) + "\n")
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
