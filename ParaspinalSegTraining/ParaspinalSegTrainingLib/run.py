@@ -27,9 +27,9 @@ from ParaspinalSegLib.outputs import write_text_atomic
 
 from .config import TrainingConfig
 from .datasets import dataset_fingerprint, find_cases, prepare_dataset
+from .distributed import World, barrier
 from .evaluate import EvaluationReport, evaluate_cases
 from .folds import Split, patient_splits
-from .distributed import World, barrier
 from .sharding import micro_batch_size
 from .training import EpochCallback, FoldResult, train_fold
 from ParaspinalSegLib.progress import ProgressCallback, part_of

@@ -101,6 +101,7 @@ def validation_share(validation: PreparedSlices, world: World | None) -> Prepare
 
 
 def mean_over_processes(values: list[float], world: World | None) -> float:
+    """The mean of every process's values together (this process's mean when it is alone)."""
     total, count = sum_over_processes([np.sum(values), len(values)], world)
     return float(total / count)
 
@@ -171,9 +172,10 @@ def train_fold(
     on_epoch receives each finished epoch's metrics (after its checkpoint is written). validation_data,
     when given, replaces the split's validation patients (the held-out synthesis domains of the
     selection protocol): the best epoch is the one best on them, and the split's validation patients
-    are not trained on either. world, when given, plans the batches by patient shards (`batches.
-    planned_steps`) and, with several processes, trains this process's shards with gradients averaged
-    over all of them; only rank 0 writes. should_stop must then answer alike in every process."""
+    are not trained on either. world, when given, plans the batches by patient shards
+    (`batches.planned_steps`) and, with several processes, trains this process's shards with the
+    gradients averaged over all of them; only rank 0 writes. should_stop must then answer alike in
+    every process."""
     import torch
 
     if (folder / "model" / CARD_FILE).exists():
