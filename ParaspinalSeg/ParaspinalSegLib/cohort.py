@@ -156,12 +156,16 @@ def studies_csv(cohort: Cohort) -> str:
 
 def slice_rows(study: CohortStudy) -> list[dict[str, str]]:
     """The study's slices.csv, one row per slice and side, values as written there."""
-    with open(study.folder / "slices.csv", newline="", encoding="utf-8") as stream:
+    path = study.folder / "slices.csv"
+    with open(path, newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
-    return [{"study": study.study, "output": study.output, "slice_index": r["slice_index"],
-             "source_index": r["source_index"], "position_mm": r["position_mm"], "side": side,
-             **{value: r[f"{side}_{value}"] for value in SLICE_VALUES}}
-            for r in rows for side in SIDE_NAMES]
+    try:
+        return [{"study": study.study, "output": study.output, "slice_index": r["slice_index"],
+                 "source_index": r["source_index"], "position_mm": r["position_mm"], "side": side,
+                 **{value: r[f"{side}_{value}"] for value in SLICE_VALUES}}
+                for r in rows for side in SIDE_NAMES]
+    except KeyError as missing:
+        raise InputError(f"{path}: has no column {missing}; was it written by this tool?") from None
 
 
 def slices_csv(cohort: Cohort) -> str:

@@ -11,7 +11,7 @@ records and the summary are those of a serial run.
   ALLOWED_FAILURES times more; after that a study is recorded as failed and the run goes on. A study
   whose outputs were complete before its worker died is not run twice (done_before).
 - Local mode (no scheduler address): a LocalCluster of `workers` processes on this machine, each with
-  an equal share of the CPU cores for torch; with device cuda, worker k uses GPU k (modulo the GPUs).
+  an equal share of the CPU cores (OMP_NUM_THREADS); with device cuda, worker k uses GPU k (modulo the GPUs).
   With a scheduler address, the workers are the cluster's (one per GPU: `dask cuda worker`, or
   `dask worker --nworkers 1` per GPU under its own CUDA_VISIBLE_DEVICES).
 """
@@ -63,39 +63,33 @@ def default_workers(device: str) -> int:
 
 def worker_device(device: str) -> str:
     """On a local cluster's worker k, cuda means GPU k (modulo the GPUs); auto is chosen on the worker."""
-    import torch
-
-    from .inference import choose_device
-
     if device == "auto":
+        from .inference import choose_device
+
         device = choose_device("auto")
     if device != "cuda":
         return device
+    import torch
     from distributed import get_worker
 
     name = get_worker().name
     return f"cuda:{name % torch.cuda.device_count()}" if isinstance(name, int) else device
 
 
-def model_on_worker(folder: str, device: str, backend: str, threads: int | None):
-    """This worker's model (loaded, and torch's threads set, on its first study)."""
+def model_on_worker(folder: str, device: str, backend: str):
+    """This worker's model (loaded on its first study)."""
     if (folder, device, backend) not in _MODELS:
-        import torch
-
         from .modelfile import load_model
 
-        if threads:
-            torch.set_num_threads(threads)
         _MODELS[(folder, device, backend)] = load_model(Path(folder), device=device, backend=backend)
     return _MODELS[(folder, device, backend)]
 
 
-def segment_on_worker(job: StudyJob, model_folder: str, settings: SegmentSettings, backend: str,
-                      threads: int | None) -> StudyOutcome:
+def segment_on_worker(job: StudyJob, model_folder: str, settings: SegmentSettings, backend: str) -> StudyOutcome:
     """One study on a worker, returned without its images and label maps."""
     device = worker_device(settings.device)
     try:
-        model = model_on_worker(model_folder, device, backend, threads)
+        model = model_on_worker(model_folder, device, backend)
     except ParaspinalError as error:
         return failed(job, str(error))
     return (done_before(job, settings, model.card.model_id)
@@ -150,10 +144,8 @@ class DaskEngine:
         if not jobs:
             return
         distributed = import_distributed()
-        threads = None if self.scheduler else max(1, cores_here() // self.workers)
         with self.client(distributed) as client:
-            pending = {client.submit(self.task, job, str(model_folder), settings, self.backend, threads,
-                                     pure=False): job
+            pending = {client.submit(self.task, job, str(model_folder), settings, self.backend, pure=False): job
                        for job in jobs}
             try:
                 for future in distributed.as_completed(pending):
@@ -175,7 +167,11 @@ class DaskEngine:
             return
         import dask
 
-        with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}), quiet("distributed"):
+        threads = str(max(1, cores_here() // self.workers))  # Dask's default is 1 thread per worker process
+        environment = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+        settings = {"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+                    "distributed.nanny.pre-spawn-environ": environment}
+        with dask.config.set(settings), quiet("distributed"):
             with distributed.LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                           dashboard_address=None, silence_logs=logging.ERROR) as cluster:
                 with distributed.Client(cluster) as client:
