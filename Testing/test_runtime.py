@@ -185,10 +185,32 @@ def test_segment_on_the_cpu_never_imports_torch(tmp_path):
         "import sys\n"
         "from ParaspinalSegLib.cli import main, sample_folder\n"
         f"code = main(['segment', str(sample_folder() / 'study'), '-o', {str(tmp_path / 'out')!r}, '--device', 'auto'])\n"
-        "heavy = sorted(m for m in ('torch', 'segmentation_models_pytorch', 'timm', 'torchvision', 'albumentations') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'segmentation_models_pytorch', 'timm', 'torchvision', 'albumentations', 'scipy') if m in sys.modules)\n"
         "print('HEAVY', heavy, code)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert "HEAVY [] 0" in done.stdout, done.stdout + done.stderr
     provenance = json.loads((tmp_path / "out" / "patient.json").read_text())["provenance"]
     assert provenance["backend"] == "onnxruntime"
+
+
+def test_components_and_hole_filling_equal_scipy_on_random_masks():
+    """SimpleITK's components (8-connected, the largest, the first of equal ones) and hole filling
+    (background 4-connected to the border stays) give scipy.ndimage's result on 300 random masks."""
+    from scipy import ndimage
+
+    from ParaspinalSegLib.postprocess import fill_holes, largest_component
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        mask = rng.random((int(rng.integers(5, 60)), int(rng.integers(5, 60)))) < rng.uniform(0.3, 0.7)
+        if trial % 3 == 0:
+            mask = ndimage.binary_opening(mask)
+        labelled, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+        expected = mask if count <= 1 else labelled == 1 + int(np.argmax(np.bincount(labelled.ravel())[1:]))
+        np.testing.assert_array_equal(largest_component(mask), expected)
+        np.testing.assert_array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
+    ring = np.zeros((9, 9), dtype=bool)
+    ring[2:7, 2:7] = True
+    ring[4, 4] = False
+    assert fill_holes(ring).sum() == 25 and largest_component(np.zeros((4, 4), dtype=bool)).sum() == 0

@@ -3,7 +3,8 @@ against `--engine dask` with 1 and 2 local workers, and the engine's overhead.
 
     .venv/bin/python bench/cohort_throughput.py [--studies 12] [--repeats 2] [--model ID] [--backend auto]
 
-The batch is N copies of the shipped sample study (12 DICOM slices, L1-S1, 512x512 pixels), each
+The batch is N copies of the shipped sample study (12 DICOM slices, L1-S1, 256x256 pixels) or of
+the study given with --study (bench/study_speed.py makes a 40-slice 512x512 one), each
 run as a user runs it: a fresh `paraspinal` process, timed from its start to its end (Python
 start, model load, cluster start and stop included). Each configuration runs `--repeats` times,
 in turn, and the fastest run counts. The load averages before and after are printed: measure on a
@@ -28,9 +29,9 @@ CONFIGURATIONS = {"serial": [], "dask, 1 worker": ["--engine", "dask", "--worker
                   "dask, 2 workers": ["--engine", "dask", "--workers", "2"]}
 
 
-def make_batch(folder: Path, studies: int) -> Path:
+def make_batch(folder: Path, studies: int, source: Path = SAMPLE) -> Path:
     for k in range(studies):
-        shutil.copytree(SAMPLE, folder / f"study-{k:03d}")
+        shutil.copytree(source, folder / f"study-{k:03d}")
     return folder
 
 
@@ -53,17 +54,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--model", help="model id or folder (default: the active model)")
     parser.add_argument("--backend", default="auto", help="--backend of paraspinal segment (default auto)")
+    parser.add_argument("--study", type=Path, default=SAMPLE, help="the study to copy (default: the shipped sample)")
+    parser.add_argument("--serial-only", action="store_true", help="time the serial run only (no Dask needed)")
     args = parser.parse_args()
+    configurations = {"serial": []} if args.serial_only else CONFIGURATIONS
     load_before = os.getloadavg()
     best: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="cohort-bench-") as scratch:
-        batch = make_batch(Path(scratch) / "studies", args.studies)
+        batch = make_batch(Path(scratch) / "studies", args.studies, args.study)
         for _ in range(args.repeats):
-            for name, options in CONFIGURATIONS.items():
+            for name, options in configurations.items():
                 seconds = run_batch(batch, Path(scratch) / "out", options, args.model, args.backend)
                 best[name] = min(best.get(name, seconds), seconds)
     serial = best["serial"]
-    print(f"{args.studies} copies of the sample study (12 axial T2 slices and 3 localizer images), backend {args.backend}, "
+    what = "the sample study (12 axial T2 slices and 3 localizer images)" if args.study == SAMPLE else str(args.study)
+    print(f"{args.studies} copies of {what}, backend {args.backend}, "
           f"{os.cpu_count()} CPU cores; best of {args.repeats}")
     print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}\n")
     print("| run | seconds | studies/min | seconds/study | against serial |")

@@ -14,8 +14,10 @@ command line runs (`--backend auto`). Prints one Markdown table per study.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,14 +43,18 @@ def median_time(function, repeats: int) -> float:
 
 
 def run_process(command: list[str]) -> tuple[float, float]:
-    """Wall time (s) and peak resident memory (MB) of a command run to completion."""
+    """Wall time (s) and peak resident memory (MB) of a command run to completion. The memory comes
+    from GNU time where present: a child forked from this (large) process would report this
+    process's memory as its own peak."""
+    timer = shutil.which("time") or "/usr/bin/time"
+    measured = Path(timer).exists()
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    done = subprocess.run(([timer, "-f", "%M"] if measured else []) + command, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()[-500:]}")
-    return wall, usage.ru_maxrss / 1024
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-500:]}")
+    return wall, int(done.stderr.strip().splitlines()[-1]) / 1024 if measured else math.nan
 
 
 def cold_figures(study: Path, scratch: Path, repeats: int, model: str | None) -> dict[str, float]:

@@ -8,14 +8,25 @@ from .labels import SIDES
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected component of a 2D mask (empty stays empty)."""
-    from scipy import ndimage
+    """The largest 8-connected component of a 2D mask (empty stays empty; of equal ones, the first in
+    raster order). SimpleITK, already loaded to read the images, rather than scipy.ndimage, whose
+    import alone costs the command line 0.3 s."""
+    import SimpleITK as sitk
 
-    labelled, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-    if count <= 1:
+    labelled = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True))
+    if labelled.max() <= 1:
         return mask.copy()
     sizes = np.bincount(labelled.ravel())[1:]
     return labelled == (1 + int(np.argmax(sizes)))
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """A 2D mask with its holes filled: background not 4-connected to the border becomes mask
+    (what scipy.ndimage.binary_fill_holes gives)."""
+    import SimpleITK as sitk
+
+    filled = sitk.BinaryFillhole(sitk.GetImageFromArray(mask.astype(np.uint8)), False, 1)
+    return sitk.GetArrayFromImage(filled).astype(bool)
 
 
 def occupied_box(labels: np.ndarray) -> tuple[slice, slice] | None:
@@ -41,11 +52,9 @@ def clean_labels(labels: np.ndarray) -> np.ndarray:
 
 def clean_region(labels: np.ndarray) -> np.ndarray:
     """`clean_labels` on a region whose border is background or the slice's edge."""
-    from scipy import ndimage
-
     out = np.zeros(labels.shape, dtype=np.uint8)
     for side in SIDES:
-        compartment = ndimage.binary_fill_holes(largest_component(np.isin(labels, side.labels)))
+        compartment = fill_holes(largest_component(np.isin(labels, side.labels)))
         free = compartment & (out == 0)
         out[free] = np.where(labels[free] == side.fat, side.fat, side.muscle)
     return out
