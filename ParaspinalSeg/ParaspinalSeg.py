@@ -53,6 +53,7 @@ PIP_REQUIREMENTS = {
     "segmentation_models_pytorch": "segmentation-models-pytorch>=0.4",
     "safetensors": "safetensors>=0.4",
     "PIL": "pillow>=10",
+    "onnxruntime": "onnxruntime>=1.17",  # runs the model on the CPU (1.5x torch's speed, README: Speed)
 }
 KEPT_DISTRIBUTIONS = ("torch", "torchvision", "numpy", "SimpleITK", "pydicom")
 # Export to DICOM needs highdicom: Slicer 5.12 bundles it (0.27.0), on 5.10 it comes from pip.
@@ -231,7 +232,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         folder, device = resolve_model(modelId), choose_device(device or "auto")
         cached = ParaspinalSegLogic._loadedModel
         if cached is None or cached[:2] != (folder, device):
-            ParaspinalSegLogic._loadedModel = (folder, device, load_model(folder, device))
+            ParaspinalSegLogic._loadedModel = (folder, device, load_model(folder, device, backend="auto"))
         return ParaspinalSegLogic._loadedModel[2], device
 
     @staticmethod

@@ -1,14 +1,14 @@
 """Benchmark: a study from DICOM to grade, cold (a fresh `paraspinal segment` process) and warm (the
 model loaded, as in Slicer or a batch), stage by stage, against the naive baseline.
 
-    python bench/study_speed.py [--slices 40] [--size 512] [--repeats 3] [--model MODEL]
+    python bench/study_speed.py [--slices 40] [--size 512] [--repeats 3] [--model MODEL] [--backend auto]
 
 Studies: the shipped synthetic sample (12 slices of 256²) and a DICOM study of `--slices` slices of
 `--size`² made from it (its slices upsampled and repeated at new positions, 4 mm apart). Cold: the
 command line's wall time and peak memory, the median of `--repeats` fresh processes, and the import
 time of what a segment run imports. Warm: each stage timed on its own. The naive baseline is the
 same network in torch, one slice at a time, float32, autograd on; the optimised path is what the
-command line runs (`--backend auto`). Prints one Markdown table per study.
+command line runs with `--backend` (default auto: ONNX Runtime). Prints one Markdown table per study.
 """
 
 from __future__ import annotations
@@ -57,12 +57,12 @@ def run_process(command: list[str]) -> tuple[float, float]:
     return wall, int(done.stderr.strip().splitlines()[-1]) / 1024 if measured else math.nan
 
 
-def cold_figures(study: Path, scratch: Path, repeats: int, model: str | None) -> dict[str, float]:
+def cold_figures(study: Path, scratch: Path, repeats: int, model: str | None, backend: str) -> dict[str, float]:
     """A fresh `paraspinal segment` process: median wall time and peak memory; and the import time."""
     paraspinal = str(Path(sys.executable).with_name("paraspinal"))
     runs = []
     for k in range(repeats):
-        command = [paraspinal, "segment", str(study), "-o", str(scratch / f"cold{k}")]
+        command = [paraspinal, "segment", str(study), "-o", str(scratch / f"cold{k}"), "--backend", backend]
         runs.append(run_process(command + (["--model", model] if model else [])))
     imports = [run_process([sys.executable, "-c", IMPORTS])[0] for _ in range(repeats)]
     interpreter = [run_process([sys.executable, "-c", "pass"])[0] for _ in range(repeats)]
@@ -120,10 +120,10 @@ def baseline_network(model_folder: Path, batch: np.ndarray, repeats: int) -> flo
     return median_time(lambda: [network(tensor[i : i + 1]).argmax(1) for i in range(len(tensor))], repeats)
 
 
-def model_load_time(model_folder: Path, repeats: int) -> float:
+def model_load_time(model_folder: Path, repeats: int, backend: str) -> float:
     from ParaspinalSegLib.modelfile import load_model
 
-    return median_time(lambda: load_model(model_folder, backend="auto"), repeats)
+    return median_time(lambda: load_model(model_folder, backend=backend), repeats)
 
 
 def upsampled_study(source: Path, slices: int, size: int, folder: Path) -> Path:
@@ -185,9 +185,10 @@ def main(argv=None) -> int:
     parser.add_argument("--slices", type=int, default=40)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "torch"))
     args = parser.parse_args(argv)
     folder = resolve_model(args.model)
-    model = load_model(folder, backend="auto")
+    model = load_model(folder, backend=args.backend)
     print(f"machine: {machine()}; model {model.card.model_id} on {model.backend}; load average "
           f"{os.getloadavg()[0]:.2f} at the start\n")
     with tempfile.TemporaryDirectory() as scratch_name:
@@ -198,9 +199,9 @@ def main(argv=None) -> int:
         for index, (name, study) in enumerate(studies.items()):
             series = read_study(study).series
             batch = np.stack([prepare_slice(s.pixels, s.geometry, model.card.preprocessing)[0] for s in series.slices])[:, None]
-            cold = cold_figures(study, scratch / f"cold{index}", args.repeats, args.model)
+            cold = cold_figures(study, scratch / f"cold{index}", args.repeats, args.model, args.backend)
             warm = warm_stages(study, scratch, model, args.repeats)
-            print(report(name, len(series), cold, warm, model_load_time(folder, args.repeats),
+            print(report(name, len(series), cold, warm, model_load_time(folder, args.repeats, args.backend),
                          baseline_network(folder, batch, args.repeats)) + "\n")
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0

@@ -27,7 +27,7 @@ EXIT_ERROR = 2
 EXIT_INTERNAL = 3
 EXIT_CANCELLED = 130
 DEVICES = ("auto", "cpu", "cuda", "mps")
-BACKENDS = ("auto", "onnxruntime", "torch")  # runtime.BACKENDS, kept here so that --help imports nothing heavy
+BACKENDS = ("auto", "onnxruntime", "openvino", "torch")  # runtime.BACKENDS, kept here so that --help imports nothing heavy
 
 
 class ProgressBar:
@@ -91,7 +91,8 @@ def add_device_option(parser: argparse.ArgumentParser, default: str | None = "au
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="what runs the network: auto (ONNX Runtime on the CPU when the model has a graph, "
-                             "torch otherwise), onnxruntime or torch")
+                             "torch otherwise), onnxruntime, openvino (extra paraspinalseg[openvino]: bfloat16 "
+                             "where the CPU has it; fastest once started, for batches) or torch")
 
 
 def _given_paths(args: argparse.Namespace, names: Sequence[str]) -> list[Path]:

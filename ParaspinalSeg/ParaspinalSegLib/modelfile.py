@@ -301,15 +301,16 @@ def checked_weights(folder: Path, card: ModelCard) -> Path:
 def load_model(folder: Path, device: str = "cpu", backend: str = "torch") -> LoadedModel:
     """Check and load a model folder: hash, label scheme, architecture; float32 weights on `device`.
 
-    backend: "torch" (a torch module, what training and fine-tuning need), "onnxruntime" (the
-    model's ONNX graph on the CPU, no torch imported) or "auto" (`runtime.choose_backend`)."""
+    backend: "torch" (a torch module, what training and fine-tuning need), "onnxruntime" or
+    "openvino" (the model's ONNX graph on the CPU, no torch imported) or "auto" (`runtime.choose_backend`)."""
     from .runtime import choose_backend
 
     folder = Path(folder)
     card = read_card(folder)
     weights = checked_weights(folder, card)
-    if choose_backend(backend, device, bool(card.graph)) == "onnxruntime":
-        return LoadedModel(None, card, folder, load_onnx_runner(folder, card, weights, device))
+    chosen = choose_backend(backend, device, bool(card.graph))
+    if chosen != "torch":
+        return LoadedModel(None, card, folder, load_graph_runner(folder, card, weights, device, chosen))
     return LoadedModel(load_torch_network(folder, card, weights).to(device).eval(), card, folder)
 
 
@@ -333,19 +334,21 @@ def load_torch_network(folder: Path, card: ModelCard, weights: Path):
     return network
 
 
-def load_onnx_runner(folder: Path, card: ModelCard, weights: Path, device: str):
-    """An ONNX Runtime session of the model's graph (checked against the card's SHA-256) with its weights."""
+def load_graph_runner(folder: Path, card: ModelCard, weights: Path, device: str, backend: str):
+    """The model's graph (checked against the card's SHA-256) with its weights, ready to run on
+    ONNX Runtime or OpenVINO."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    from .runtime import GRAPH_FILE, onnx_runner, onnxruntime_installed
+    from .runtime import GRAPH_FILE, onnx_runner, onnxruntime_installed, openvino_installed, openvino_runner
 
     if device != "cpu":
-        raise ModelFileError(f"{folder}: ONNX Runtime runs on the CPU here; use the torch backend for {device}")
+        raise ModelFileError(f"{folder}: the {backend} backend runs on the CPU here; use the torch backend for {device}")
     if not card.graph:
         raise ModelFileError(f"{folder}: this model has no ONNX graph; use the torch backend")
-    if not onnxruntime_installed():
-        raise ModelFileError("onnxruntime is not installed; install it or use the torch backend")
+    if not (onnxruntime_installed() if backend == "onnxruntime" else openvino_installed()):
+        extra = "onnxruntime" if backend == "onnxruntime" else "paraspinalseg[openvino] (openvino and onnx)"
+        raise ModelFileError(f"{backend} is not installed: install {extra}, or use the torch backend")
     graph = folder / card.graph.get("file", GRAPH_FILE)
     if graph.parent != folder or not graph.is_file():
         raise ModelFileError(f"{folder}: the card's graph {card.graph.get('file')!r} is missing")
@@ -354,11 +357,12 @@ def load_onnx_runner(folder: Path, card: ModelCard, weights: Path, device: str):
     try:
         state = load_file(str(weights))
         names = list(card.graph.get("initializers", []))
-        runner = onnx_runner(graph, {name: state[name] for name in names})
+        make = onnx_runner if backend == "onnxruntime" else openvino_runner
+        runner = make(graph, {name: state[name] for name in names})
     except KeyError as error:
         raise ModelFileError(f"{weights}: the graph needs weight {error} which the file lacks") from None
     except (SafetensorError, OSError) as error:
         raise ModelFileError(f"{weights}: unreadable weights ({error})") from None
-    except Exception as error:  # onnxruntime's own exception types
-        raise ModelFileError(f"{graph}: ONNX Runtime cannot run this graph with these weights ({str(error)[:200]})") from None
+    except Exception as error:  # the runtimes' own exception types
+        raise ModelFileError(f"{graph}: {backend} cannot run this graph with these weights ({str(error)[:200]})") from None
     return runner

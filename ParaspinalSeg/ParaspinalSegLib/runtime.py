@@ -5,9 +5,13 @@ ONNX Runtime needs no torch (importing torch and segmentation-models-pytorch tak
 only; its weights are the model's own safetensors file, read with numpy and handed to the session
 as it starts, so that both backends run the very same weights and nothing is stored twice.
 
+OpenVINO (the optional extra `paraspinalseg[openvino]`) runs the same graph in bfloat16 where the
+CPU computes in it (AMX or AVX-512 BF16), float32 elsewhere: on a CPU with AMX five times faster
+than ONNX Runtime once started, but its import and compilation cost more than that on one study.
+
 Which backend runs where: `auto` is ONNX Runtime on the CPU when the model has a graph and
-onnxruntime is installed, torch otherwise (GPU, Apple MPS, models without a graph). The README's
-speed section gives the measurements behind this choice.
+onnxruntime is installed, torch otherwise (GPU, Apple MPS, models without a graph); `openvino` is
+asked for by name (batches, warm use). The README's speed section gives the measurements.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-BACKENDS = ("auto", "onnxruntime", "torch")
+BACKENDS = ("auto", "onnxruntime", "openvino", "torch")
 GRAPH_FILE = "model.onnx"
 GRAPH_INPUT = "image"
 
@@ -43,6 +47,10 @@ def cpu_threads() -> int:
 
 def onnxruntime_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
+
+
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("onnx") is not None
 
 
 def choose_backend(requested: str, device: str, has_graph: bool) -> str:
@@ -99,3 +107,36 @@ def onnx_runner(graph: Path, weights: dict[str, np.ndarray], threads: int | None
     values = [onnxruntime.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(weights[n], dtype=np.float32)) for n in names]
     options.add_external_initializers(names, values)
     return OnnxRunner(onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"]), values)
+
+
+@dataclass
+class OpenVinoRunner:
+    """An OpenVINO model compiled for the CPU at `precision` (bf16 or f32)."""
+
+    compiled: object
+    precision: str
+
+    @property
+    def backend(self) -> str:
+        return f"openvino-{self.precision}"
+
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self.compiled(np.ascontiguousarray(batch, dtype=np.float32))[0], dtype=np.float32)
+
+
+def openvino_runner(graph: Path, weights: dict[str, np.ndarray], threads: int | None = None) -> OpenVinoRunner:
+    """The graph with its weights filled in (float32), compiled by OpenVINO for this CPU: bfloat16
+    where the CPU has it, float32 otherwise."""
+    import onnx
+    import openvino
+    from onnx import numpy_helper
+
+    model = onnx.load(str(graph), load_external_data=False)
+    for initializer in model.graph.initializer:
+        initializer.CopyFrom(numpy_helper.from_array(np.asarray(weights[initializer.name], dtype=np.float32),
+                                                     initializer.name))
+    core = openvino.Core()
+    precision = "bf16" if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "f32"
+    compiled = core.compile_model(core.read_model(model=model.SerializeToString()), "CPU",
+                                  {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads or cpu_threads()})
+    return OpenVinoRunner(compiled, precision)
