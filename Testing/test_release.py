@@ -24,6 +24,8 @@ def test_release_copies_the_weights_and_measures_the_sample(tmp_path):
     assert card.validation["real_cases"] == [] and "synthetic images only" in card.validation["limits"]
     assert card.description == "release test" and "Sudirman" in card.training_data["credits"]
     assert load_model(released).card.to_dict() == card.to_dict()
+    assert card.graph["sha256"] == sha256_of(released / "model.onnx") == load_model(SHIPPED).card.graph["sha256"]
+    assert load_model(released, backend="onnxruntime").backend == "onnxruntime"
     assert not list(tmp_path.glob(".*partial"))
 
 

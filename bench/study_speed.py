@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 IMPORTS = ("import ParaspinalSegLib.cli, ParaspinalSegLib.batch, ParaspinalSegLib.dicom, ParaspinalSegLib.qc, "
-           "ParaspinalSegLib.segnrrd, ParaspinalSegLib.fat, onnxruntime, SimpleITK, scipy.ndimage, safetensors.numpy")
+           "ParaspinalSegLib.segnrrd, ParaspinalSegLib.fat, onnxruntime, SimpleITK, safetensors.numpy, PIL.ImageDraw")
 
 
 def median_time(function, repeats: int) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +34,11 @@ def exported_graph(network, size: int):
     import torch
 
     buffer = io.BytesIO()
-    torch.onnx.export(network.cpu().eval(), (torch.zeros(2, 1, size, size),), buffer, dynamo=False,
-                      input_names=[GRAPH_INPUT], output_names=["scores"], opset_version=OPSET,
-                      do_constant_folding=False, dynamic_axes={GRAPH_INPUT: {0: "batch"}, "scores": {0: "batch"}})
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and the only one that keeps
+        warnings.simplefilter("ignore", DeprecationWarning)  # the weights' own names (no folding)
+        torch.onnx.export(network.cpu().eval(), (torch.zeros(2, 1, size, size),), buffer, dynamo=False,
+                          input_names=[GRAPH_INPUT], output_names=["scores"], opset_version=OPSET,
+                          do_constant_folding=False, dynamic_axes={GRAPH_INPUT: {0: "batch"}, "scores": {0: "batch"}})
     return onnx.load_from_string(buffer.getvalue())
 
 

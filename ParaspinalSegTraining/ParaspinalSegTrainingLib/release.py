@@ -1,6 +1,7 @@
 """Releasing a trained model: a new model folder whose card carries its validation figures.
 
-The weights are copied unchanged (same SHA-256); the card gains the figures measured here: the
+The weights are copied unchanged (same SHA-256), the network's ONNX graph is exported beside them
+(graphexport, for ONNX Runtime); the card gains the figures measured here: the
 compartment Dice on the shipped synthetic sample, on the held-out synthesis domains that chose the
 run (per domain: Dice per side, patient fat fraction per fat method) and, where ../shared is
 present, on the real labelled cases (per case and side, CSA error, fat fraction per fat method), a
@@ -20,6 +21,7 @@ from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.modelfile import CARD_FILE, WEIGHTS_FILE, ModelCard, load_model, sha256_of
 from ParaspinalSegLib.outputs import write_text_atomic
 
+from .graphexport import add_graph
 from .heldout import FAT_METHODS, evaluate_held_out
 from .real_validation import validate_real
 
@@ -104,6 +106,7 @@ def release_model(source: Path, destination: Path, shared: Path | None, notes: s
         "real_cases_note": "a report, measured once at release; nothing was chosen on it",
         "limits": LIMITS,
     }
+    card.pop("graph", None)  # exported anew below, beside the copied weights
     staging = destination.parent / f".{destination.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -112,5 +115,6 @@ def release_model(source: Path, destination: Path, shared: Path | None, notes: s
     write_text_atomic(staging / CARD_FILE, json.dumps(released.to_dict(), indent=2) + "\n")
     if sha256_of(staging / WEIGHTS_FILE) != released.weights_sha256:
         raise InputError(f"{source}: the copied weights do not match the card's SHA-256")
+    released = add_graph(staging)
     staging.rename(destination)
     return released
