@@ -231,3 +231,16 @@ def test_openvino_gives_the_torch_labels_on_the_sample():
     for x, y in zip(predict_series(load_model(SHIPPED, backend="torch"), series), predict_series(by_openvino, series)):
         assert 2 * np.logical_and(x > 0, y > 0).sum() / ((x > 0).sum() + (y > 0).sum()) >= 0.998
     assert segment_series(series, by_openvino).provenance.backend == by_openvino.backend
+
+
+def test_a_model_kept_loaded_on_the_cpu_runs_on_openvino_where_it_is_installed(monkeypatch):
+    from ParaspinalSegLib import runtime
+
+    monkeypatch.setattr(runtime, "openvino_installed", lambda: True)
+    assert runtime.choose_backend("auto", "cpu", has_graph=True, keep_loaded=True) == "openvino"
+    assert runtime.choose_backend("auto", "cpu", has_graph=True) == "onnxruntime"
+    assert runtime.choose_backend("auto", "cpu", has_graph=False, keep_loaded=True) == "torch"
+    assert runtime.choose_backend("auto", "cuda", has_graph=True, keep_loaded=True) == "torch"
+    assert runtime.choose_backend("onnxruntime", "cpu", has_graph=True, keep_loaded=True) == "onnxruntime"
+    monkeypatch.setattr(runtime, "openvino_installed", lambda: False)
+    assert runtime.choose_backend("auto", "cpu", has_graph=True, keep_loaded=True) == "onnxruntime"

@@ -228,7 +228,7 @@ def command_segment(args: argparse.Namespace, progress: ProgressBar) -> int:
                             batch_size=args.batch_size, series_uid=args.series, overwrite=args.overwrite, progress=progress,
                             mirror=args.mirror, dicom=args.dicom)
     progress.close()
-    print(f"model:   {model.card.model_id} on {device}")
+    print(f"model:   {model.card.model_id} on {device} ({model.backend})")
     print_result(outcome.result, outcome.output)
     return 0
 
@@ -285,7 +285,7 @@ def command_demo(args: argparse.Namespace, progress: ProgressBar) -> int:
         outcome = segment_study(sample / "study", Path(args.output), model, fat_method=args.fat_method or "cnn",
                                 device=device, overwrite=args.overwrite, progress=progress)
         progress.close()
-        print(f"model:   {model.card.model_id} on {device}")
+        print(f"model:   {model.card.model_id} on {device} ({model.backend})")
         print_result(outcome.result, outcome.output)
         result, series = outcome.result, outcome.series
     print("\n" + compare_with_truth(result, sample, series))

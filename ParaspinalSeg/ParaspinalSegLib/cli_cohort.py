@@ -77,7 +77,7 @@ def batch_model(args: argparse.Namespace):
         if args.workers or args.scheduler:
             raise ParaspinalError("--workers and --scheduler go with --engine dask")
         device = available_device(args.device)
-        return load_model(folder, device=device, backend=args.backend), device, None
+        return load_model(folder, device=device, backend=args.backend, keep_loaded=True), device, None
     from .engine import DaskEngine, default_workers, import_distributed
 
     import_distributed()

@@ -81,7 +81,7 @@ def model_on_worker(folder: str, device: str, backend: str):
     if (folder, device, backend) not in _MODELS:
         from .modelfile import load_model
 
-        _MODELS[(folder, device, backend)] = load_model(Path(folder), device=device, backend=backend)
+        _MODELS[(folder, device, backend)] = load_model(Path(folder), device=device, backend=backend, keep_loaded=True)
     return _MODELS[(folder, device, backend)]
 
 

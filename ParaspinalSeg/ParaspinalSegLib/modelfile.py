@@ -298,17 +298,18 @@ def checked_weights(folder: Path, card: ModelCard) -> Path:
     return weights
 
 
-def load_model(folder: Path, device: str = "cpu", backend: str = "torch") -> LoadedModel:
+def load_model(folder: Path, device: str = "cpu", backend: str = "torch", keep_loaded: bool = False) -> LoadedModel:
     """Check and load a model folder: hash, label scheme, architecture; float32 weights on `device`.
 
     backend: "torch" (a torch module, what training and fine-tuning need), "onnxruntime" or
-    "openvino" (the model's ONNX graph on the CPU, no torch imported) or "auto" (`runtime.choose_backend`)."""
+    "openvino" (the model's ONNX graph on the CPU, no torch imported) or "auto" (`runtime.choose_backend`;
+    keep_loaded: the model serves many studies, a batch or Slicer)."""
     from .runtime import choose_backend
 
     folder = Path(folder)
     card = read_card(folder)
     weights = checked_weights(folder, card)
-    chosen = choose_backend(backend, device, bool(card.graph))
+    chosen = choose_backend(backend, device, bool(card.graph), keep_loaded)
     if chosen != "torch":
         return LoadedModel(None, card, folder, load_graph_runner(folder, card, weights, device, chosen))
     return LoadedModel(load_torch_network(folder, card, weights).to(device).eval(), card, folder)

@@ -6,12 +6,13 @@ only; its weights are the model's own safetensors file, read with numpy and hand
 as it starts, so that both backends run the very same weights and nothing is stored twice.
 
 OpenVINO (the optional extra `paraspinalseg[openvino]`) runs the same graph in bfloat16 where the
-CPU computes in it (AMX or AVX-512 BF16), float32 elsewhere: on a CPU with AMX five times faster
-than ONNX Runtime once started, but its import and compilation cost more than that on one study.
+CPU has AMX, float32 elsewhere: on a CPU with AMX five times faster than ONNX Runtime once
+started, but its import and compilation take what it saves on one study.
 
 Which backend runs where: `auto` is ONNX Runtime on the CPU when the model has a graph and
-onnxruntime is installed, torch otherwise (GPU, Apple MPS, models without a graph); `openvino` is
-asked for by name (batches, warm use). The README's speed section gives the measurements.
+onnxruntime is installed, torch otherwise (GPU, Apple MPS, models without a graph); for a model
+kept loaded (a batch, Slicer) `auto` is OpenVINO when it is installed. The README's speed section
+gives the measurements.
 """
 
 from __future__ import annotations
@@ -53,13 +54,19 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("onnx") is not None
 
 
-def choose_backend(requested: str, device: str, has_graph: bool) -> str:
-    """The backend that runs the network: `auto` picks ONNX Runtime on the CPU for a model with a graph."""
+def choose_backend(requested: str, device: str, has_graph: bool, keep_loaded: bool = False) -> str:
+    """The backend that runs the network: `auto` picks ONNX Runtime on the CPU for a model with a
+    graph, or OpenVINO where it is installed when the model is kept loaded (a batch, Slicer): its
+    faster network pays for its slower start there."""
     if requested not in BACKENDS:
         raise ValueError(f"backend {requested!r}: choose one of {', '.join(BACKENDS)}")
     if requested != "auto":
         return requested
-    return "onnxruntime" if device == "cpu" and has_graph and onnxruntime_installed() else "torch"
+    if device != "cpu" or not has_graph:
+        return "torch"
+    if keep_loaded and openvino_installed():
+        return "openvino"
+    return "onnxruntime" if onnxruntime_installed() else "torch"
 
 
 @dataclass
@@ -125,8 +132,9 @@ class OpenVinoRunner:
 
 
 def openvino_runner(graph: Path, weights: dict[str, np.ndarray], threads: int | None = None) -> OpenVinoRunner:
-    """The graph with its weights filled in (float32), compiled by OpenVINO for this CPU: bfloat16
-    where the CPU has it, float32 otherwise."""
+    """The graph with its weights filled in (float32), compiled by OpenVINO for this CPU at OpenVINO's
+    own default precision for it: bfloat16 where the CPU has AMX, float32 otherwise (torch's bfloat16
+    on a CPU with AVX-512 BF16 but no AMX was several times slower than float32)."""
     import onnx
     import openvino
     from onnx import numpy_helper
@@ -136,7 +144,6 @@ def openvino_runner(graph: Path, weights: dict[str, np.ndarray], threads: int | 
         initializer.CopyFrom(numpy_helper.from_array(np.asarray(weights[initializer.name], dtype=np.float32),
                                                      initializer.name))
     core = openvino.Core()
-    precision = "bf16" if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "f32"
     compiled = core.compile_model(core.read_model(model=model.SerializeToString()), "CPU",
-                                  {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads or cpu_threads()})
-    return OpenVinoRunner(compiled, precision)
+                                  {"INFERENCE_NUM_THREADS": threads or cpu_threads()})
+    return OpenVinoRunner(compiled, compiled.get_property("INFERENCE_PRECISION_HINT").to_string())
