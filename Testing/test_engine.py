@@ -43,12 +43,24 @@ def test_a_study_whose_worker_died_runs_again_and_one_that_always_kills_it_is_re
     only_one.mkdir()
     (only_one / GOOD[2]).symlink_to(studies / GOOD[2])
     outcomes = segment_folder(only_one, tmp_path / "retried", model,
-                              engine=DaskEngine(workers=1, backend="torch", task=dies_on_its_first_try))
+                              engine=DaskEngine(workers=1, backend="torch", task=dies_on_its_first_try, small_run=0))
     assert [o.status for o in outcomes] == ["ok"], [o.error for o in outcomes]
     assert (tmp_path / "retried" / ".died-1").is_file() and (tmp_path / "retried" / GOOD[2] / "qc.png").is_file()
 
-    outcomes = segment_folder(only_one, tmp_path / "lost", model, engine=DaskEngine(workers=1, task=always_dies))
+    outcomes = segment_folder(only_one, tmp_path / "lost", model, engine=DaskEngine(workers=1, task=always_dies, small_run=0))
     assert [o.status for o in outcomes] == ["failed"]
     assert outcomes[0].error.startswith(f"its worker process died {ALLOWED_FAILURES + 1} times while running it")
     assert rows(tmp_path / "lost" / "summary.csv")[GOOD[2]]["status"] == "failed"
     assert (tmp_path / "lost" / "failures" / f"{GOOD[2]}.json").is_file()
+
+
+def test_a_short_one_worker_run_goes_on_in_this_process():
+    """One local worker overlaps nothing: a run shorter than the cluster's start-up is worth runs here."""
+    from ParaspinalSegLib.engine import DaskEngine
+
+    assert DaskEngine(workers=1).runs_here(39) and not DaskEngine(workers=1).runs_here(40)
+    assert not DaskEngine(workers=2).runs_here(3) and not DaskEngine(workers=1, scheduler="tcp://x:8786").runs_here(3)
+    recorded = []
+    DaskEngine(workers=1, task=lambda job, folder, settings, backend: f"{job} in this process").run(
+        ["a", "b"], Path("model"), None, lambda job, outcome: recorded.append(outcome))
+    assert recorded == ["a in this process", "b in this process"]

@@ -33,6 +33,11 @@ from .studyrecords import complete_outputs
 
 ALLOWED_FAILURES = 2  # a study whose worker died is run again this many times before it is recorded as failed
 CONNECT_TIMEOUT = "20s"
+# A local cluster costs about 1.5 s to start here (Dask's import, the cluster, a second process importing
+# the pipeline and loading the model: bench/cohort_throughput.py); a one-worker run shorter than 15 s (40
+# studies of the sample at 0.4 s) would be more than 10 % slower than serial, so it runs in this process.
+SMALL_LOCAL_RUN = 40
+log = logging.getLogger(__name__)
 
 _MODELS: dict[tuple[str, str, str], object] = {}  # in each worker process: the models it has loaded
 
@@ -138,10 +143,23 @@ class DaskEngine:
     scheduler: str | None = None
     backend: str = "torch"
     task: Callable[..., StudyOutcome] = segment_on_worker
+    small_run: int = SMALL_LOCAL_RUN
+
+    def runs_here(self, studies: int) -> bool:
+        """Whether a run goes on in this process instead: one local worker (which overlaps nothing)
+        and fewer studies than `small_run`, so short that the cluster's start would cost more than
+        10 % of it."""
+        return self.scheduler is None and self.workers == 1 and studies < self.small_run
 
     def run(self, jobs: list[StudyJob], model_folder: Path, settings: SegmentSettings, finished: Finished) -> None:
         """Every job on the cluster; `finished` is called here as each one ends (any order)."""
         if not jobs:
+            return
+        if self.runs_here(len(jobs)):
+            log.info("%d studies on one local worker: run in this process (a local cluster takes about 1.5 s "
+                     "to start, more than 10 %% of so short a run)", len(jobs))
+            for job in jobs:
+                finished(job, self.task(job, str(model_folder), settings, self.backend))
             return
         distributed = import_distributed()
         with self.client(distributed) as client:
