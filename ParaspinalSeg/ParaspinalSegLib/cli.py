@@ -16,8 +16,8 @@ from pathlib import Path
 
 from . import __version__
 from .errors import OperationCancelled, ParaspinalError
-from .fat import FatMethod, FatSettings
-from .cli_cohort import add_batch_options, add_summary_command
+from .measure.fat import FatMethod, FatSettings
+from .cohorts.cli_cohort import add_batch_options, add_summary_command
 from .labels import LabelKind
 from .paths import check_input_kind, check_separate, check_utf8, display_name
 
@@ -71,7 +71,7 @@ def positive_int(text: str) -> int:
 
 def available_device(requested: str) -> str:
     """The torch device for --device; InputError when the one asked for is not on this machine."""
-    from .inference import choose_device
+    from .network.inference import choose_device
 
     if requested in ("cuda", "mps"):
         import torch
@@ -115,12 +115,12 @@ def check_paths(args: argparse.Namespace) -> None:
 
 
 def command_series(args: argparse.Namespace, progress: ProgressBar) -> int:
-    from .dicom import list_series
-    from .series_selection import choose_series, format_series_table
-    from .volumes import is_volume_file
+    from .read.dicom import list_series
+    from .read.series_selection import choose_series, format_series_table
+    from .read.volumes import is_volume_file
 
     if is_volume_file(Path(args.input)):
-        from .reading import read_study
+        from .read.reading import read_study
 
         print(f"chosen: {read_study(Path(args.input)).reason}")
         return 0
@@ -138,20 +138,20 @@ def command_series(args: argparse.Namespace, progress: ProgressBar) -> int:
 
 def measure_to_folder(args: argparse.Namespace, progress: ProgressBar):
     """Read image and segmentation, measure, write the outputs; returns (result, out folder)."""
-    from .export import write_result
+    from .output.export import write_result
     from .pipeline import measure_series
-    from .reading import read_study
-    from .segmentation import load_segmentation
+    from .read.reading import read_study
+    from .read.segmentation import load_segmentation
 
     dicom = getattr(args, "dicom", False)
     if dicom:
-        from .dicomexport import check_dicom_input
+        from .output.dicomexport import check_dicom_input
 
         check_dicom_input(Path(args.image))
     study = read_study(Path(args.image), series_uid=args.series, progress=progress)
     log.info("series: %s", study.reason)
     if dicom:
-        from .dicomexport import check_dicom_export
+        from .output.dicomexport import check_dicom_export
 
         check_dicom_export(study.series)
     segmentation = load_segmentation([Path(p) for p in args.segmentation], study.series, LabelKind(args.labels))
@@ -180,7 +180,7 @@ def print_summary(study, result, out: Path) -> None:
 
 def _caution(result) -> str:
     """What follows the grade: nothing, or "  (check the N warning(s): ...)" (quality.grade_caution)."""
-    from .quality import grade_caution
+    from .measure.quality import grade_caution
 
     caution = grade_caution(result.warnings)
     return f"  ({caution})" if caution else ""
@@ -208,18 +208,18 @@ def command_measure(args: argparse.Namespace, progress: ProgressBar) -> int:
 
 
 def command_segment(args: argparse.Namespace, progress: ProgressBar) -> int:
-    from ParaspinalSegLib.registry import resolve_model
+    from ParaspinalSegLib.network.registry import resolve_model
 
-    from .batch import segment_study
-    from .cli_cohort import command_batch
-    from .modelfile import load_model
+    from .cohorts.batch import segment_study
+    from .cohorts.cli_cohort import command_batch
+    from .network.modelfile import load_model
 
     if args.batch:
         return command_batch(args, progress)
     if args.num_parts or args.part_id is not None or args.engine != "serial" or args.workers or args.scheduler:
         raise ParaspinalError("--num-parts, --part-id, --engine, --workers and --scheduler go with --batch")
     if args.dicom:
-        from .dicomexport import check_dicom_input
+        from .output.dicomexport import check_dicom_input
 
         check_dicom_input(Path(args.input))
     device = available_device(args.device)
@@ -246,8 +246,8 @@ def sample_folder() -> Path:
 
 def compare_with_truth(result, sample: Path, series) -> str:
     """How a result on the sample compares with the sample's truth (fat fraction, grade, Dice)."""
-    from .measurement import mean_compartment_dice
-    from .segmentation import load_segmentation
+    from .measure.measurement import mean_compartment_dice
+    from .read.segmentation import load_segmentation
 
     truth = json.loads((sample / "truth.json").read_text())
     measured = result.summary.mean_fat_fraction_pct
@@ -275,10 +275,10 @@ def command_demo(args: argparse.Namespace, progress: ProgressBar) -> int:
         print_summary(study, result, out)
         series = study.series
     else:
-        from ParaspinalSegLib.registry import resolve_model
+        from ParaspinalSegLib.network.registry import resolve_model
 
-        from .batch import segment_study
-        from .modelfile import load_model
+        from .cohorts.batch import segment_study
+        from .network.modelfile import load_model
 
         device = available_device(args.device)
         model = load_model(resolve_model(args.model), device=device, backend=args.backend)

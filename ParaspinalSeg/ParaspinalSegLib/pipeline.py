@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import __version__
-from .fat import FatMethod, FatSettings, quantify_fat
+from .measure.fat import FatMethod, FatSettings, quantify_fat
 from .labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, compartment_masks
-from .measurement import PatientSummary, SliceMeasurement, measure_slice, summarise
+from .measure.measurement import PatientSummary, SliceMeasurement, measure_slice, summarise
 from .slices import SliceSeries
 from .progress import ProgressCallback, part_of
-from .quality import SliceFlag, assess_quality
+from .measure.quality import SliceFlag, assess_quality
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,8 @@ def segment_series(
     and find the fat inside them by image analysis. mirror: test-time augmentation with the
     left-right mirrored slice (sides swapped), at twice the network time.
     """
-    from .inference import predict_series_with_confidence
-    from .postprocess import clean_labels
+    from .network.inference import predict_series_with_confidence
+    from .network.postprocess import clean_labels
 
     from_model = fat_method == FAT_FROM_MODEL
     network_share = 1.0 if from_model else 0.85  # the rest of the bar is the fat step

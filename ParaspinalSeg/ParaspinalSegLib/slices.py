@@ -10,7 +10,7 @@ import numpy as np
 from .geometry import DisplayTransform, SliceGeometry
 
 if TYPE_CHECKING:
-    from .dicom_files import DicomSource
+    from .read.dicom_files import DicomSource
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Batches and cohorts: many studies per run, shards, resume, Dask engine, cohort summary."""

@@ -1,0 +1,1 @@
+"""Measuring a segmentation: fat, areas and fat fractions, grading, quality warnings."""

@@ -1,0 +1,1 @@
+"""The segmentation network: model folders, registry, runtimes, pre- and post-processing, inference."""

@@ -1,0 +1,92 @@
+"""The segmentation network: a segmentation-models-pytorch U-Net described by a ModelArchitecture.
+
+One input channel (the T2 slice), one output class per label of the project's scheme. Encoders are
+built with `encoder_weights=None`: nothing is ever downloaded; weights come from model files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..labels import SEGMENTS
+
+NUM_CLASSES = 1 + len(SEGMENTS)
+
+
+@dataclass(frozen=True)
+class ModelArchitecture:
+    """Everything needed to rebuild the network before loading its weights."""
+
+    name: str = "Unet"
+    encoder: str = "resnet18"
+    encoder_depth: int = 5
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+    in_channels: int = 1
+    classes: int = NUM_CLASSES
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["decoder_channels"] = list(self.decoder_channels)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelArchitecture:
+        data = dict(data)
+        data["decoder_channels"] = tuple(data.get("decoder_channels", cls.decoder_channels))
+        return cls(**data)
+
+
+ARCHITECTURES = {"Unet": "Unet", "UnetPlusPlus": "UnetPlusPlus", "FPN": "FPN"}
+
+
+def build_network(architecture: ModelArchitecture):
+    """A freshly initialised torch module for the architecture (no pretrained weights)."""
+    import segmentation_models_pytorch as smp
+
+    if architecture.name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture.name!r}; choose one of {sorted(ARCHITECTURES)}")
+    kwargs = dict(
+        encoder_name=architecture.encoder,
+        encoder_depth=architecture.encoder_depth,
+        encoder_weights=None,
+        in_channels=architecture.in_channels,
+        classes=architecture.classes,
+    )
+    if architecture.name != "FPN":
+        kwargs["decoder_channels"] = list(architecture.decoder_channels)
+    return getattr(smp, ARCHITECTURES[architecture.name])(**kwargs)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a slice becomes network input: display orientation, resampled, cropped, normalised.
+
+    resampling: "antialiased" (a finer slice is low-pass filtered as it is shrunk to the network's
+    grid, so that a 0.4 mm matrix arrives no noisier than a 1.4 mm one) or "linear" (plain linear
+    interpolation, what the models before 2.0 were trained with; a card without the field means it).
+    """
+
+    pixel_spacing_mm: float = 1.25
+    input_size: int = 256
+    normalisation: str = "percentile"  # map the slice's 1st..99th intensity percentile to 0..1
+    percentiles: tuple[float, float] = (1.0, 99.0)
+    resampling: str = "antialiased"
+
+    def __post_init__(self) -> None:
+        if self.resampling not in RESAMPLING:
+            raise ValueError(f"preprocessing resampling {self.resampling!r}: choose one of {', '.join(RESAMPLING)}")
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["percentiles"] = list(self.percentiles)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocessing:
+        data = {"resampling": "linear", **data}
+        data["percentiles"] = tuple(data.get("percentiles", cls.percentiles))
+        return cls(**data)
+
+
+RESAMPLING = ("antialiased", "linear")
+

@@ -1,0 +1,1 @@
+"""Reading a study: DICOM and volume files, series choice, input checks, segmentation files."""
