@@ -3,7 +3,7 @@
 A thin layer over ParaspinalSegLib: an axial T2 volume node in; the library segments, measures
 and grades (the same functions as the command line); a segmentation node with four segments, a
 table of per-slice measurements, two plots and the grade (as node attributes) out. The conversion
-between MRML arrays and the library's slices is ParaspinalSegLib.mrml. The Logic works from the
+between MRML arrays and the library's slices is ParaspinalSegLib.output.mrml. The Logic works from the
 Python console without the panel.
 """
 
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import slicer
 import vtk
-from ParaspinalSegLib import mrml
+from ParaspinalSegLib.output import mrml
 from ParaspinalSegLib.errors import InputError, OperationCancelled, ParaspinalError
-from ParaspinalSegLib.fat import FatMethod
+from ParaspinalSegLib.measure.fat import FatMethod
 from ParaspinalSegLib.labels import SEGMENTS
 from ParaspinalSegLib.pipeline import FAT_FROM_MODEL, MeasurementResult
-from ParaspinalSegLib.quality import grade_caution
+from ParaspinalSegLib.measure.quality import grade_caution
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -216,7 +216,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
 
     def modelChoices(self) -> tuple[list[str], str | None]:
         """Ids of the registered models, and the active one (None if none can be chosen)."""
-        from ParaspinalSegLib.registry import ModelRegistry
+        from ParaspinalSegLib.network.registry import ModelRegistry
 
         registry = ModelRegistry()
         ids = [model.model_id for model in registry.models()]
@@ -227,9 +227,9 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
 
     def loadModel(self, modelId: str | None = None, device: str | None = None):
         """The loaded model (active one if modelId is None) and the device it runs on."""
-        from ParaspinalSegLib.inference import choose_device
-        from ParaspinalSegLib.modelfile import load_model
-        from ParaspinalSegLib.registry import resolve_model
+        from ParaspinalSegLib.network.inference import choose_device
+        from ParaspinalSegLib.network.modelfile import load_model
+        from ParaspinalSegLib.network.registry import resolve_model
 
         folder, device = resolve_model(modelId), choose_device(device or "auto")
         cached = ParaspinalSegLogic._loadedModel
@@ -282,7 +282,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
     def setSegments(self, segmentationNode, volumeNode, labels) -> None:
         """Replace the segments with the scheme's four (fixed names, colours, SNOMED CT terminology)
         from a [K, J, I] label array on the volume's grid."""
-        from ParaspinalSegLib.segnrrd import terminology_entry
+        from ParaspinalSegLib.output.segnrrd import terminology_entry
 
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
         segmentationNode.SetNodeReferenceID(segmentationNode.GetReferenceImageGeometryReferenceRole(), volumeNode.GetID())
@@ -390,12 +390,12 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         Update measurements computes them, as a DICOM SR, written to outputFolder (new or empty), on the
         grid of the volume's source DICOM files (sourceFiles, or those of Slicer's DICOM database);
         optionally added to the DICOM database. Returns the files written."""
-        from ParaspinalSegLib.dicom import load_series
-        from ParaspinalSegLib.outputs import output_folder
+        from ParaspinalSegLib.read.dicom import load_series
+        from ParaspinalSegLib.output.outputs import output_folder
         from ParaspinalSegLib.pipeline import measure_series
 
         self.setupDicomExportRequirements()
-        from ParaspinalSegLib.dicomexport import check_dicom_export, write_dicom_export
+        from ParaspinalSegLib.output.dicomexport import check_dicom_export, write_dicom_export
 
         series = load_series(sourceFiles or self.sourceDicomFiles(volumeNode))
         check_dicom_export(series)
@@ -420,7 +420,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
                            overwrite=False, progressCallback=None) -> list:
         """Every study of inputFolder (a sub-folder, zip or volume each) into outputFolder/<study>/
         plus outputFolder/summary.csv, exactly as `paraspinal segment --batch`; no GUI, no nodes."""
-        from ParaspinalSegLib.batch import segment_folder
+        from ParaspinalSegLib.cohorts.batch import segment_folder
 
         self.setupPythonRequirements()
         model, device = self.loadModel(modelId, device)
@@ -674,7 +674,7 @@ class ParaspinalSegTest(ScriptedLoadableModuleTest):
 
         import numpy as np
         from ParaspinalSegLib.cli import sample_folder
-        from ParaspinalSegLib.reading import read_study
+        from ParaspinalSegLib.read.reading import read_study
 
         volume = mrml.volume_from_series(read_study(sample_folder() / "study").series)
         volumeNode = slicer.util.addVolumeFromArray(volume.array, ijkToRAS=volume.ijk_to_ras, name="sample T2")

@@ -182,7 +182,7 @@ class ParaspinalSegTrainingLogic(ScriptedLoadableModuleLogic):
 
     def setActiveModel(self, modelId: str) -> None:
         """Make a registered model the one ParaspinalSeg and `paraspinal` use by default."""
-        from ParaspinalSegLib.registry import ModelRegistry
+        from ParaspinalSegLib.network.registry import ModelRegistry
 
         ModelRegistry().set_active(modelId)
 
@@ -494,10 +494,10 @@ class ParaspinalSegTrainingTest(ScriptedLoadableModuleTest):
 
     def addSampleCases(self, logic, trainingSet: Path, firstSlices=(2, 6)) -> list[str]:
         """Cases of a few sample slices each, every segment marked corrected; their case ids."""
-        from ParaspinalSegLib import mrml
+        from ParaspinalSegLib.output import mrml
         from ParaspinalSegLib.cli import sample_folder
-        from ParaspinalSegLib.reading import read_study
-        from ParaspinalSegLib.segmentation import load_segmentation
+        from ParaspinalSegLib.read.reading import read_study
+        from ParaspinalSegLib.read.segmentation import load_segmentation
 
         series = read_study(sample_folder() / "study").series
         volume = mrml.volume_from_series(series)
@@ -523,11 +523,11 @@ class ParaspinalSegTrainingTest(ScriptedLoadableModuleTest):
     def heldOutDice(modelId: str, trainingSet: Path, caseIds) -> float:
         """Compartment Dice (per side) of a model's prediction on the named cases, mean over their slices,
         computed apart from the training's own evaluation."""
-        from ParaspinalSegLib.inference import predict_series
-        from ParaspinalSegLib.measurement import sided_dice
-        from ParaspinalSegLib.modelfile import load_model
-        from ParaspinalSegLib.reading import read_study
-        from ParaspinalSegLib.registry import resolve_model
+        from ParaspinalSegLib.network.inference import predict_series
+        from ParaspinalSegLib.measure.measurement import sided_dice
+        from ParaspinalSegLib.network.modelfile import load_model
+        from ParaspinalSegLib.read.reading import read_study
+        from ParaspinalSegLib.network.registry import resolve_model
         from ParaspinalSegTrainingLib.datasets import case_labels, find_cases
 
         model = load_model(resolve_model(modelId))
@@ -549,8 +549,8 @@ class ParaspinalSegTrainingTest(ScriptedLoadableModuleTest):
         return process.outcome
 
     def test_train_a_new_model_and_cancel_a_second_run(self):
-        from ParaspinalSegLib.modelfile import WEIGHTS_FILE, load_model, sha256_of
-        from ParaspinalSegLib.registry import ModelRegistry
+        from ParaspinalSegLib.network.modelfile import WEIGHTS_FILE, load_model, sha256_of
+        from ParaspinalSegLib.network.registry import ModelRegistry
         from ParaspinalSegTrainingLib.evaluation import STRUCTURES
 
         logic = ParaspinalSegTrainingLogic()

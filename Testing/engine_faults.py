@@ -11,7 +11,7 @@ def dies_on_its_first_try(job, *args):
     if not marker.exists():
         marker.touch()
         os._exit(1)
-    from ParaspinalSegLib.engine import segment_on_worker
+    from ParaspinalSegLib.cohorts.engine import segment_on_worker
 
     return segment_on_worker(job, *args)
 

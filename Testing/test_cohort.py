@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from helpers import run_cli, write_phantom_dataset
-from ParaspinalSegLib.eta import BatchClock, duration_text, study_line
+from ParaspinalSegLib.cohorts.eta import BatchClock, duration_text, study_line
 from ParaspinalSegLib.errors import ParaspinalError
-from ParaspinalSegLib.sharding import Shard, choose_shard, part_of_name
+from ParaspinalSegLib.cohorts.sharding import Shard, choose_shard, part_of_name
 
 SHIPPED = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "paraspinalseg-unet-r18-2.0.0"
 GOOD = ["Doe^Jane.nii.gz", "Roe^Richard.nii.gz", "case-3.nii.gz", "case-4.nii.gz"]
@@ -79,7 +79,7 @@ def test_time_left_and_the_study_line():
 
 
 def test_sharded_batch_resumes_and_merges_into_one_cohort(studies, tmp_path, capsys, monkeypatch, caplog):
-    import ParaspinalSegLib.batch as batch_module
+    import ParaspinalSegLib.cohorts.batch as batch_module
 
     out = tmp_path / "results"
     parts = []
@@ -90,7 +90,7 @@ def test_sharded_batch_resumes_and_merges_into_one_cohort(studies, tmp_path, cap
     assert not set(parts[0]) & set(parts[1])
     assert sorted(set(parts[0]) | set(parts[1])) == sorted(GOOD + [BROKEN])
     # the per-study log lines (no progress bar here) carry numbers, never the studies' names
-    lines = [r.getMessage() for r in caplog.records if r.name == "ParaspinalSegLib.eta"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "ParaspinalSegLib.cohorts.eta"]
     assert sorted(line.split()[1] for line in lines) == sorted(f"#{r['number']}" for r in (*parts[0].values(), *parts[1].values()))
     assert not any(n.split(".")[0] in "\n".join(lines) for n in GOOD + [BROKEN])
     assert json.loads((out / "failures" / f"{BROKEN}.json").read_text())["study"] == BROKEN

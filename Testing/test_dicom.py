@@ -13,12 +13,12 @@ import pytest
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from helpers import run_cli
-from ParaspinalSegLib.dicom import list_series, load_series, short_hash
-from ParaspinalSegLib.dicom_files import DicomSource, find_dicom_files
-from ParaspinalSegLib.dicom_frames import read_frames
+from ParaspinalSegLib.read.dicom import list_series, load_series, short_hash
+from ParaspinalSegLib.read.dicom_files import DicomSource, find_dicom_files
+from ParaspinalSegLib.read.dicom_frames import read_frames
 from ParaspinalSegLib.errors import InputError, NoSuitableSeriesError, OperationCancelled
 from ParaspinalSegLib.geometry import SliceGeometry
-from ParaspinalSegLib.series_selection import choose_series
+from ParaspinalSegLib.read.series_selection import choose_series
 from ParaspinalSegLib.slices import ImageSlice, SeriesInfo, SliceSeries
 from ParaspinalSegTrainingLib.dicom_writer import SyntheticPatient, series_from_arrays, write_dicom_series
 
@@ -383,7 +383,7 @@ def test_patient_hashes_are_keyed_anew_in_every_process():
     import subprocess
     import sys
 
-    code = "from ParaspinalSegLib.dicom import short_hash; print(short_hash('12345'))"
+    code = "from ParaspinalSegLib.read.dicom import short_hash; print(short_hash('12345'))"
     made = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
             for _ in range(2)}
     assert len(made) == 2 and all(len(h) == 8 for h in made)

@@ -17,13 +17,13 @@ import SimpleITK as sitk
 from pydicom.sr.codedict import codes
 
 from helpers import run_cli
-from ParaspinalSegLib.dicomexport import write_dicom_export
+from ParaspinalSegLib.output.dicomexport import write_dicom_export
 from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.geometry import SliceGeometry
 from ParaspinalSegLib.pipeline import Provenance, measure_series
-from ParaspinalSegLib.reading import read_study
+from ParaspinalSegLib.read.reading import read_study
 from ParaspinalSegLib.slices import ImageSlice, SeriesInfo, SliceSeries
-from ParaspinalSegLib.volumes import block_image, grid_blocks
+from ParaspinalSegLib.read.volumes import block_image, grid_blocks
 from ParaspinalSegTrainingLib.dicom_writer import SyntheticPatient, write_dicom_series
 
 SHAPE = (40, 56)
@@ -345,7 +345,7 @@ def test_a_source_without_frame_of_reference_is_refused_naming_the_file(study, t
 
 
 def test_the_library_refuses_a_series_read_from_a_volume():
-    from ParaspinalSegLib.dicomexport import check_dicom_export
+    from ParaspinalSegLib.output.dicomexport import check_dicom_export
 
     series = SliceSeries([ImageSlice(np.zeros(SHAPE, np.float32), block_geometry(0.0, 0.0, 0))],
                          SeriesInfo(uid="volume:x.nii", description="x.nii", source="x.nii"))
@@ -354,7 +354,7 @@ def test_the_library_refuses_a_series_read_from_a_volume():
 
 
 def test_the_device_observer_is_the_software_with_its_model():
-    from ParaspinalSegLib.dicomsr import observation_context
+    from ParaspinalSegLib.output.dicomsr import observation_context
 
     context = observation_context(Provenance(method="m", fat_settings=None, label_kind="model", model="abc-1.0.0"))
     items = {item.ConceptNameCodeSequence[0].CodeMeaning: item for item in context}

@@ -19,7 +19,7 @@ import pytest
 
 from helpers import write_phantom_dataset
 from ParaspinalSegLib.errors import InputError, OperationCancelled
-from ParaspinalSegLib.model import ModelArchitecture, Preprocessing
+from ParaspinalSegLib.network.model import ModelArchitecture, Preprocessing
 from ParaspinalSegTrainingLib.config import TrainingConfig
 from ParaspinalSegTrainingLib.distributed import World, world_from_environment
 from ParaspinalSegTrainingLib.sharding import epoch_plan, micro_batch_size, patient_shards, step_plan
@@ -275,7 +275,7 @@ def test_metrics_are_summed_over_the_processes(two_processes):
     import torch
     from safetensors.torch import load_file
 
-    from ParaspinalSegLib.model import build_network
+    from ParaspinalSegLib.network.model import build_network
     from ParaspinalSegTrainingLib.datasets import find_cases, prepare_dataset
     from ParaspinalSegTrainingLib.folds import patient_splits
     from ParaspinalSegTrainingLib.training import loss_function, validation_scores

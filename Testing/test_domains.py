@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ParaspinalSegLib.labels import LEFT, LEFT_FAT, LEFT_MUSCLE, RIGHT, RIGHT_FAT, RIGHT_MUSCLE
-from ParaspinalSegLib.model import Preprocessing
-from ParaspinalSegLib.preprocess import prepare_slice, resample, resample_antialiased
+from ParaspinalSegLib.network.model import Preprocessing
+from ParaspinalSegLib.network.preprocess import prepare_slice, resample, resample_antialiased
 from ParaspinalSegTrainingLib.heldout import DomainFigures, held_out_markdown, side_dice
 from ParaspinalSegTrainingLib.sample import axial_geometry
 from ParaspinalSegTrainingLib.synthesis import SynthesisSettings, synth_slice
@@ -175,8 +175,8 @@ def test_mirrored_test_time_augmentation_is_exactly_left_right_equivariant():
     network; without it, a network that reads the side from position does not."""
     import torch
 
-    from ParaspinalSegLib.inference import MIRRORED_CLASSES, network_scores
-    from ParaspinalSegLib.runtime import TorchRunner
+    from ParaspinalSegLib.network.inference import MIRRORED_CLASSES, network_scores
+    from ParaspinalSegLib.network.runtime import TorchRunner
 
     torch.manual_seed(0)
     network = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 5, 3, padding=1))
@@ -200,7 +200,7 @@ def test_release_puts_the_held_out_domain_figures_and_the_protocol_in_the_card(t
     import json
 
     from ParaspinalSegLib.errors import InputError
-    from ParaspinalSegLib.registry import SHIPPED_MODELS
+    from ParaspinalSegLib.network.registry import SHIPPED_MODELS
     from ParaspinalSegTrainingLib.heldout import FAT_METHODS, domain_folders
     from ParaspinalSegTrainingLib.release import release_model
 

@@ -34,9 +34,9 @@ def test_dask_gives_the_serial_outputs_and_records_the_failing_study(studies, tm
 
 
 def test_a_study_whose_worker_died_runs_again_and_one_that_always_kills_it_is_recorded(studies, tmp_path):
-    from ParaspinalSegLib.batch import segment_folder
-    from ParaspinalSegLib.engine import ALLOWED_FAILURES, DaskEngine
-    from ParaspinalSegLib.modelfile import LoadedModel, read_card
+    from ParaspinalSegLib.cohorts.batch import segment_folder
+    from ParaspinalSegLib.cohorts.engine import ALLOWED_FAILURES, DaskEngine
+    from ParaspinalSegLib.network.modelfile import LoadedModel, read_card
 
     model = LoadedModel(None, read_card(SHIPPED), SHIPPED)
     only_one = tmp_path / "one"
@@ -56,7 +56,7 @@ def test_a_study_whose_worker_died_runs_again_and_one_that_always_kills_it_is_re
 
 def test_a_short_one_worker_run_goes_on_in_this_process():
     """One local worker overlaps nothing: a run shorter than the cluster's start-up is worth runs here."""
-    from ParaspinalSegLib.engine import DaskEngine
+    from ParaspinalSegLib.cohorts.engine import DaskEngine
 
     assert DaskEngine(workers=1).runs_here(39) and not DaskEngine(workers=1).runs_here(40)
     assert not DaskEngine(workers=2).runs_here(3) and not DaskEngine(workers=1, scheduler="tcp://x:8786").runs_here(3)

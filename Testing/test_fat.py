@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ParaspinalSegLib.fat import FatMethod, FatSettings, fit_gaussian_mixture, otsu_threshold, quantify_fat
+from ParaspinalSegLib.measure.fat import FatMethod, FatSettings, fit_gaussian_mixture, otsu_threshold, quantify_fat
 
 
 def mixture_slice(fat_fraction: float, seed: int, bias: float = 0.2, noise: float = 30.0):

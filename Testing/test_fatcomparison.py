@@ -3,8 +3,8 @@
 import pytest
 from helpers import write_phantom_dataset
 
-from ParaspinalSegLib.modelfile import load_model
-from ParaspinalSegLib.registry import resolve_model
+from ParaspinalSegLib.network.modelfile import load_model
+from ParaspinalSegLib.network.registry import resolve_model
 from ParaspinalSegTrainingLib.datasets import find_cases
 from ParaspinalSegTrainingLib.fatcomparison import (
     case_fat_fractions, compare_fat_methods, comparison_markdown, score_method)

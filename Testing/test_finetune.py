@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from helpers import phantom_series, run_cli
-from ParaspinalSegLib.inference import predict_series
-from ParaspinalSegLib.measurement import sided_dice
-from ParaspinalSegLib.modelfile import WEIGHTS_FILE, load_model, sha256_of
-from ParaspinalSegLib.reading import read_study
-from ParaspinalSegLib.registry import ModelRegistry, resolve_model
+from ParaspinalSegLib.network.inference import predict_series
+from ParaspinalSegLib.measure.measurement import sided_dice
+from ParaspinalSegLib.network.modelfile import WEIGHTS_FILE, load_model, sha256_of
+from ParaspinalSegLib.read.reading import read_study
+from ParaspinalSegLib.network.registry import ModelRegistry, resolve_model
 from ParaspinalSegTrainingLib.config import TrainingConfig
 from ParaspinalSegTrainingLib.datasets import case_labels, find_cases
 from ParaspinalSegTrainingLib.finetune import FineTuneSettings, fine_tune

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ParaspinalSegLib.grading import sgc_grade
+from ParaspinalSegLib.measure.grading import sgc_grade
 
 
 @pytest.mark.parametrize(

@@ -37,8 +37,8 @@ def materials(tmp_path_factory) -> dict[str, Path]:
     import torch
 
     from phantom import phantom_slice
-    from ParaspinalSegLib.model import ModelArchitecture, Preprocessing, build_network
-    from ParaspinalSegLib.modelfile import ModelCard, save_model
+    from ParaspinalSegLib.network.model import ModelArchitecture, Preprocessing, build_network
+    from ParaspinalSegLib.network.modelfile import ModelCard, save_model
 
     root = tmp_path_factory.mktemp("hostile-materials")
     shutil.copytree(sample_folder() / "study", root / "study")
@@ -143,7 +143,7 @@ def _segment_argv(kit: Kit, study: Path, out: Path, *extra: str) -> list[str]:
 def test_a_run_finishing_second_on_the_same_output_fails_and_keeps_the_first(materials, tmp_path, capsys,
                                                                               monkeypatch):
     """The other run finishes while this one writes: this one must fail cleanly, not replace it."""
-    import ParaspinalSegLib.qc as qc
+    import ParaspinalSegLib.output.qc as qc
 
     kit = make_kit(materials, tmp_path)
     out = tmp_path / "shared-out"
@@ -180,7 +180,7 @@ def _batch_folder(kit: Kit, names: list[str]) -> Path:
 
 
 def test_ctrl_c_in_a_batch_keeps_what_is_done_and_says_so(materials, tmp_path, capsys, monkeypatch):
-    import ParaspinalSegLib.batch as batch
+    import ParaspinalSegLib.cohorts.batch as batch
 
     kit = make_kit(materials, tmp_path)
     folder, out = _batch_folder(kit, ["a", "b", "c"]), tmp_path / "results"
@@ -202,7 +202,7 @@ def test_ctrl_c_in_a_batch_keeps_what_is_done_and_says_so(materials, tmp_path, c
 
 
 def test_an_unforeseen_failure_of_one_study_does_not_end_the_batch(materials, tmp_path, capsys, monkeypatch):
-    import ParaspinalSegLib.batch as batch
+    import ParaspinalSegLib.cohorts.batch as batch
 
     kit = make_kit(materials, tmp_path)
     folder, out = _batch_folder(kit, ["a", "b"]), tmp_path / "results"

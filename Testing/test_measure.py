@@ -8,10 +8,10 @@ import pytest
 import SimpleITK as sitk
 
 from helpers import run_cli, volume, write
-from ParaspinalSegLib.inputcheck import VOLUME_SEQUENCE_WARNING
+from ParaspinalSegLib.read.inputcheck import VOLUME_SEQUENCE_WARNING
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, LabelKind
-from ParaspinalSegLib.reading import read_study
-from ParaspinalSegLib.segmentation import load_segmentation
+from ParaspinalSegLib.read.reading import read_study
+from ParaspinalSegLib.read.segmentation import load_segmentation
 from phantom import phantom_slice
 
 SPACING = (0.8, 0.6, 4.0)  # column (x), row (y), slice: 0.48 mm² pixels

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
-from ParaspinalSegLib.measurement import measure_slice, summarise
+from ParaspinalSegLib.measure.measurement import measure_slice, summarise
 from ParaspinalSegLib.geometry import SliceGeometry
 
 
@@ -73,7 +73,7 @@ def test_patient_mean_skips_slices_without_compartment_and_grades():
 
 
 def test_compartment_dice_is_the_mean_of_the_sides_and_skips_slices_empty_in_both():
-    from ParaspinalSegLib.measurement import mean_compartment_dice
+    from ParaspinalSegLib.measure.measurement import mean_compartment_dice
 
     truth = np.zeros((4, 8), dtype=np.uint8)
     truth[:2, :4] = 1  # right compartment, 8 pixels
@@ -87,7 +87,7 @@ def test_compartment_dice_is_the_mean_of_the_sides_and_skips_slices_empty_in_bot
 
 
 def test_compartment_dice_of_a_prediction_with_the_sides_swapped_is_zero():
-    from ParaspinalSegLib.measurement import mean_compartment_dice
+    from ParaspinalSegLib.measure.measurement import mean_compartment_dice
 
     truth = np.zeros((4, 8), dtype=np.uint8)
     truth[:, :4] = 1
@@ -98,7 +98,7 @@ def test_compartment_dice_of_a_prediction_with_the_sides_swapped_is_zero():
 
 
 def test_compartment_dice_with_one_side_missing_in_the_prediction():
-    from ParaspinalSegLib.measurement import sided_dice
+    from ParaspinalSegLib.measure.measurement import sided_dice
 
     truth = np.zeros((4, 8), dtype=np.uint8)
     truth[:, :4] = 1

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from ParaspinalSegLib.errors import InputError
-from ParaspinalSegLib.model import ModelArchitecture, build_network
-from ParaspinalSegLib.modelfile import CARD_FILE, WEIGHTS_FILE, ModelCard, ModelFileError, load_model, save_model
-from ParaspinalSegLib.registry import ModelRegistry
+from ParaspinalSegLib.network.model import ModelArchitecture, build_network
+from ParaspinalSegLib.network.modelfile import CARD_FILE, WEIGHTS_FILE, ModelCard, ModelFileError, load_model, save_model
+from ParaspinalSegLib.network.registry import ModelRegistry
 
 TINY = ModelArchitecture(encoder="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8))
 

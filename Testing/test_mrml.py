@@ -1,4 +1,4 @@
-"""Slicer volumes in library terms (ParaspinalSegLib.mrml): geometry equal to SimpleITK's reading of
+"""Slicer volumes in library terms (ParaspinalSegLib.output.mrml): geometry equal to SimpleITK's reading of
 the same grid, round trips on oblique and flipped grids, exact areas, the patient's sides, the table."""
 
 import math
@@ -6,14 +6,14 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from ParaspinalSegLib import mrml
+from ParaspinalSegLib.output import mrml
 from ParaspinalSegLib.errors import InputError, NoSuitableSeriesError
-from ParaspinalSegLib.export import SLICE_COLUMNS
-from ParaspinalSegLib.grading import sgc_grade
+from ParaspinalSegLib.output.export import SLICE_COLUMNS
+from ParaspinalSegLib.measure.grading import sgc_grade
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
 from ParaspinalSegLib.pipeline import measure_labels, measure_series
-from ParaspinalSegLib.segmentation import split_binary_at_midline
-from ParaspinalSegLib.volumes import series_from_image
+from ParaspinalSegLib.read.segmentation import split_binary_at_midline
+from ParaspinalSegLib.read.volumes import series_from_image
 
 LPS = np.diag([-1.0, -1.0, 1.0])
 SPACING = (0.7, 0.9, 4.0)  # i, j, k

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
-from ParaspinalSegLib.postprocess import clean_labels
+from ParaspinalSegLib.network.postprocess import clean_labels
 
 
 def test_stray_islands_go_holes_fill_and_fat_stays_inside():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ParaspinalSegLib.geometry import DisplayTransform
-from ParaspinalSegLib.model import Preprocessing
-from ParaspinalSegLib.preprocess import Placement, prepare_slice, restore_labels
+from ParaspinalSegLib.network.model import Preprocessing
+from ParaspinalSegLib.network.preprocess import Placement, prepare_slice, restore_labels
 from ParaspinalSegTrainingLib.sample import axial_geometry
 
 PRE = Preprocessing(pixel_spacing_mm=1.5, input_size=64)

@@ -13,10 +13,10 @@ import SimpleITK as sitk
 from helpers import run_cli
 from ParaspinalSegLib.cli import sample_folder
 from ParaspinalSegLib.geometry import SliceGeometry
-from ParaspinalSegLib.inference import compartment_confidence
+from ParaspinalSegLib.network.inference import compartment_confidence
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
-from ParaspinalSegLib.measurement import measure_slice
-from ParaspinalSegLib.quality import Check, Thresholds, assess_quality, grade_caution
+from ParaspinalSegLib.measure.measurement import measure_slice
+from ParaspinalSegLib.measure.quality import Check, Thresholds, assess_quality, grade_caution
 
 SPACING = (0.8, 0.5)  # mm per row, per column: 0.4 mm² a pixel
 COLUMNS = 200  # a side's rectangle is `area / 0.4 / 100` rows of 100 columns
@@ -144,17 +144,17 @@ def test_compartment_confidence_merges_muscle_and_fat_and_ignores_the_background
 
 @pytest.fixture(scope="module")
 def sample_series():
-    from ParaspinalSegLib.reading import read_study
+    from ParaspinalSegLib.read.reading import read_study
 
     return read_study(sample_folder() / "study").series
 
 
 def test_the_shipped_model_on_the_sample_raises_no_warning(sample_series, tmp_path, capsys):
     from ParaspinalSegLib.cli import print_result
-    from ParaspinalSegLib.export import write_result
-    from ParaspinalSegLib.modelfile import load_model
+    from ParaspinalSegLib.output.export import write_result
+    from ParaspinalSegLib.network.modelfile import load_model
     from ParaspinalSegLib.pipeline import segment_series
-    from ParaspinalSegLib.registry import SHIPPED_MODELS
+    from ParaspinalSegLib.network.registry import SHIPPED_MODELS
 
     model = load_model(sorted(SHIPPED_MODELS.glob("*/model.json"))[-1].parent)
     result = segment_series(sample_series, model)
@@ -171,7 +171,7 @@ def test_the_shipped_model_on_the_sample_raises_no_warning(sample_series, tmp_pa
 
 def test_the_sample_truth_raises_no_warning(sample_series):
     from ParaspinalSegLib.pipeline import measure_series
-    from ParaspinalSegLib.segmentation import load_segmentation
+    from ParaspinalSegLib.read.segmentation import load_segmentation
 
     truth = load_segmentation([sample_folder() / "truth.nrrd"], sample_series).labels
     result = measure_series(sample_series, truth, needs_fat=False)
@@ -181,7 +181,7 @@ def test_the_sample_truth_raises_no_warning(sample_series):
 def test_a_failed_segmentation_is_graded_only_with_its_warnings(sample_series, tmp_path, capsys):
     """The sample's truth with the left compartment erased on half its slices: `paraspinal measure`
     still grades it, and the grade line, the warnings, patient.json and the QC picture say so."""
-    from ParaspinalSegLib.qc import FRAME_PX, TILE_PX, WARNING_RED
+    from ParaspinalSegLib.output.qc import FRAME_PX, TILE_PX, WARNING_RED
 
     truth = sitk.ReadImage(str(sample_folder() / "truth.nrrd"))
     array = sitk.GetArrayFromImage(truth)
@@ -219,9 +219,9 @@ def test_a_failed_segmentation_is_graded_only_with_its_warnings(sample_series, t
 
 
 def test_the_batch_summary_carries_the_warnings(sample_series):
-    from ParaspinalSegLib.batch import StudyOutcome, summary_csv
+    from ParaspinalSegLib.cohorts.batch import StudyOutcome, summary_csv
     from ParaspinalSegLib.pipeline import measure_series
-    from ParaspinalSegLib.segmentation import load_segmentation
+    from ParaspinalSegLib.read.segmentation import load_segmentation
     import csv
     import io
     from pathlib import Path

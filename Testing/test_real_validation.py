@@ -110,7 +110,7 @@ def test_the_markdown_table_has_a_row_per_level_and_a_line_per_case():
 
 
 def test_validate_real_without_the_real_cases_says_where_it_looked(capsys, tmp_path):
-    from ParaspinalSegLib.registry import SHIPPED_MODELS
+    from ParaspinalSegLib.network.registry import SHIPPED_MODELS
 
     model = sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))[-1]
     code, out, err = run_cli(capsys, "validate-real", model, "--shared", tmp_path)

@@ -7,8 +7,8 @@ import pytest
 from helpers import run_cli
 
 from ParaspinalSegLib.errors import InputError
-from ParaspinalSegLib.modelfile import load_model, sha256_of
-from ParaspinalSegLib.registry import SHIPPED_MODELS
+from ParaspinalSegLib.network.modelfile import load_model, sha256_of
+from ParaspinalSegLib.network.registry import SHIPPED_MODELS
 from ParaspinalSegTrainingLib.real_validation import LEVEL_GROUPS
 from ParaspinalSegTrainingLib.release import release_model
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from ParaspinalSegLib.geometry import DisplayTransform
-from ParaspinalSegLib.modelfile import CARD_FILE, ModelFileError, load_model
-from ParaspinalSegLib.postprocess import clean_labels, clean_region
-from ParaspinalSegLib.preprocess import Placement, resample_antialiased, resize_weights, restore_labels, softmax
-from ParaspinalSegLib.runtime import GRAPH_FILE, choose_backend
+from ParaspinalSegLib.network.modelfile import CARD_FILE, ModelFileError, load_model
+from ParaspinalSegLib.network.postprocess import clean_labels, clean_region
+from ParaspinalSegLib.network.preprocess import Placement, resample_antialiased, resize_weights, restore_labels, softmax
+from ParaspinalSegLib.network.runtime import GRAPH_FILE, choose_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "Resources" / "Models" / "paraspinalseg-unet-r18-2.0.0"
@@ -109,8 +109,8 @@ def test_onnx_runtime_gives_the_torch_labels_on_the_sample():
     """Both backends on the shipped sample: scores within 1e-3, and the pipeline's labels the same on
     all but a handful of border pixels (compartment Dice between them at least 0.999)."""
     from ParaspinalSegLib.cli import sample_folder
-    from ParaspinalSegLib.inference import predict_series_with_confidence
-    from ParaspinalSegLib.reading import read_study
+    from ParaspinalSegLib.network.inference import predict_series_with_confidence
+    from ParaspinalSegLib.read.reading import read_study
 
     series = read_study(sample_folder() / "study").series
     by_torch = load_model(SHIPPED, backend="torch")
@@ -199,7 +199,7 @@ def test_components_and_hole_filling_equal_scipy_on_random_masks():
     (background 4-connected to the border stays) give scipy.ndimage's result on 300 random masks."""
     from scipy import ndimage
 
-    from ParaspinalSegLib.postprocess import fill_holes, largest_component
+    from ParaspinalSegLib.network.postprocess import fill_holes, largest_component
 
     rng = np.random.default_rng(0)
     for trial in range(300):
@@ -221,9 +221,9 @@ def test_openvino_gives_the_torch_labels_on_the_sample():
     compartment Dice between them at least 0.998 on every slice, and the provenance names it."""
     pytest.importorskip("openvino", reason="the extra paraspinalseg[openvino] is not installed")
     from ParaspinalSegLib.cli import sample_folder
-    from ParaspinalSegLib.inference import predict_series
+    from ParaspinalSegLib.network.inference import predict_series
     from ParaspinalSegLib.pipeline import segment_series
-    from ParaspinalSegLib.reading import read_study
+    from ParaspinalSegLib.read.reading import read_study
 
     series = read_study(sample_folder() / "study").series
     by_openvino = load_model(SHIPPED, backend="openvino")
@@ -234,7 +234,7 @@ def test_openvino_gives_the_torch_labels_on_the_sample():
 
 
 def test_a_model_kept_loaded_on_the_cpu_runs_on_openvino_where_it_is_installed(monkeypatch):
-    from ParaspinalSegLib import runtime
+    from ParaspinalSegLib.network import runtime
 
     monkeypatch.setattr(runtime, "openvino_installed", lambda: True)
     assert runtime.choose_backend("auto", "cpu", has_graph=True, keep_loaded=True) == "openvino"

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import run_cli, write_phantom_dataset
 from ParaspinalSegLib.cli import sample_folder
-from ParaspinalSegLib.grading import sgc_grade
+from ParaspinalSegLib.measure.grading import sgc_grade
 from ParaspinalSegTrainingLib.run import run_training
 from test_training import TINY
 
@@ -60,9 +60,9 @@ def test_batch_reports_the_broken_study_and_goes_on(tiny_model, tmp_path, capsys
 
 def test_segment_series_progress_runs_once_to_the_end_and_cancels_in_the_fat_step(tiny_model):
     from ParaspinalSegLib.errors import OperationCancelled
-    from ParaspinalSegLib.modelfile import load_model
+    from ParaspinalSegLib.network.modelfile import load_model
     from ParaspinalSegLib.pipeline import segment_series
-    from ParaspinalSegLib.reading import read_study
+    from ParaspinalSegLib.read.reading import read_study
 
     series, model = read_study(sample_folder() / "study").series, load_model(tiny_model)
     seen = []

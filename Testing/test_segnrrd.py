@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from ParaspinalSegLib.errors import GeometryMismatchError, InputError
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, SEGMENTS
-from ParaspinalSegLib.segnrrd import (
+from ParaspinalSegLib.output.segnrrd import (
     pad_to_reference,
     read_seg_nrrd,
     scheme_label_for_name,

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from ParaspinalSegLib.dicom import SeriesSummary
-from ParaspinalSegLib.dicom_files import DicomSource
+from ParaspinalSegLib.read.dicom import SeriesSummary
+from ParaspinalSegLib.read.dicom_files import DicomSource
 from ParaspinalSegLib.errors import InputError, NoSuitableSeriesError
-from ParaspinalSegLib.series_selection import (
+from ParaspinalSegLib.read.series_selection import (
     choose_series,
     description_words,
     format_series_table,

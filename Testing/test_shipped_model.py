@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ParaspinalSegLib.cli import sample_folder
-from ParaspinalSegLib.modelfile import load_model, sha256_of
-from ParaspinalSegLib.registry import SHIPPED_MODELS, ModelRegistry
+from ParaspinalSegLib.network.modelfile import load_model, sha256_of
+from ParaspinalSegLib.network.registry import SHIPPED_MODELS, ModelRegistry
 
 SHIPPED = sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))
 REAL_TOLERANCE = 0.005  # real-case Dice: inference is deterministic on the CPU, up to float rounding
@@ -49,10 +49,10 @@ def test_shipped_model_gives_its_stated_dice_on_real_cases(shipped, shared_dir):
 
 
 def test_shipped_model_gives_its_stated_dice_and_the_true_grade_on_the_sample(shipped):
-    from ParaspinalSegLib.measurement import mean_compartment_dice
+    from ParaspinalSegLib.measure.measurement import mean_compartment_dice
     from ParaspinalSegLib.pipeline import segment_series
-    from ParaspinalSegLib.reading import read_study
-    from ParaspinalSegLib.segmentation import load_segmentation
+    from ParaspinalSegLib.read.reading import read_study
+    from ParaspinalSegLib.read.segmentation import load_segmentation
 
     _, model = shipped
     series = read_study(sample_folder() / "study").series

@@ -14,15 +14,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import slicer_fakes
-from ParaspinalSegLib import mrml
-from ParaspinalSegLib.batch import SUMMARY_COLUMNS
+from ParaspinalSegLib.output import mrml
+from ParaspinalSegLib.cohorts.batch import SUMMARY_COLUMNS
 from ParaspinalSegLib.cli import sample_folder
 from ParaspinalSegLib.errors import NoSuitableSeriesError, ParaspinalError
-from ParaspinalSegLib.export import SLICE_COLUMNS
+from ParaspinalSegLib.output.export import SLICE_COLUMNS
 from ParaspinalSegLib.labels import SEGMENTS
-from ParaspinalSegLib.reading import read_study
-from ParaspinalSegLib.registry import ModelRegistry
-from ParaspinalSegLib.segmentation import load_segmentation
+from ParaspinalSegLib.read.reading import read_study
+from ParaspinalSegLib.network.registry import ModelRegistry
+from ParaspinalSegLib.read.segmentation import load_segmentation
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = json.loads((sample_folder() / "truth.json").read_text())

@@ -18,14 +18,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import slicer_fakes
-from ParaspinalSegLib import mrml
+from ParaspinalSegLib.output import mrml
 from ParaspinalSegLib.cli import sample_folder
 from ParaspinalSegLib.errors import InputError, ParaspinalError
 from ParaspinalSegLib.labels import SEGMENTS
-from ParaspinalSegLib.modelfile import WEIGHTS_FILE, load_model, sha256_of
-from ParaspinalSegLib.reading import read_study
-from ParaspinalSegLib.registry import ModelRegistry
-from ParaspinalSegLib.segmentation import load_segmentation
+from ParaspinalSegLib.network.modelfile import WEIGHTS_FILE, load_model, sha256_of
+from ParaspinalSegLib.read.reading import read_study
+from ParaspinalSegLib.network.registry import ModelRegistry
+from ParaspinalSegLib.read.segmentation import load_segmentation
 from ParaspinalSegTrainingLib.evaluation import METRICS, STRUCTURES
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,10 +7,10 @@ import pytest
 
 from helpers import write_phantom_dataset
 from ParaspinalSegLib.errors import OperationCancelled
-from ParaspinalSegLib.inference import predict_series
-from ParaspinalSegLib.model import ModelArchitecture, Preprocessing
-from ParaspinalSegLib.modelfile import load_model
-from ParaspinalSegLib.reading import read_study
+from ParaspinalSegLib.network.inference import predict_series
+from ParaspinalSegLib.network.model import ModelArchitecture, Preprocessing
+from ParaspinalSegLib.network.modelfile import load_model
+from ParaspinalSegLib.read.reading import read_study
 from ParaspinalSegTrainingLib.config import TrainingConfig
 from ParaspinalSegTrainingLib.folds import patient_splits
 from ParaspinalSegTrainingLib.run import run_training

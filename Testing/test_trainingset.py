@@ -12,9 +12,9 @@ from helpers import phantom_series
 from ParaspinalSegLib.errors import InputError, OutputExistsError
 from ParaspinalSegLib.geometry import SliceGeometry
 from ParaspinalSegLib.labels import LEFT_FAT, RIGHT_FAT, RIGHT_MUSCLE
-from ParaspinalSegLib.modelfile import label_scheme
-from ParaspinalSegLib.reading import read_study
-from ParaspinalSegLib.segmentation import load_segmentation
+from ParaspinalSegLib.network.modelfile import label_scheme
+from ParaspinalSegLib.read.reading import read_study
+from ParaspinalSegLib.read.segmentation import load_segmentation
 from ParaspinalSegLib.slices import ImageSlice, SliceSeries
 from ParaspinalSegTrainingLib import trainingset
 from ParaspinalSegTrainingLib.datasets import find_cases

@@ -89,7 +89,7 @@ def full_onnx(network, size: int, path: Path) -> Path:
 def calibration_windows(model, count: int = 24) -> np.ndarray:
     """Network windows of synthetic training-style patients other than the sample's (cases 100 on,
     seed CALIBRATION_SEED)."""
-    from ParaspinalSegLib.preprocess import prepare_slice
+    from ParaspinalSegLib.network.preprocess import prepare_slice
     from ParaspinalSegTrainingLib.sample import SIGNAL_SCALE, axial_geometry, sample_settings
     from ParaspinalSegTrainingLib.synthesis import synth_case
 
@@ -139,7 +139,7 @@ def openvino_runner(network, size: int, scratch: Path, bf16: bool) -> ArrayRunne
 
 
 def make_runner(name: str, folder: Path, scratch: Path):
-    from ParaspinalSegLib.modelfile import load_model
+    from ParaspinalSegLib.network.modelfile import load_model
 
     if name == "onnxruntime-fp32":
         return load_model(folder, backend="onnxruntime")
@@ -161,8 +161,8 @@ def measure_one(name: str, folder: Path, slices: int, repeats: int, real: bool) 
     import resource
 
     from ParaspinalSegLib.cli import sample_folder
-    from ParaspinalSegLib.preprocess import prepare_slice
-    from ParaspinalSegLib.reading import read_study
+    from ParaspinalSegLib.network.preprocess import prepare_slice
+    from ParaspinalSegLib.read.reading import read_study
     from ParaspinalSegTrainingLib.release import sample_dice
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", choices=BACKENDS, help="these backends only")
     parser.add_argument("--one", choices=BACKENDS, help=argparse.SUPPRESS)  # internal: one backend, JSON out
     args = parser.parse_args(argv)
-    from ParaspinalSegLib.registry import resolve_model
+    from ParaspinalSegLib.network.registry import resolve_model
 
     folder = resolve_model(args.model)
     if args.one:

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-IMPORTS = ("import ParaspinalSegLib.cli, ParaspinalSegLib.batch, ParaspinalSegLib.dicom, ParaspinalSegLib.qc, "
-           "ParaspinalSegLib.segnrrd, ParaspinalSegLib.fat, onnxruntime, SimpleITK, safetensors.numpy, PIL.ImageDraw")
+IMPORTS = ("import ParaspinalSegLib.cli, ParaspinalSegLib.cohorts.batch, ParaspinalSegLib.read.dicom, ParaspinalSegLib.output.qc, "
+           "ParaspinalSegLib.output.segnrrd, ParaspinalSegLib.measure.fat, onnxruntime, SimpleITK, safetensors.numpy, PIL.ImageDraw")
 
 
 def median_time(function, repeats: int) -> float:
@@ -73,13 +73,13 @@ def cold_figures(study: Path, scratch: Path, repeats: int, model: str | None, ba
 
 def warm_stages(study: Path, scratch: Path, model, repeats: int, batch_size: int = 8) -> dict[str, float]:
     """Seconds per stage of a warm run (model loaded), each stage the median of `repeats`."""
-    from ParaspinalSegLib.export import patient_document, slices_csv_text, write_segmentations
-    from ParaspinalSegLib.inference import compartment_confidence, runner_for
+    from ParaspinalSegLib.output.export import patient_document, slices_csv_text, write_segmentations
+    from ParaspinalSegLib.network.inference import compartment_confidence, runner_for
     from ParaspinalSegLib.pipeline import measure_series
-    from ParaspinalSegLib.postprocess import clean_labels
-    from ParaspinalSegLib.preprocess import prepare_slice, restore_labels
-    from ParaspinalSegLib.qc import write_qc_montage
-    from ParaspinalSegLib.reading import read_study
+    from ParaspinalSegLib.network.postprocess import clean_labels
+    from ParaspinalSegLib.network.preprocess import prepare_slice, restore_labels
+    from ParaspinalSegLib.output.qc import write_qc_montage
+    from ParaspinalSegLib.read.reading import read_study
 
     series = read_study(study).series
     pre = model.card.preprocessing
@@ -113,7 +113,7 @@ def baseline_network(model_folder: Path, batch: np.ndarray, repeats: int) -> flo
     """Seconds for the naive baseline: torch, one slice at a time, float32, autograd on."""
     import torch
 
-    from ParaspinalSegLib.modelfile import load_model
+    from ParaspinalSegLib.network.modelfile import load_model
 
     network = load_model(model_folder, backend="torch").network
     tensor = torch.from_numpy(batch)
@@ -121,7 +121,7 @@ def baseline_network(model_folder: Path, batch: np.ndarray, repeats: int) -> flo
 
 
 def model_load_time(model_folder: Path, repeats: int, backend: str) -> float:
-    from ParaspinalSegLib.modelfile import load_model
+    from ParaspinalSegLib.network.modelfile import load_model
 
     return median_time(lambda: load_model(model_folder, backend=backend), repeats)
 
@@ -131,7 +131,7 @@ def upsampled_study(source: Path, slices: int, size: int, folder: Path) -> Path:
     upsampling, pixel spacing scaled to keep the field of view), 4 mm apart."""
     from scipy.ndimage import zoom
 
-    from ParaspinalSegLib.reading import read_study
+    from ParaspinalSegLib.read.reading import read_study
     from ParaspinalSegLib.slices import ImageSlice, SliceSeries
     from ParaspinalSegTrainingLib.dicom_writer import write_dicom_series
     from ParaspinalSegTrainingLib.sample import axial_geometry
@@ -175,10 +175,10 @@ def report(name: str, slices: int, cold: dict, warm: dict, load: float, baseline
 
 def main(argv=None) -> int:
     from ParaspinalSegLib.cli import sample_folder
-    from ParaspinalSegLib.modelfile import load_model
-    from ParaspinalSegLib.preprocess import prepare_slice
-    from ParaspinalSegLib.reading import read_study
-    from ParaspinalSegLib.registry import resolve_model
+    from ParaspinalSegLib.network.modelfile import load_model
+    from ParaspinalSegLib.network.preprocess import prepare_slice
+    from ParaspinalSegLib.read.reading import read_study
+    from ParaspinalSegLib.network.registry import resolve_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model")

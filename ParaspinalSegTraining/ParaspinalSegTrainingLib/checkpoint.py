@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ParaspinalSegLib.outputs import move_into_place, write_text_atomic
+from ParaspinalSegLib.output.outputs import move_into_place, write_text_atomic
 
 WEIGHTS = "checkpoint.safetensors"
 STATE = "checkpoint.json"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ParaspinalSegLib.cli import add_device_option, available_device, positive_int
 from ParaspinalSegLib.errors import InputError
-from ParaspinalSegLib.outputs import write_text_atomic
-from ParaspinalSegLib.registry import resolve_model
+from ParaspinalSegLib.output.outputs import write_text_atomic
+from ParaspinalSegLib.network.registry import resolve_model
 
 
 def read_settings_json(path: Path) -> dict:
@@ -100,7 +100,7 @@ def training_world(args: argparse.Namespace):
 
 
 def command_train(args: argparse.Namespace, progress) -> int:
-    from ParaspinalSegLib.inference import choose_device
+    from ParaspinalSegLib.network.inference import choose_device
 
     from .config import TrainingConfig
     from .distributed import process_group
@@ -133,7 +133,7 @@ def command_train(args: argparse.Namespace, progress) -> int:
     if run.evaluation:
         print((Path(args.out) / "evaluation" / "pooled_table2.md").read_text())
     if args.register:
-        from ParaspinalSegLib.registry import ModelRegistry
+        from ParaspinalSegLib.network.registry import ModelRegistry
 
         for fold in run.folds:
             print(f"registered {ModelRegistry().import_model(fold.model_folder).model_id}")
@@ -141,7 +141,7 @@ def command_train(args: argparse.Namespace, progress) -> int:
 
 
 def command_evaluate(args: argparse.Namespace, progress) -> int:
-    from ParaspinalSegLib.modelfile import load_model
+    from ParaspinalSegLib.network.modelfile import load_model
 
     from .datasets import find_cases
     from .evaluate import evaluate_cases
@@ -169,7 +169,7 @@ def command_evaluate(args: argparse.Namespace, progress) -> int:
 
 
 def command_validate_real(args: argparse.Namespace, progress) -> int:
-    from ParaspinalSegLib.modelfile import load_model
+    from ParaspinalSegLib.network.modelfile import load_model
 
     from .real_validation import REAL_CASES, figures_markdown, validate_real
 
@@ -188,7 +188,7 @@ def command_validate_real(args: argparse.Namespace, progress) -> int:
 
 
 def command_heldout(args: argparse.Namespace, progress) -> int:
-    from ParaspinalSegLib.modelfile import load_model
+    from ParaspinalSegLib.network.modelfile import load_model
 
     from .heldout import FAT_FROM_MODEL, FAT_METHODS, evaluate_held_out, held_out_markdown
     from .synthesis.shapes import real_shapes_available
@@ -214,7 +214,7 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
 
 
 def command_models(args: argparse.Namespace, progress) -> int:
-    from ParaspinalSegLib.registry import ModelRegistry
+    from ParaspinalSegLib.network.registry import ModelRegistry
 
     registry = ModelRegistry()
     if args.action == "list":

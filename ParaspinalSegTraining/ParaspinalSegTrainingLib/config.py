@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ParaspinalSegLib.errors import InputError
-from ParaspinalSegLib.model import ModelArchitecture, Preprocessing
+from ParaspinalSegLib.network.model import ModelArchitecture, Preprocessing
 
 from .augmentation import AugmentationSettings
 

@@ -7,9 +7,9 @@
         labels.nii.gz | labels.nrrd | segmentation.seg.nrrd
         case.json                  optional: {"patient_id": ..., ...}; patient id defaults to the case id
 
-Labels may be anything ParaspinalSegLib.segmentation reads (scheme, compartment-only, MuscleMap,
+Labels may be anything ParaspinalSegLib.read.segmentation reads (scheme, compartment-only, MuscleMap,
 TotalSegmentator, .seg.nrrd); compartment-only maps get their fat by image analysis (recorded).
-Slices become network-ready windows with ParaspinalSegLib.preprocess, kept in memory.
+Slices become network-ready windows with ParaspinalSegLib.network.preprocess, kept in memory.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from ParaspinalSegLib.errors import InputError
-from ParaspinalSegLib.model import Preprocessing
+from ParaspinalSegLib.network.model import Preprocessing
 from ParaspinalSegLib.pipeline import add_fat
-from ParaspinalSegLib.fat import FatSettings
-from ParaspinalSegLib.preprocess import prepare_slice
-from ParaspinalSegLib.reading import read_study
-from ParaspinalSegLib.segmentation import load_segmentation
+from ParaspinalSegLib.measure.fat import FatSettings
+from ParaspinalSegLib.network.preprocess import prepare_slice
+from ParaspinalSegLib.read.reading import read_study
+from ParaspinalSegLib.read.segmentation import load_segmentation
 from ParaspinalSegLib.progress import ProgressCallback
 from ParaspinalSegLib.slices import SliceSeries
 

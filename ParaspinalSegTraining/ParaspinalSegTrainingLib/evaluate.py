@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ParaspinalSegLib.inference import predict_series
-from ParaspinalSegLib.modelfile import LoadedModel
-from ParaspinalSegLib.outputs import write_text_atomic
+from ParaspinalSegLib.network.inference import predict_series
+from ParaspinalSegLib.network.modelfile import LoadedModel
+from ParaspinalSegLib.output.outputs import write_text_atomic
 from ParaspinalSegLib.pipeline import measure_labels
 from ParaspinalSegLib.progress import ProgressCallback
-from ParaspinalSegLib.measurement import summarise
-from ParaspinalSegLib.reading import read_study
+from ParaspinalSegLib.measure.measurement import summarise
+from ParaspinalSegLib.read.reading import read_study
 
 from .datasets import CaseFiles, case_labels
 from .evaluation import (

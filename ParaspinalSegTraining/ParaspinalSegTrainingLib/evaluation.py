@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ParaspinalSegLib.grading import sgc_grade
+from ParaspinalSegLib.measure.grading import sgc_grade
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
-from ParaspinalSegLib.measurement import SideValues, overlap_counts, sided_dice
+from ParaspinalSegLib.measure.measurement import SideValues, overlap_counts, sided_dice
 
 STRUCTURES: dict[str, SideValues] = {  # label values of each structure: (right side, left side)
     "overall muscle": ((RIGHT_MUSCLE, RIGHT_FAT), (LEFT_MUSCLE, LEFT_FAT)),

@@ -15,16 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ParaspinalSegLib.errors import InputError
-from ParaspinalSegLib.fat import FatMethod, FatSettings
-from ParaspinalSegLib.grading import sgc_grade
-from ParaspinalSegLib.inference import predict_series
-from ParaspinalSegLib.measurement import summarise
-from ParaspinalSegLib.modelfile import LoadedModel
+from ParaspinalSegLib.measure.fat import FatMethod, FatSettings
+from ParaspinalSegLib.measure.grading import sgc_grade
+from ParaspinalSegLib.network.inference import predict_series
+from ParaspinalSegLib.measure.measurement import summarise
+from ParaspinalSegLib.network.modelfile import LoadedModel
 from ParaspinalSegLib.pipeline import FAT_FROM_MODEL, add_fat, measure_labels
-from ParaspinalSegLib.postprocess import clean_labels
+from ParaspinalSegLib.network.postprocess import clean_labels
 from ParaspinalSegLib.progress import ProgressCallback
-from ParaspinalSegLib.reading import read_study
-from ParaspinalSegLib.segmentation import load_segmentation
+from ParaspinalSegLib.read.reading import read_study
+from ParaspinalSegLib.read.segmentation import load_segmentation
 from ParaspinalSegLib.slices import SliceSeries
 
 from .datasets import CaseFiles

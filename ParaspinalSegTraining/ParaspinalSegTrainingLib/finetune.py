@@ -24,11 +24,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ParaspinalSegLib.errors import InputError, OperationCancelled
-from ParaspinalSegLib.inference import choose_device
-from ParaspinalSegLib.modelfile import CARD_FILE, WEIGHTS_FILE, LoadedModel, ModelCard, load_model
-from ParaspinalSegLib.outputs import write_text_atomic
+from ParaspinalSegLib.network.inference import choose_device
+from ParaspinalSegLib.network.modelfile import CARD_FILE, WEIGHTS_FILE, LoadedModel, ModelCard, load_model
+from ParaspinalSegLib.output.outputs import write_text_atomic
 from ParaspinalSegLib.progress import ProgressCallback, part_of
-from ParaspinalSegLib.registry import ModelRegistry, RegisteredModel, resolve_model
+from ParaspinalSegLib.network.registry import ModelRegistry, RegisteredModel, resolve_model
 
 from .config import TrainingConfig, checked_fields
 from .datasets import CaseFiles, find_cases

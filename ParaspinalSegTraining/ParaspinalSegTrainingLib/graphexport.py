@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ParaspinalSegLib.errors import InputError
-from ParaspinalSegLib.modelfile import CARD_FILE, ModelCard, load_model, read_card, sha256_of
-from ParaspinalSegLib.outputs import move_into_place, write_text_atomic
-from ParaspinalSegLib.runtime import GRAPH_FILE, GRAPH_INPUT
+from ParaspinalSegLib.network.modelfile import CARD_FILE, ModelCard, load_model, read_card, sha256_of
+from ParaspinalSegLib.output.outputs import move_into_place, write_text_atomic
+from ParaspinalSegLib.network.runtime import GRAPH_FILE, GRAPH_INPUT
 
 OPSET = 18
 AGREEMENT = 1e-3  # largest score difference allowed between torch and ONNX Runtime on a test batch

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from ParaspinalSegLib.errors import InputError
-from ParaspinalSegLib.fat import FatMethod, FatSettings
+from ParaspinalSegLib.measure.fat import FatMethod, FatSettings
 from ParaspinalSegLib.labels import LEFT, RIGHT
-from ParaspinalSegLib.measurement import overlap_counts, summarise
-from ParaspinalSegLib.modelfile import LoadedModel
+from ParaspinalSegLib.measure.measurement import overlap_counts, summarise
+from ParaspinalSegLib.network.modelfile import LoadedModel
 from ParaspinalSegLib.pipeline import FAT_FROM_MODEL, measure_labels, measure_series, segment_series
 from ParaspinalSegLib.progress import ProgressCallback, part_of
-from ParaspinalSegLib.reading import read_study
+from ParaspinalSegLib.read.reading import read_study
 
 from .datasets import CaseFiles, case_labels, find_cases
 from .synthesis import write_dataset

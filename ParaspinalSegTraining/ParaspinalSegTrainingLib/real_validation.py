@@ -16,16 +16,16 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import binary_erosion, distance_transform_edt
 
-from ParaspinalSegLib.fat import FatMethod, FatSettings
-from ParaspinalSegLib.inference import predict_series
+from ParaspinalSegLib.measure.fat import FatMethod, FatSettings
+from ParaspinalSegLib.network.inference import predict_series
 from ParaspinalSegLib.labels import SIDES
-from ParaspinalSegLib.measurement import summarise
-from ParaspinalSegLib.modelfile import LoadedModel
+from ParaspinalSegLib.measure.measurement import summarise
+from ParaspinalSegLib.network.modelfile import LoadedModel
 from ParaspinalSegLib.pipeline import add_fat, measure_labels
-from ParaspinalSegLib.postprocess import clean_labels
+from ParaspinalSegLib.network.postprocess import clean_labels
 from ParaspinalSegLib.progress import ProgressCallback, part_of
-from ParaspinalSegLib.reading import read_study
-from ParaspinalSegLib.segmentation import load_segmentation
+from ParaspinalSegLib.read.reading import read_study
+from ParaspinalSegLib.read.segmentation import load_segmentation
 
 from .evaluation import ratio, summarise_values
 

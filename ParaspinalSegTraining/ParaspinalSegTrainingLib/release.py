@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ParaspinalSegLib.errors import InputError
-from ParaspinalSegLib.modelfile import CARD_FILE, WEIGHTS_FILE, ModelCard, load_model, sha256_of
-from ParaspinalSegLib.outputs import write_text_atomic
+from ParaspinalSegLib.network.modelfile import CARD_FILE, WEIGHTS_FILE, ModelCard, load_model, sha256_of
+from ParaspinalSegLib.output.outputs import write_text_atomic
 
 from .graphexport import add_graph
 from .heldout import FAT_METHODS, evaluate_held_out
@@ -58,10 +58,10 @@ LIMITS = (
 def sample_dice(model) -> float:
     """Mean compartment Dice over the slices of the shipped synthetic sample."""
     from ParaspinalSegLib.cli import sample_folder
-    from ParaspinalSegLib.measurement import mean_compartment_dice
+    from ParaspinalSegLib.measure.measurement import mean_compartment_dice
     from ParaspinalSegLib.pipeline import segment_series
-    from ParaspinalSegLib.reading import read_study
-    from ParaspinalSegLib.segmentation import load_segmentation
+    from ParaspinalSegLib.read.reading import read_study
+    from ParaspinalSegLib.read.segmentation import load_segmentation
 
     series = read_study(sample_folder() / "study").series
     truth = load_segmentation([sample_folder() / "truth.nrrd"], series).labels

@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ParaspinalSegLib.errors import InputError
-from ParaspinalSegLib.inference import choose_device
-from ParaspinalSegLib.modelfile import LoadedModel, ModelCard, load_model
-from ParaspinalSegLib.outputs import write_text_atomic
+from ParaspinalSegLib.network.inference import choose_device
+from ParaspinalSegLib.network.modelfile import LoadedModel, ModelCard, load_model
+from ParaspinalSegLib.output.outputs import write_text_atomic
 
 from .config import TrainingConfig
 from .datasets import dataset_fingerprint, find_cases, prepare_dataset

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ParaspinalSegLib.geometry import SliceGeometry
-from ParaspinalSegLib.grading import sgc_grade
-from ParaspinalSegLib.outputs import output_folder, write_text_atomic
+from ParaspinalSegLib.measure.grading import sgc_grade
+from ParaspinalSegLib.output.outputs import output_folder, write_text_atomic
 from ParaspinalSegLib.slices import ImageSlice, SeriesInfo, SliceSeries
-from ParaspinalSegLib.volumes import block_image, grid_blocks
+from ParaspinalSegLib.read.volumes import block_image, grid_blocks
 
 SEED = 2021
 CASE = 11

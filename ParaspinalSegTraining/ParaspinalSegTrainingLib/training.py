@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ParaspinalSegLib.errors import InputError, OperationCancelled
-from ParaspinalSegLib.inference import choose_device
-from ParaspinalSegLib.measurement import overlap_counts
-from ParaspinalSegLib.model import build_network
-from ParaspinalSegLib.modelfile import CARD_FILE, ModelCard, read_card, save_model
+from ParaspinalSegLib.network.inference import choose_device
+from ParaspinalSegLib.measure.measurement import overlap_counts
+from ParaspinalSegLib.network.model import build_network
+from ParaspinalSegLib.network.modelfile import CARD_FILE, ModelCard, read_card, save_model
 
 from .batches import planned_steps, shuffled_steps
 from .checkpoint import load_checkpoint, save_checkpoint

@@ -34,14 +34,14 @@ import numpy as np
 from ParaspinalSegLib import __version__
 from ParaspinalSegLib.errors import GeometryMismatchError, InputError
 from ParaspinalSegLib.labels import BACKGROUND, LEFT_FAT
-from ParaspinalSegLib.measurement import summarise
-from ParaspinalSegLib.modelfile import label_scheme
-from ParaspinalSegLib.outputs import output_folder, write_text_atomic
+from ParaspinalSegLib.measure.measurement import summarise
+from ParaspinalSegLib.network.modelfile import label_scheme
+from ParaspinalSegLib.output.outputs import output_folder, write_text_atomic
 from ParaspinalSegLib.pipeline import measure_labels
-from ParaspinalSegLib.reading import check_axial, read_study
-from ParaspinalSegLib.segmentation import side_warnings
+from ParaspinalSegLib.read.reading import check_axial, read_study
+from ParaspinalSegLib.read.segmentation import side_warnings
 from ParaspinalSegLib.slices import SliceSeries
-from ParaspinalSegLib.volumes import GridBlock, block_image, grid_blocks
+from ParaspinalSegLib.read.volumes import GridBlock, block_image, grid_blocks
 
 from .datasets import case_files, case_folders, case_labels
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ParaspinalSegLib.errors import InputError, OperationCancelled, ParaspinalError
-from ParaspinalSegLib.registry import ModelRegistry
+from ParaspinalSegLib.network.registry import ModelRegistry
 
 from .finetune import FineTuneSettings, fine_tune
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ParaspinalSegLib.outputs import output_folder, write_text_atomic
+from ParaspinalSegLib.output.outputs import output_folder, write_text_atomic
 
 from .generator import SynthCase, synth_case
 from .settings import SYNTHESIS_VERSION, SynthesisSettings
