@@ -2,6 +2,7 @@
 model loaded, as in Slicer or a batch), stage by stage, against the naive baseline.
 
     python bench/study_speed.py [--slices 40] [--size 512] [--repeats 3] [--model MODEL] [--backend auto]
+                                [--device cpu|cuda]
 
 Studies: the shipped synthetic sample (12 slices of 256²) and a DICOM study of `--slices` slices of
 `--size`² made from it (its slices upsampled and repeated at new positions, 4 mm apart). Cold: the
@@ -57,12 +58,14 @@ def run_process(command: list[str]) -> tuple[float, float]:
     return wall, int(done.stderr.strip().splitlines()[-1]) / 1024 if measured else math.nan
 
 
-def cold_figures(study: Path, scratch: Path, repeats: int, model: str | None, backend: str) -> dict[str, float]:
+def cold_figures(study: Path, scratch: Path, repeats: int, model: str | None, backend: str,
+                 device: str) -> dict[str, float]:
     """A fresh `paraspinal segment` process: median wall time and peak memory; and the import time."""
     paraspinal = str(Path(sys.executable).with_name("paraspinal"))
     runs = []
     for k in range(repeats):
-        command = [paraspinal, "segment", str(study), "-o", str(scratch / f"cold{k}"), "--backend", backend]
+        command = [paraspinal, "segment", str(study), "-o", str(scratch / f"cold{k}"), "--backend", backend,
+                   "--device", device]
         runs.append(run_process(command + (["--model", model] if model else [])))
     imports = [run_process([sys.executable, "-c", IMPORTS])[0] for _ in range(repeats)]
     interpreter = [run_process([sys.executable, "-c", "pass"])[0] for _ in range(repeats)]
@@ -71,7 +74,7 @@ def cold_figures(study: Path, scratch: Path, repeats: int, model: str | None, ba
             "interpreter": statistics.median(interpreter)}
 
 
-def warm_stages(study: Path, scratch: Path, model, repeats: int, batch_size: int = 8) -> dict[str, float]:
+def warm_stages(study: Path, scratch: Path, model, repeats: int, device: str, batch_size: int = 8) -> dict[str, float]:
     """Seconds per stage of a warm run (model loaded), each stage the median of `repeats`."""
     from ParaspinalSegLib.output.export import patient_document, slices_csv_text, write_segmentations
     from ParaspinalSegLib.network.inference import compartment_confidence, runner_for
@@ -85,7 +88,7 @@ def warm_stages(study: Path, scratch: Path, model, repeats: int, batch_size: int
     pre = model.card.preprocessing
     prepared = [prepare_slice(s.pixels, s.geometry, pre) for s in series.slices]
     batch = np.stack([window for window, _, _ in prepared])[:, None]
-    runner = runner_for(model, "cpu", mixed_precision=False)
+    runner = runner_for(model, device, mixed_precision=True)  # bfloat16 autocast on CUDA only
     scores = np.concatenate([runner.scores(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
     raw = [restore_labels(s, p) for s, (_, p, _) in zip(scores, prepared)]
     labels = [clean_labels(label) for label in raw]
@@ -109,21 +112,21 @@ def warm_stages(study: Path, scratch: Path, model, repeats: int, batch_size: int
     return {name: median_time(stage, repeats) for name, stage in stages.items()}
 
 
-def baseline_network(model_folder: Path, batch: np.ndarray, repeats: int) -> float:
+def baseline_network(model_folder: Path, batch: np.ndarray, repeats: int, device: str) -> float:
     """Seconds for the naive baseline: torch, one slice at a time, float32, autograd on."""
     import torch
 
     from ParaspinalSegLib.network.modelfile import load_model
 
-    network = load_model(model_folder, backend="torch").network
-    tensor = torch.from_numpy(batch)
-    return median_time(lambda: [network(tensor[i : i + 1]).argmax(1) for i in range(len(tensor))], repeats)
+    network = load_model(model_folder, device=device, backend="torch").network
+    tensor = torch.from_numpy(batch).to(device)
+    return median_time(lambda: [network(tensor[i : i + 1]).argmax(1).cpu() for i in range(len(tensor))], repeats)
 
 
-def model_load_time(model_folder: Path, repeats: int, backend: str) -> float:
+def model_load_time(model_folder: Path, repeats: int, backend: str, device: str) -> float:
     from ParaspinalSegLib.network.modelfile import load_model
 
-    return median_time(lambda: load_model(model_folder, backend=backend), repeats)
+    return median_time(lambda: load_model(model_folder, device=device, backend=backend), repeats)
 
 
 def upsampled_study(source: Path, slices: int, size: int, folder: Path) -> Path:
@@ -186,9 +189,10 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "torch"))
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cuda: the torch path on the GPU")
     args = parser.parse_args(argv)
     folder = resolve_model(args.model)
-    model = load_model(folder, backend=args.backend)
+    model = load_model(folder, device=args.device, backend=args.backend)
     print(f"machine: {machine()}; model {model.card.model_id} on {model.backend}; load average "
           f"{os.getloadavg()[0]:.2f} at the start\n")
     with tempfile.TemporaryDirectory() as scratch_name:
@@ -199,10 +203,10 @@ def main(argv=None) -> int:
         for index, (name, study) in enumerate(studies.items()):
             series = read_study(study).series
             batch = np.stack([prepare_slice(s.pixels, s.geometry, model.card.preprocessing)[0] for s in series.slices])[:, None]
-            cold = cold_figures(study, scratch / f"cold{index}", args.repeats, args.model, args.backend)
-            warm = warm_stages(study, scratch, model, args.repeats)
-            print(report(name, len(series), cold, warm, model_load_time(folder, args.repeats, args.backend),
-                         baseline_network(folder, batch, args.repeats)) + "\n")
+            cold = cold_figures(study, scratch / f"cold{index}", args.repeats, args.model, args.backend, args.device)
+            warm = warm_stages(study, scratch, model, args.repeats, args.device)
+            print(report(name, len(series), cold, warm, model_load_time(folder, args.repeats, args.backend, args.device),
+                         baseline_network(folder, batch, args.repeats, args.device)) + "\n")
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 
