@@ -244,3 +244,19 @@ def test_a_model_kept_loaded_on_the_cpu_runs_on_openvino_where_it_is_installed(m
     assert runtime.choose_backend("onnxruntime", "cpu", has_graph=True, keep_loaded=True) == "onnxruntime"
     monkeypatch.setattr(runtime, "openvino_installed", lambda: False)
     assert runtime.choose_backend("auto", "cpu", has_graph=True, keep_loaded=True) == "onnxruntime"
+
+
+@pytest.mark.parametrize("graph", ["model.onnx", {"file": "model.onnx"}, {"file": 3, "sha256": "x", "initializers": []},
+                                   {"file": "model.onnx", "sha256": "x", "initializers": [1, 2]}])
+def test_a_malformed_graph_entry_is_refused_with_the_card_named(tmp_path, graph, capsys):
+    from helpers import run_cli
+
+    folder = model_copy(tmp_path)
+    card = json.loads((folder / CARD_FILE).read_text())
+    card["graph"] = graph
+    (folder / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match="model.json: the card's values cannot be right: graph"):
+        load_model(folder, backend="auto")
+    code, out, err = run_cli(capsys, "segment", ROOT / "Resources" / "Sample" / "study", "--model", folder,
+                             "-o", tmp_path / "out")
+    assert code == 2 and "graph" in err and "Traceback" not in out + err

@@ -168,7 +168,15 @@ def card_problems(card: ModelCard) -> list[str]:
     low_high = list(p.percentiles)
     if len(low_high) != 2 or not all(_is_number(v) for v in low_high) or not 0 <= low_high[0] < low_high[1] <= 100:
         problems.append(f"percentiles {low_high!r} (two numbers, 0 <= low < high <= 100)")
+    if card.graph and not graph_entry_is_sound(card.graph):
+        problems.append("graph (a file name, its sha256 and the list of its initializers' names)")
     return problems
+
+
+def graph_entry_is_sound(graph: object) -> bool:
+    """Whether a card's graph entry has the fields the runtimes read, of the right types."""
+    return (isinstance(graph, dict) and isinstance(graph.get("file"), str) and isinstance(graph.get("sha256"), str)
+            and isinstance(graph.get("initializers"), list) and all(isinstance(n, str) for n in graph["initializers"]))
 
 
 def read_card(folder: Path) -> ModelCard:

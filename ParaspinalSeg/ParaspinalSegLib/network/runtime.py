@@ -1,4 +1,4 @@
-"""Running a model's network on batches of windows: ONNX Runtime on the model's graph, or torch.
+"""Running a model's network on batches of windows: ONNX Runtime or OpenVINO on the model's graph, or torch.
 
 ONNX Runtime needs no torch (importing torch and segmentation-models-pytorch takes about 5 s on a
 2-core CPU, ONNX Runtime 0.15 s). The graph file (`model.onnx`, about 50 kB) holds the operators
