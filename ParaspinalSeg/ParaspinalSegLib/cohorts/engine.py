@@ -133,6 +133,18 @@ def quiet(logger_name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
+def close_quietly(cluster) -> None:
+    """Close a local cluster. When a run ends while a nanny is restarting a worker that died (a study
+    that kills its worker, as the last task), Dask's close can fail on the process not yet started
+    ("can only join a started process"); every outcome is recorded by then, so that is logged, not
+    raised."""
+    try:
+        cluster.close()
+    except (AssertionError, RuntimeError, TimeoutError, OSError) as error:
+        log.warning("the local Dask cluster did not close cleanly (%s: %s); the run's outcomes are recorded",
+                    type(error).__name__, error)
+
+
 @dataclass(frozen=True)
 class DaskEngine:
     """Runs a batch's studies on Dask: a local cluster of `workers` processes, or the cluster whose
@@ -190,7 +202,10 @@ class DaskEngine:
         settings = {"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
                     "distributed.nanny.pre-spawn-environ": environment}
         with dask.config.set(settings), quiet("distributed"):
-            with distributed.LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                          dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+            cluster = distributed.LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                               dashboard_address=None, silence_logs=logging.ERROR)
+            try:
                 with distributed.Client(cluster) as client:
                     yield client
+            finally:
+                close_quietly(cluster)
