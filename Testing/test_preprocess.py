@@ -9,7 +9,7 @@ import pytest
 
 from ParaspinalSegLib.geometry import DisplayTransform
 from ParaspinalSegLib.network.model import Preprocessing
-from ParaspinalSegLib.network.preprocess import Placement, prepare_slice, restore_labels
+from ParaspinalSegLib.network.preprocess import Placement, prepare_slice, restore_labels, softmax
 from ParaspinalSegTrainingLib.sample import axial_geometry
 
 PRE = Preprocessing(pixel_spacing_mm=1.5, input_size=64)
@@ -29,7 +29,7 @@ def test_scores_of_the_prepared_labels_restore_them_exactly_at_the_model_spacing
     pixels = rng.normal(100.0, 5.0, labels.shape).astype(np.float32)
     window, placement, label_window = prepare_slice(pixels, geometry, PRE, labels)
     assert window.shape == label_window.shape == (PRE.input_size, PRE.input_size)
-    assert np.array_equal(restore_labels(one_hot_scores(label_window), placement), labels)
+    assert np.array_equal(restore_labels(softmax(one_hot_scores(label_window)), placement), labels)
 
 
 def test_a_coarse_pixel_takes_the_class_covering_most_of_it_not_the_one_at_its_centre():
@@ -41,5 +41,5 @@ def test_a_coarse_pixel_takes_the_class_covering_most_of_it_not_the_one_at_its_c
     fine[:, 2::3] = 1
     placement = Placement(DisplayTransform.for_geometry(axial_geometry(0, 3.0, 5.0, (10, 10))),
                           display_shape=(10, 10), resampled_shape=(30, 30), window_origin=(0, 0), size=30)
-    restored = restore_labels(one_hot_scores(fine), placement)
+    restored = restore_labels(softmax(one_hot_scores(fine)), placement)
     assert (restored[:, 1:-1] == 1).all()

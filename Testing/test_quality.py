@@ -14,6 +14,7 @@ from helpers import run_cli
 from ParaspinalSegLib.cli import sample_folder
 from ParaspinalSegLib.geometry import SliceGeometry
 from ParaspinalSegLib.network.inference import compartment_confidence
+from ParaspinalSegLib.network.preprocess import softmax
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
 from ParaspinalSegLib.measure.measurement import measure_slice
 from ParaspinalSegLib.measure.quality import Check, Thresholds, assess_quality, grade_caution
@@ -129,14 +130,14 @@ def test_compartment_confidence_merges_muscle_and_fat_and_ignores_the_background
     sure[0] = 10.0  # background, sure, on most of the window
     sure[0, :2, :2] = -10.0
     sure[RIGHT_MUSCLE, :2, :2] = sure[RIGHT_FAT, :2, :2] = 3.0  # muscle or fat, a toss-up; the right compartment, sure
-    assert compartment_confidence(sure) == pytest.approx(1.0, abs=1e-4)
+    assert compartment_confidence(softmax(sure)) == pytest.approx(1.0, abs=1e-4)
 
     unsure = np.zeros((5, 4, 4), dtype=np.float32)
     unsure[LEFT_MUSCLE] = unsure[LEFT_FAT] = -1.0  # right compartment 2 / (3 + 2/e) likely, the top merged class
-    assert compartment_confidence(unsure) == pytest.approx(2 / (3 + 2 / math.e), abs=1e-6)
+    assert compartment_confidence(softmax(unsure)) == pytest.approx(2 / (3 + 2 / math.e), abs=1e-6)
 
     background = np.where(np.arange(5)[:, None, None] == 0, 5.0, 0.0) * np.ones((5, 4, 4))
-    assert math.isnan(compartment_confidence(background.astype(np.float32)))
+    assert math.isnan(compartment_confidence(softmax(background.astype(np.float32))))
 
 
 # -- the sample, and a failed segmentation of it, end to end ------------------------------------

@@ -70,7 +70,7 @@ def test_restore_labels_shortcut_equals_the_full_resize(display, resampled, orig
         scores[label][blob] = 6.0 + rng.normal(size=blob.sum())
     scores[2, 5, 60] = 9.0  # a stray pixel far from the rest widens the region
     placement = Placement(DisplayTransform(False, False, False), display, resampled, origin, size)
-    restored = restore_labels(scores, placement)
+    restored = restore_labels(softmax(scores), placement)
     assert set(np.unique(restored)) == {0, 1, 2, 3, 4}
     np.testing.assert_array_equal(restored, full_restore(scores, placement))
 
@@ -79,7 +79,7 @@ def test_restore_labels_of_a_window_with_only_background_is_background():
     scores = np.zeros((5, 32, 32), dtype=np.float32)
     scores[0] = 1.0
     placement = Placement(DisplayTransform(False, False, False), (70, 60), (40, 40), (4, 4), 32)
-    assert not restore_labels(scores, placement).any()
+    assert not restore_labels(softmax(scores), placement).any()
 
 
 def test_cleaning_on_the_bounding_box_equals_cleaning_the_whole_slice():

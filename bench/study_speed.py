@@ -80,7 +80,7 @@ def warm_stages(study: Path, scratch: Path, model, repeats: int, device: str, ba
     from ParaspinalSegLib.network.inference import compartment_confidence, runner_for
     from ParaspinalSegLib.pipeline import measure_series
     from ParaspinalSegLib.network.postprocess import clean_labels
-    from ParaspinalSegLib.network.preprocess import prepare_slice, restore_labels
+    from ParaspinalSegLib.network.preprocess import prepare_slice, restore_labels, softmax
     from ParaspinalSegLib.output.qc import write_qc_montage
     from ParaspinalSegLib.read.reading import read_study
 
@@ -90,7 +90,8 @@ def warm_stages(study: Path, scratch: Path, model, repeats: int, device: str, ba
     batch = np.stack([window for window, _, _ in prepared])[:, None]
     runner = runner_for(model, device, mixed_precision=True)  # bfloat16 autocast on CUDA only
     scores = np.concatenate([runner.scores(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
-    raw = [restore_labels(s, p) for s, (_, p, _) in zip(scores, prepared)]
+    probabilities = softmax(scores, axis=1)
+    raw = [restore_labels(p, placement) for p, (_, placement, _) in zip(probabilities, prepared)]
     labels = [clean_labels(label) for label in raw]
     result = measure_series(series, labels, needs_fat=False, label_kind="model", model=model.card.model_id)
     out = scratch / "warm"
@@ -99,8 +100,10 @@ def warm_stages(study: Path, scratch: Path, model, repeats: int, device: str, ba
         "read and decode DICOM": lambda: read_study(study),
         "preprocess": lambda: [prepare_slice(s.pixels, s.geometry, pre) for s in series.slices],
         "network": lambda: [runner.scores(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)],
-        "labels back on the slices": lambda: [restore_labels(s, p) for s, (_, p, _) in zip(scores, prepared)],
-        "confidence": lambda: [compartment_confidence(s) for s in scores],
+        "class probabilities (softmax)": lambda: softmax(scores, axis=1),
+        "labels back on the slices": lambda: [restore_labels(p, placement) for p, (_, placement, _) in
+                                              zip(probabilities, prepared)],
+        "confidence": lambda: [compartment_confidence(p) for p in probabilities],
         "clean labels": lambda: [clean_labels(label) for label in raw],
         "measure, fat, grade, quality": lambda: measure_series(series, labels, needs_fat=False, label_kind="model",
                                                                 model=model.card.model_id),

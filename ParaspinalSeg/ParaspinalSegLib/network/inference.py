@@ -63,14 +63,14 @@ def network_scores(runner: NetworkRunner, batch: np.ndarray, mirror: bool = Fals
     return scores
 
 
-def compartment_confidence(scores: np.ndarray) -> float:
+def compartment_confidence(probabilities: np.ndarray) -> float:
     """Mean top-class probability over the pixels of the network window that it puts in a compartment.
 
     The classes are merged into background, right compartment (muscle + fat) and left compartment
     first: the muscle/fat border inside a fatty muscle is uncertain by nature and is not what fails.
-    `scores`: one slice's class scores (classes, size, size), before softmax. NaN if no compartment.
+    `probabilities`: one slice's class probabilities (classes, size, size), the softmax of its
+    scores. NaN if no compartment.
     """
-    probabilities = softmax(np.asarray(scores, dtype=np.float32))
     merged = np.stack((probabilities[0], probabilities[RIGHT_MUSCLE] + probabilities[RIGHT_FAT],
                        probabilities[LEFT_MUSCLE] + probabilities[LEFT_FAT]))
     top, inside = merged.max(axis=0), merged.argmax(axis=0) > 0
@@ -78,7 +78,8 @@ def compartment_confidence(scores: np.ndarray) -> float:
 
 
 def runner_for(model: LoadedModel, device: str, mixed_precision: bool) -> NetworkRunner:
-    """What runs the model's network: its ONNX Runtime session, or its torch module on `device`."""
+    """What runs the model's network: its graph's session (ONNX Runtime or OpenVINO), or its torch
+    module on `device`."""
     if model.network is None:
         return model.runner
     return TorchRunner(model.network.to(device).eval(), device, mixed_precision)
@@ -108,8 +109,9 @@ def predict_series_with_confidence(
     for start in range(0, len(prepared), batch_size):
         chunk = prepared[start : start + batch_size]
         scores = network_scores(runner, np.stack([window for window, _, _ in chunk])[:, None], mirror)
-        labels += [restore_labels(score, placement) for score, (_, placement, _) in zip(scores, chunk)]
-        confidence += [compartment_confidence(score) for score in scores]
+        probabilities = softmax(scores.astype(np.float32, copy=False), axis=1)
+        labels += [restore_labels(p, placement) for p, (_, placement, _) in zip(probabilities, chunk)]
+        confidence += [compartment_confidence(p) for p in probabilities]
         if progress:
             progress(len(labels) / len(prepared), f"segmenting, slice {len(labels)}/{len(prepared)}")
     return SeriesPrediction(labels, confidence)

@@ -3,7 +3,7 @@
 Forward: display orientation (exact flips), resampling to the model's pixel spacing (low-pass
 filtered where the slice is finer, unless the model was trained with plain linear resampling), a square
 window of the model's input size centred on the body, intensities scaled by percentiles.
-Backward: class probabilities are put back into the window, resized to the display grid
+Backward: class probabilities (the softmax of the scores) are put back into the window, resized to the display grid
 (area-weighted where it is coarser), turned into labels, and flipped back to the original
 orientation (exact).
 """
@@ -130,23 +130,23 @@ def reached_by(weights: np.ndarray, first: int, last: int) -> tuple[slice, slice
     return reached, slice(int(inputs[0]), int(inputs[-1]) + 1)
 
 
-def restore_labels(scores: np.ndarray, placement: Placement) -> np.ndarray:
-    """Labels on the slice's original pixel grid from class scores (classes, size, size).
+def restore_labels(probabilities: np.ndarray, placement: Placement) -> np.ndarray:
+    """Labels on the slice's original pixel grid from class probabilities (classes, size, size; the
+    softmax of the network's scores).
 
     The class probabilities are resized, area-weighted where the slice's pixels are coarser than the
     model's (antialiased), so that a coarse pixel takes the class that covers most of it. Only the
     part of the slice that pixels with a class above background reach is resized: elsewhere every
     weighted mix has background on top, so the label is background exactly."""
-    classes = scores.shape[0]
-    scores = softmax(np.asarray(scores, dtype=np.float32))
-    probabilities = np.zeros((classes,) + placement.resampled_shape, dtype=np.float32)
+    window = probabilities
+    probabilities = np.zeros((window.shape[0],) + placement.resampled_shape, dtype=np.float32)
     probabilities[0] = 1.0
     r0, c0 = placement.window_origin
     size = placement.size
     rs, re = max(r0, 0), min(r0 + size, placement.resampled_shape[0])
     cs, ce = max(c0, 0), min(c0 + size, placement.resampled_shape[1])
     if rs < re and cs < ce:
-        probabilities[:, rs:re, cs:ce] = scores[:, rs - r0 : re - r0, cs - c0 : ce - c0]
+        probabilities[:, rs:re, cs:ce] = window[:, rs - r0 : re - r0, cs - c0 : ce - c0]
     labels = np.zeros(placement.display_shape, dtype=np.uint8)
     candidates = probabilities[0] < probabilities[1:].max(axis=0)
     if candidates.any():
