@@ -260,9 +260,10 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
     # -- Segment & Grade ------------------------------------------------------------------------
 
     def process(self, volumeNode, modelId=None, device=None, fatMethod=None, progressCallback=None,
-                segmentationNode=None, tableNode=None) -> ParaspinalSegResult:
+                segmentationNode=None, tableNode=None, mirror=False) -> ParaspinalSegResult:
         """Segment, measure and grade a volume; new output nodes unless given. progressCallback
-        (fraction, message) may raise OperationCancelled: then the scene stays as it was."""
+        (fraction, message) may raise OperationCancelled: then the scene stays as it was. mirror:
+        mirrored test-time augmentation (sides swapped; twice the network time)."""
         from ParaspinalSegLib.pipeline import segment_series
 
         series = self.seriesFromVolume(volumeNode)
@@ -271,7 +272,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             progressCallback(0.0, "loading the model")
         model, device = self.loadModel(modelId, device)
         measurement = segment_series(series, model, fat_method=fatMethod or FAT_FROM_MODEL, device=device,
-                                     batch_size=INFERENCE_BATCH, progress=progressCallback)
+                                     batch_size=INFERENCE_BATCH, progress=progressCallback, mirror=mirror)
         labels = mrml.label_volume(series, measurement.labels, slicer.util.arrayFromVolume(volumeNode).shape)
         with nodesRemovedOnFailure() as created:
             if segmentationNode is None:
@@ -417,7 +418,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
     # -- batch ----------------------------------------------------------------------------------
 
     def processDicomFolder(self, inputFolder, outputFolder, modelId=None, device=None, fatMethod=None,
-                           overwrite=False, progressCallback=None) -> list:
+                           overwrite=False, progressCallback=None, mirror=False) -> list:
         """Every study of inputFolder (a sub-folder, zip or volume each) into outputFolder/<study>/
         plus outputFolder/summary.csv, exactly as `paraspinal segment --batch`; no GUI, no nodes."""
         from ParaspinalSegLib.cohorts.batch import segment_folder
@@ -425,7 +426,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         self.setupPythonRequirements()
         model, device = self.loadModel(modelId, device)
         return segment_folder(Path(inputFolder), Path(outputFolder), model, fat_method=fatMethod or FAT_FROM_MODEL,
-                              device=device, overwrite=overwrite, progress=progressCallback)
+                              device=device, overwrite=overwrite, progress=progressCallback, mirror=mirror)
 
     # -- nodes ----------------------------------------------------------------------------------
 
@@ -587,6 +588,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget):
                     progressCallback=self.onProgress,
                     segmentationNode=self.ui.outputSegmentationSelector.currentNode(),
                     tableNode=self.ui.outputTableSelector.currentNode(),
+                    mirror=self.ui.mirrorCheckBox.checked,
                 )
             except OperationCancelled:
                 self.ui.statusLabel.text = "Cancelled; the scene is as it was."

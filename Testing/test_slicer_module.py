@@ -140,6 +140,27 @@ def test_panel_segments_grades_and_updates_after_an_edit(env, sample):
     assert [c.title for c in env.slicer.records.charts_shown] == ["Compartment CSA along the slices"]
 
 
+def test_the_mirror_box_runs_mirrored_test_time_augmentation(env, sample):
+    volume = add_volume(env, sample.volume)
+    widget = panel(env, volume)
+    widget.ui.applyButton.click()
+    plain = widget.ui.outputSegmentationSelector.currentNode()
+    assert "mirrored" not in plain.attributes[mrml.METHOD_ATTRIBUTE]
+
+    widget.ui.outputSegmentationSelector.setCurrentNode(None)
+    widget.ui.outputTableSelector.setCurrentNode(None)
+    widget.ui.mirrorCheckBox.setChecked(True)
+    widget.ui.applyButton.click()
+    mirrored = widget.ui.outputSegmentationSelector.currentNode()
+    assert mirrored is not plain
+    assert mirrored.attributes[mrml.METHOD_ATTRIBUTE].endswith("with mirrored test-time augmentation")
+    masks = {name: {s.name: s.mask for s in node.GetSegmentation().segments.values()} for name, node in
+             (("plain", plain), ("mirrored", mirrored))}
+    # the averaged prediction differs from the plain one somewhere, and both find the compartments
+    assert any(not np.array_equal(masks["plain"][n], masks["mirrored"][n]) for n in masks["plain"])
+    assert all(masks["mirrored"][style.name].any() for style in SEGMENTS)
+
+
 def test_a_grade_from_a_failed_segmentation_is_shown_with_its_warnings(env, sample):
     """The sample's truth with the left compartment erased on its first 6 slices, measured by Update
     measurements: the grade says to see the warnings, which are listed beneath it and kept on the node."""
