@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,7 +14,14 @@ from ParaspinalSegLib.network.preprocess import prepare_slice, resample, resampl
 from ParaspinalSegTrainingLib.heldout import DomainFigures, held_out_markdown, side_dice
 from ParaspinalSegTrainingLib.sample import axial_geometry
 from ParaspinalSegTrainingLib.synthesis import SynthesisSettings, synth_slice
-from ParaspinalSegTrainingLib.synthesis.domains import HELD_OUT, TRAINING, TRAINING_CONTRASTS, held_out_settings
+from ParaspinalSegTrainingLib.synthesis.domains import (
+    HELD_OUT,
+    HELD_OUT_BASE,
+    TRAINING,
+    TRAINING_CONTRASTS,
+    held_out_settings,
+    training_settings,
+)
 from ParaspinalSegTrainingLib.synthesis.generator import crop_field_of_view, neighbouring_anatomy, split_shapes
 from ParaspinalSegTrainingLib.synthesis.intensities import draw_contrast, tissue_table, wrap_around
 from ParaspinalSegTrainingLib.synthesis.settings import CONTRASTS
@@ -113,11 +123,22 @@ def test_held_out_domains_lie_outside_the_training_domain():
         contrasts = {mode for mode, weight in settings.contrast_probabilities if weight > 0}
         new_contrast = not contrasts & set(TRAINING_CONTRASTS)
         finer = settings.pixel_spacing_mm[1] < trained.pixel_spacing_mm[0]
-        coarser = settings.pixel_spacing_mm[0] > trained.pixel_spacing_mm[1] and settings.snr[1] <= trained.snr[0]
+        coarser = (settings.pixel_spacing_mm[0] > trained.pixel_spacing_mm[1]
+                   and settings.resolution_factor[0] >= trained.resolution_factor[1])
         unseen_shapes = settings.shape_source == "real" and settings.real_shape_split == "heldout"
         assert new_contrast or finer or coarser or unseen_shapes, domain.name
         assert settings.seed != trained.seed
     assert trained.real_shape_split == "train"
+
+
+def test_held_out_draws_stay_on_synthesis_2_0_while_training_moves_on():
+    # synthesis 2.1 trains down to SNR 3; the held-out domains keep 2.0's base, so old and new models
+    # are measured on the same draws
+    assert TRAINING["snr"] == (3.0, 50.0) and HELD_OUT_BASE["snr"] == (5.0, 50.0)
+    assert {k: v for k, v in TRAINING.items() if k != "snr"} == {k: v for k, v in HELD_OUT_BASE.items() if k != "snr"}
+    assert held_out_settings("gre_in_phase").snr == (5.0, 50.0)
+    assert held_out_settings("coarse_noisy").snr == (3.0, 5.0)
+    assert training_settings(1).snr == (3.0, 50.0)
 
 
 def test_side_dice_sees_sides():
@@ -235,3 +256,10 @@ def test_segment_with_the_mirror_says_so_in_its_provenance(tmp_path, capsys):
     assert code == 0, err
     method = json.loads((tmp_path / "out" / "patient.json").read_text())["provenance"]["method"]
     assert "mirrored test-time augmentation" in method
+
+
+def test_the_2_1_recipe_draws_from_the_training_domain():
+    recipe = json.loads((Path(__file__).parents[1] / "Resources" / "Recipes" / "paraspinalseg-unet-r18-2.1.0"
+                         / "synth.json").read_text())
+    settings = SynthesisSettings.from_dict({**SynthesisSettings().to_dict(), **recipe})
+    assert settings == training_settings(recipe["seed"])

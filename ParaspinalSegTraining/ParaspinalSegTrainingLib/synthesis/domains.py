@@ -17,7 +17,9 @@ from .settings import SynthesisSettings
 
 TRAINING_CONTRASTS = {"random": 0.4, "random_tissue": 0.3, "t2": 0.15, "t1": 0.1, "fat_suppressed": 0.05}
 
-TRAINING = {
+# The synthesis 2.0 training domain. The held-out domains are drawn on top of it and stay as they were,
+# so that every model is measured on the same draws.
+HELD_OUT_BASE = {
     "contrast_probabilities": TRAINING_CONTRASTS,
     "contrast_per_slice": True,
     "pixel_spacing_mm": (0.7, 1.8),
@@ -31,6 +33,9 @@ TRAINING = {
     "shape_source": "auto",
     "real_shape_split": "train",
 }
+# The training domain of synthesis 2.1 (model 2.1.0): 2.0's with noise down to SNR 3, so the coarse, noisy
+# held-out domain holds out its resolution (pixels and matrix reduction beyond training), not its noise.
+TRAINING = {**HELD_OUT_BASE, "snr": (3.0, 50.0)}
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ HELD_OUT = (
     HeldOutDomain("fine_matrix", "resolution: pixels of 0.4-0.65 mm, finer than any training image (T2)",
                   {"contrast_probabilities": {"t2": 1.0}, "pixel_spacing_mm": (0.4, 0.65), "image_size": 512,
                    "resolution_factor": (1.0, 1.3)}),
-    HeldOutDomain("coarse_noisy", "resolution and noise: 1.9-2.3 mm pixels, matrix reduction 2.6-3.2, SNR 3-5 (T2)",
+    HeldOutDomain("coarse_noisy", "resolution: 1.9-2.3 mm pixels and matrix reduction 2.6-3.2, beyond "
+                  "training's 1.8 mm and 2.6, at SNR 3-5, training's lowest noise band since synthesis 2.1 (T2)",
                   {"contrast_probabilities": {"t2": 1.0}, "pixel_spacing_mm": (1.9, 2.3),
                    "resolution_factor": (2.6, 3.2), "snr": (3.0, 5.0), "image_size": 192}),
     HeldOutDomain("traced_shapes", "shapes: the fifth of the traced L4/L5 masks that training never used, L3-L5 "
@@ -68,17 +74,23 @@ DOMAIN_SEED, REPORT_SEED = 9100, 9200
 
 
 def training_settings(seed: int, **changes) -> SynthesisSettings:
-    """The synthesis 2.0 training domain with a seed (and any further changes)."""
-    return SynthesisSettings.from_dict({**SynthesisSettings().to_dict(), **TRAINING, "seed": seed, **changes})
+    """The synthesis 2.1 training domain with a seed (and any further changes)."""
+    return domain_settings(TRAINING, seed, **changes)
+
+
+def domain_settings(domain: dict, seed: int, **changes) -> SynthesisSettings:
+    """Synthesis settings: the defaults, a domain's, a seed and any further changes, in that order."""
+    return SynthesisSettings.from_dict({**SynthesisSettings().to_dict(), **domain, "seed": seed, **changes})
 
 
 def held_out_settings(domain: HeldOutDomain | str, report: bool = False) -> SynthesisSettings:
-    """The settings of a held-out validation domain (training domain, the domain's overrides, its own seed);
+    """The settings of a held-out validation domain (synthesis 2.0's training domain, the domain's overrides,
+    its own seed);
     `report`: the fresh draw that reports a chosen model instead of the one that chose it."""
     domain = held_out_domain(domain) if isinstance(domain, str) else domain
     index = HELD_OUT.index(domain)
     seed = (REPORT_SEED if report else DOMAIN_SEED) + index
-    return training_settings(seed, **{"slices_per_level": 1, **domain.overrides})
+    return domain_settings(HELD_OUT_BASE, seed, **{"slices_per_level": 1, **domain.overrides})
 
 
 def held_out_domain(name: str) -> HeldOutDomain:
