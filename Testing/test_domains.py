@@ -157,11 +157,14 @@ def test_side_dice_sees_sides():
 
 def test_held_out_table_pools_the_domains():
     a = DomainFigures("a", "", [1.0, 0.5], [1.0, 0.5], {"p1": (10.0, {"cnn": 12.0})},
-                      {"cnn": [(10.0, 12.0), (20.0, 22.0)]})
-    b = DomainFigures("b", "", [0.0], [1.0], {"p1": (20.0, {"cnn": 30.0})}, {"cnn": [(30.0, 26.0), (0.0, float("nan"))]})
+                      {"cnn": [(10.0, 12.0), (20.0, 22.0)]}, cases=[(0.75, True)])
+    b = DomainFigures("b", "", [0.0], [1.0], {"p1": (20.0, {"cnn": 30.0})}, {"cnn": [(30.0, 26.0), (0.0, float("nan"))]},
+                      cases=[(0.5, False), (0.95, True), (0.92, False), (0.85, True)])
     table = held_out_markdown([a, b])
-    assert "| a | 2 | 0 | 0.750 | 0.750 | 0.750 | 2.0 | +2.0 | 100 % | 2.0 | 1.00 |" in table
-    assert "| all domains | 3 | 0 | 0.500 | 0.833 | 0.667 | 6.0 | +6.0 | 50 % | 2.7 | 0.97 |" in table
+    assert "| a | 2 | 0 | 0.750 | 0.750 | 0.750 | 2.0 | +2.0 | 100 % | 2.0 | 1.00 | 1 of 1 | 0 of 0 |" in table
+    assert "| b | 1 | 0 | 0.000 | 1.000 | 0.500 | 10.0 | +10.0 | 0 % | nan | nan | 0 of 1 | 1 of 2 |" in table
+    assert "| all domains | 3 | 0 | 0.500 | 0.833 | 0.667 | 6.0 | +6.0 | 50 % | 2.7 | 0.97 | 1 of 2 | 1 of 2 |" in table
+    assert b.warned() == {"failed_cases": 1, "failed_warned": 0, "good_cases": 2, "good_warned": 1}
     assert b.slice_agreement("cnn")[0] != b.slice_agreement("cnn")[0]  # one slice left after the NaN: undefined
 
 
@@ -263,3 +266,26 @@ def test_the_2_1_recipe_draws_from_the_training_domain():
                          / "synth.json").read_text())
     settings = SynthesisSettings.from_dict({**SynthesisSettings().to_dict(), **recipe})
     assert settings == training_settings(recipe["seed"])
+
+
+def test_held_out_cases_count_a_failed_segmentation_with_its_quality_warning(tmp_path, monkeypatch):
+    """evaluate_case through the product's measuring: a 'segmentation' that is the truth is a good case
+    without warning; one that loses the left compartment on every slice is a failed case, warned."""
+    import ParaspinalSegTrainingLib.heldout as heldout
+    from ParaspinalSegLib.pipeline import measure_series
+    from ParaspinalSegTrainingLib.datasets import case_labels, find_cases
+    from ParaspinalSegTrainingLib.synthesis import write_dataset
+
+    write_dataset(tmp_path / "data", 1, training_settings(5, image_size=160, levels=("L3", "L4"),
+                                                          contrast_probabilities={"t2": 1.0}))
+    [case] = find_cases(tmp_path / "data")
+    figures = DomainFigures("d", "")
+    for lose_left in (False, True):
+        def fake_segment(series, model, device, mirror, lose_left=lose_left):
+            truth, _ = case_labels(case, series)
+            labels = [np.where(np.isin(t, (LEFT_MUSCLE, LEFT_FAT)), 0, t) if lose_left else t for t in truth]
+            return measure_series(series, labels, needs_fat=False)
+        monkeypatch.setattr(heldout, "segment_series", fake_segment)
+        heldout.evaluate_case(None, case, figures, ("cnn",), "cpu")
+    assert [round(dice, 6) for dice, _ in figures.cases] == [1.0, 0.5]
+    assert figures.warned() == {"failed_cases": 1, "failed_warned": 1, "good_cases": 1, "good_warned": 0}

@@ -78,3 +78,5 @@ def test_shipped_model_gives_its_stated_held_out_figures_on_the_gradient_echo_do
     assert np.nanmean(figures.dice_left) == pytest.approx(stated["dice_left"], abs=1e-3)
     errors = abs(figures.fat_errors("cnn"))
     assert errors.mean() == pytest.approx(stated["fat_fraction_vs_truth"]["cnn"]["mean_abs_error_points"], abs=0.01)
+    if "quality_warnings" in stated:
+        assert figures.warned() == {k: v for k, v in stated["quality_warnings"].items() if not k.endswith("_dice")}

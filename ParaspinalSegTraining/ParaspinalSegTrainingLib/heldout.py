@@ -32,6 +32,7 @@ from .synthesis.shapes import real_shapes_available
 
 FAT_METHODS = (FAT_FROM_MODEL, FatMethod.GMM.value, FatMethod.OTSU.value)
 GOAL_FAT_POINTS = 3.0
+FAILED_BELOW, GOOD_FROM = 0.80, 0.90  # a case's compartment Dice: a failed segmentation, a good one
 
 
 def side_dice(truth: np.ndarray, prediction: np.ndarray, side) -> float:
@@ -51,11 +52,20 @@ class DomainFigures:
     fat: dict[str, tuple[float, dict[str, float]]] = field(default_factory=dict)
     slice_fat: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # method -> (truth, predicted) %
     seconds: float = 0.0  # segmenting (network, cleaning, cnn fat), summed over the cases
+    cases: list[tuple[float, bool]] = field(default_factory=list)  # per case: compartment Dice, quality-flagged
 
     @property
     def dice(self) -> float:
         """Mean over slices and sides of the compartment Dice."""
         return float(np.nanmean(self.dice_right + self.dice_left))
+
+    def warned(self) -> dict[str, int]:
+        """How many failed cases (compartment Dice below FAILED_BELOW) carry a quality warning, and how many
+        good ones (from GOOD_FROM) carry one needlessly."""
+        failed = [flagged for dice, flagged in self.cases if dice < FAILED_BELOW]
+        good = [flagged for dice, flagged in self.cases if dice >= GOOD_FROM]
+        return {"failed_cases": len(failed), "failed_warned": sum(failed),
+                "good_cases": len(good), "good_warned": sum(good)}
 
     def fat_errors(self, method: str) -> np.ndarray:
         return np.array([predicted[method] - truth for truth, predicted in self.fat.values() if method in predicted])
@@ -111,9 +121,10 @@ def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, f
     started = time.perf_counter()
     result = segment_series(study.series, model, device=device, mirror=mirror)
     figures.seconds += time.perf_counter() - started
-    for t, p in zip(truth, result.labels):
-        figures.dice_right.append(side_dice(t, p, RIGHT))
-        figures.dice_left.append(side_dice(t, p, LEFT))
+    case_dice = [side_dice(t, p, side) for t, p in zip(truth, result.labels) for side in (RIGHT, LEFT)]
+    figures.dice_right += case_dice[0::2]
+    figures.dice_left += case_dice[1::2]
+    figures.cases.append((float(np.nanmean(case_dice)), bool(result.flags)))
     true_slices = measure_labels(study.series, truth)
     measured = {FAT_FROM_MODEL: result}
     for method in fat_methods:
@@ -147,17 +158,19 @@ def evaluate_held_out(model: LoadedModel, folder: Path, patients: int = 8, fat_m
 
 
 def held_out_markdown(figures: list[DomainFigures], fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,)) -> str:
-    """One row per domain: Dice right / left / mean, and per fat method the mean absolute patient error,
-    the bias and the share of patients within 3 points; a last row pools the domains."""
+    """One row per domain: Dice right / left / mean, per fat method the mean absolute patient error,
+    the bias and the share of patients within 3 points, then the failed and the good cases that carry a
+    quality warning; a last row pools the domains."""
     head = "| domain | slices | ms per slice | Dice right | Dice left | Dice | " + " | ".join(
         f"{m}: patient fat MAE (points) | {m}: bias | {m}: within {GOAL_FAT_POINTS:g} | {m}: slice fat MAE | {m}: slice r"
-        for m in fat_methods) + " |"
-    lines = [head, "|---" * (6 + 5 * len(fat_methods)) + "|"]
+        for m in fat_methods) + f" | failed cases (Dice < {FAILED_BELOW:g}) warned | good cases (>= {GOOD_FROM:g}) warned |"
+    lines = [head, "|---" * (8 + 5 * len(fat_methods)) + "|"]
     pooled = DomainFigures("all domains", "")
     for f in figures:
         pooled.dice_right += f.dice_right
         pooled.dice_left += f.dice_left
         pooled.seconds += f.seconds
+        pooled.cases += f.cases
         pooled.fat.update({f"{f.domain}/{p}": v for p, v in f.fat.items()})
         for method, pairs in f.slice_fat.items():
             pooled.slice_fat.setdefault(method, []).extend(pairs)
@@ -167,5 +180,7 @@ def held_out_markdown(figures: list[DomainFigures], fat_methods: tuple[str, ...]
         for m in fat_methods:
             error, bias, within, slice_error, slice_r = f.fat_summary(m).values()
             cells += [f"{error:.1f}", f"{bias:+.1f}", f"{100 * within:.0f} %", f"{slice_error:.1f}", f"{slice_r:.2f}"]
+        warned = f.warned()
+        cells += [f"{warned['failed_warned']} of {warned['failed_cases']}", f"{warned['good_warned']} of {warned['good_cases']}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

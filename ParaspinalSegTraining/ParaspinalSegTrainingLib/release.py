@@ -22,7 +22,7 @@ from ParaspinalSegLib.network.modelfile import CARD_FILE, WEIGHTS_FILE, ModelCar
 from ParaspinalSegLib.output.outputs import write_text_atomic
 
 from .graphexport import add_graph
-from .heldout import FAT_METHODS, evaluate_held_out
+from .heldout import FAILED_BELOW, FAT_METHODS, GOOD_FROM, evaluate_held_out
 from .real_validation import validate_real
 
 CREDITS = (
@@ -70,8 +70,8 @@ def sample_dice(model) -> float:
 
 def held_out_figures(model, folder: Path, patients: int) -> list[dict]:
     """Per held-out domain, on the fresh report draws (not the sets that chose the run): slices, the mean
-    Dice over slices per side, and per fat method the patients' mean absolute error, bias and share
-    within 3 points."""
+    Dice over slices per side, per fat method the patients' mean absolute error, bias and share
+    within 3 points, and how many failed and good cases carry a quality warning."""
     out = []
     for f in evaluate_held_out(model, folder, patients, FAT_METHODS, report=True):
         fat = {method: {name: round(value, FAT_DECIMALS[name]) for name, value in f.fat_summary(method).items()}
@@ -79,7 +79,8 @@ def held_out_figures(model, folder: Path, patients: int) -> list[dict]:
         out.append({"domain": f.domain, "holds_out": f.holds_out, "slices": len(f.dice_right),
                     "dice": "mean over slices, per side", "dice_right": round(float(np.nanmean(f.dice_right)), 4),
                     "dice_left": round(float(np.nanmean(f.dice_left)), 4), "dice_mean": round(f.dice, 4),
-                    "patients": len(f.fat), "fat_fraction_vs_truth": fat})
+                    "patients": len(f.fat), "fat_fraction_vs_truth": fat,
+                    "quality_warnings": {"failed_below_dice": FAILED_BELOW, "good_from_dice": GOOD_FROM, **f.warned()}})
     return out
 
 
