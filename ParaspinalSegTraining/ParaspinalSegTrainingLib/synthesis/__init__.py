@@ -1,4 +1,4 @@
-"""Training-data synthesis: random lumbar label maps (L1..S1) turned into MR-like images, as SynthSeg does.
+"""Training-data synthesis: random label maps (L1..S1, T12 on request) turned into MR-like images, as SynthSeg does.
 
 Public API:
     SynthesisSettings                       how data are made (frozen, saved in dataset.json)

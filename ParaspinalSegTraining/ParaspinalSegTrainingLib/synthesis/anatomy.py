@@ -1,8 +1,9 @@
-"""A procedural axial anatomy map (tissue codes) of one lumbar level, painted in the anatomy frame.
+"""A procedural axial anatomy map (tissue codes) of one level (T12..S1), painted in the anatomy frame.
 
 Outside in: skin, subcutaneous fat (with fascial septa), abdominal wall muscles, the cavity's
 visceral fat with bowel and organs, psoas, quadratus lumborum, diaphragm crura, iliacus and
-gluteal muscles, great vessels, the paraspinal compartments in their fascia, ribs, and the spine.
+gluteal muscles, great vessels, the 12th rib at T12, the paraspinal compartments in their fascia,
+ribs, and the spine.
 The body is built around the compartments (its back lies one subcutaneous fat layer behind
 them), so that every compartment lies inside the body, behind the vertebral body.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .compartments import WIDTH_MM, Compartments, close_gaps_to_bone, paint_compartments, procedural_compartments
-from .levels import along_spine
+from .levels import along_spine, thoracic_weight
 from .raster import Canvas, band, blob, capsule, ellipse, random_wobble, shrink, smooth_open
 from .shapes import RealShape, real_compartments
 from .spine import SIDES, Spine, draw_spine, iliac_path, paint_spine
@@ -46,16 +47,30 @@ class Habitus:
     kidney_shift: float
 
 
-def draw_habitus(rng: np.random.Generator) -> Habitus:
-    subcutaneous = float(np.clip(rng.lognormal(np.log(14.0), 0.55), 3.0, 55.0))
-    obesity = float(np.clip((subcutaneous - 12.0) / 30.0, -0.3, 1.3))
+def widened(low: float, high: float, spread: float) -> tuple[float, float]:
+    """The range (low, high) widened about its centre by the factor `spread` (exactly itself at 1)."""
+    if spread == 1.0:
+        return low, high
+    centre, half = (low + high) / 2, (high - low) / 2 * spread
+    return centre - half, centre + half
+
+
+def draw_habitus(rng: np.random.Generator, spread: float = 1.0) -> Habitus:
+    """A patient's build. `spread` widens the build's draws about their middles: the log-normal spread of
+    the subcutaneous fat (and its limits, 3 / spread to 55 x spread mm, so that 2 reaches very thin and
+    morbidly obese backs of 1.5-110 mm), the obesity that widens and deepens the body with it, and the
+    ranges of skeletal size, muscle bulk (atrophy to bulk), body width and depth and wall thickness.
+    Visceral share, asymmetry and kidney level keep their draws. At 1 the draws are the default ones,
+    the same random numbers in the same order, so data sets are made again to the byte."""
+    subcutaneous = float(np.clip(rng.lognormal(np.log(14.0), 0.55 * spread), 3.0 / spread, 55.0 * spread))
+    obesity = float(np.clip((subcutaneous - 12.0) / 30.0, -0.3 * spread, 1.3 * spread))
     return Habitus(
-        size=float(rng.uniform(0.88, 1.12)),
-        muscle=float(rng.uniform(0.7, 1.25)),
-        width_mm=float(rng.uniform(270.0, 330.0) + 70.0 * obesity),
-        depth_mm=float(rng.uniform(180.0, 230.0) + 80.0 * obesity),
+        size=float(rng.uniform(*widened(0.88, 1.12, spread))),
+        muscle=float(rng.uniform(*widened(0.7, 1.25, spread))),
+        width_mm=float(rng.uniform(*widened(270.0, 330.0, spread)) + 70.0 * obesity),
+        depth_mm=float(rng.uniform(*widened(180.0, 230.0, spread)) + 80.0 * obesity),
         subcutaneous_mm=subcutaneous,
-        wall_mm=float(rng.uniform(6.0, 14.0)),
+        wall_mm=float(rng.uniform(*widened(6.0, 14.0, spread))),
         visceral=float(rng.uniform(0.0, 1.0)),
         asymmetry=float(np.clip(rng.normal(0.0, 0.06), -0.2, 0.2)),
         kidney_shift=float(rng.normal(0.0, 0.3)),
@@ -114,10 +129,10 @@ def draw_body(spine: Spine, habitus: Habitus, compartment_reach: float, compartm
     back_fat = subcutaneous * rng.uniform(0.55, 1.1)
     back_y = max(compartment_back + 2.0, spine.spinous_tip + 3.0) + back_fat
     needed = reach_needed(spine, compartment_reach, psoas_half_width) + wall + subcutaneous
-    width_factor = along_spine((1.04, 1.0, 1.0, 1.02, 1.07, 1.14), s) * rng.uniform(0.96, 1.04)
+    width_factor = along_spine((1.08, 1.04, 1.0, 1.0, 1.02, 1.07, 1.14), s) * rng.uniform(0.96, 1.04)
     half_width = max(habitus.width_mm / 2 * width_factor, needed)
     deepest = back_y - (spine.body_front_y - 60.0 - wall - subcutaneous)
-    depth = max(habitus.depth_mm * along_spine((1.0, 1.0, 1.0, 0.98, 0.95, 0.92), s) * rng.uniform(0.95, 1.05), deepest)
+    depth = max(habitus.depth_mm * along_spine((1.04, 1.0, 1.0, 1.0, 0.98, 0.95, 0.92), s) * rng.uniform(0.95, 1.05), deepest)
     base = superellipse(half_width, depth / 2, back_y - depth / 2, rng.uniform(2.0, 2.8), rng.uniform(3.0, 5.0))
     theta = np.linspace(0.0, 2.0 * np.pi, len(base), endpoint=False)
     sine = np.sin(theta)
@@ -151,8 +166,11 @@ def paint_body(canvas: Canvas, body: Body, rng: np.random.Generator) -> None:
 
 
 def paint_muscles(canvas: Canvas, spine: Spine, body: Body, habitus: Habitus, rng: np.random.Generator) -> None:
-    """Psoas, quadratus lumborum, diaphragm crura, iliacus and gluteal muscles for the level."""
+    """Psoas, quadratus lumborum, diaphragm crura, iliacus and gluteal muscles for the level. At T12 the
+    psoas is only its origin, the quadratus lumborum (below the 12th rib) is absent and the crura are
+    thicker, reach further forward, round the aortic hiatus, and lie between the spine and the liver."""
     s = spine.position
+    thoracic = thoracic_weight(s)
     psoas_w, psoas_d = psoas_size(s, habitus.size, habitus.muscle)
     for side in SIDES:
         if spine.sacral:
@@ -161,7 +179,7 @@ def paint_muscles(canvas: Canvas, spine: Spine, body: Body, habitus: Habitus, rn
             centre = (side * (spine.body_width / 2 + psoas_w * 0.85), spine.body_centre_y - psoas_d * 0.12 * min(s, 3))
         a, b = psoas_w * rng.uniform(0.9, 1.1), psoas_d * rng.uniform(0.9, 1.1)
         canvas.paint(blob(centre, a, b, side * rng.uniform(0, 25), random_wobble(rng, 0.1)), Tissue.PSOAS, over=INTERIOR)
-        ql = along_spine((13.0, 17.0, 21.0, 17.0, 0.0, 0.0), s) * habitus.size * habitus.muscle**0.5
+        ql = along_spine((0.0, 13.0, 17.0, 21.0, 17.0, 0.0, 0.0), s) * habitus.size * habitus.muscle**0.5
         if ql > 5:
             thickness = ql * rng.uniform(0.35, 0.5)
             ql_centre = (side * (spine.transverse_tip + ql * 0.35), 1.0 - thickness)
@@ -169,9 +187,11 @@ def paint_muscles(canvas: Canvas, spine: Spine, body: Body, habitus: Habitus, rn
                          Tissue.QUADRATUS_LUMBORUM, over=INTERIOR)
         if s < (1.7 if side < 0 else 1.2):
             front = spine.body_front_y
-            crus = smooth_open(np.array([(side * 3, front - 4), (side * spine.body_width * 0.4, front - 1),
+            crus = smooth_open(np.array([(side * 3, front - 4 - 10 * thoracic),
+                                         (side * spine.body_width * 0.4, front - 1),
                                          (side * (spine.body_width / 2 + 3), spine.body_centre_y)]), 2)
-            canvas.paint(band(crus, rng.uniform(2.0, 3.5)), Tissue.DIAPHRAGM_CRUS, over=CAVITY)
+            canvas.paint(band(crus, rng.uniform(2.0, 3.5) * (1 + 0.6 * thoracic)), Tissue.DIAPHRAGM_CRUS,
+                         over=ORGANS if thoracic > 0 else CAVITY)  # at T12 between the spine and liver or kidney
         if spine.ilium > 0:
             paint_pelvic_muscles(canvas, spine, body, side, rng)
 
@@ -196,16 +216,43 @@ def paint_pelvic_muscles(canvas: Canvas, spine: Spine, body: Body, side: float, 
 
 
 def paint_ribs(canvas: Canvas, spine: Spine, body: Body, rng: np.random.Generator) -> None:
-    """The 11th and 12th ribs in the posterolateral body wall at L1."""
+    """The 11th and 12th ribs in the posterolateral body wall at L1; at T12 one more, and reaching round to
+    the lateral wall (the 9th to 11th ribs' shafts, cut obliquely as they run down and forwards)."""
     if spine.position > 0.8:
         return
+    thoracic = thoracic_weight(spine.position)
     for side in SIDES:
-        for angle in rng.uniform(20, 60, int(rng.integers(1, 3))):
+        count = int(rng.integers(1, 3)) + (1 if thoracic > 0.5 else 0)
+        for angle in rng.uniform(20 - 45 * thoracic, 60, count):
             direction = np.array([side * np.cos(np.radians(angle)), np.sin(np.radians(angle))])
             vertex = body.fat_inner[np.argmax(body.fat_inner @ direction)]
             centre = vertex - direction * rng.uniform(4, 10)
             outline = ellipse(tuple(centre), rng.uniform(6, 10), rng.uniform(4, 6), rng.uniform(0, 180))
             canvas.paint_bone(outline, shrink(outline, 1.5), Tissue.RIB, Tissue.CORTICAL_BONE)
+
+
+def paint_twelfth_rib(canvas: Canvas, spine: Spine, body: Body, rng: np.random.Generator) -> None:
+    """The 12th rib at T12: its head against the side of the vertebral body, the neck and shaft running
+    out and back in front of the short transverse process and under the erector spinae. Only its
+    head and neck lie in the plane at T12's centre; lower slices (the T12/L1 disc) cut only the shaft,
+    further out (the rib runs down as it runs out). Painted before the compartments, which lie on it."""
+    thoracic = thoracic_weight(spine.position)
+    if thoracic <= 0:
+        return
+    for side in SIDES:
+        head = (side * (spine.body_width / 2 + 1.0), -spine.canal_depth / 2 - 3.0)
+        path = smooth_open(np.array([
+            head,
+            (side * (spine.transverse_tip + 4.0), spine.transverse_radius + 1.0),
+            (side * (spine.transverse_tip + 30.0), 7.0),
+            (side * min(spine.transverse_tip + 60.0, body.inner_half_width - 15.0), 4.0),
+        ]), 3)
+        start = int(len(path) * (1.0 - thoracic) * 0.6)
+        end = start + max(4, int(len(path) * rng.uniform(0.45, 0.8) * (0.4 + 0.6 * thoracic)))
+        piece = path[start:end]
+        radius = rng.uniform(3.5, 5.0) * spine.body_width / 40.0
+        canvas.paint_bone(band(piece, radius), band(piece, max(radius - spine.cortex, 0.5)), Tissue.RIB,
+                          Tissue.CORTICAL_BONE)
 
 
 def paint_anatomy(
@@ -234,6 +281,7 @@ def paint_anatomy(
     paint_kidneys(canvas, spine, psoas_w, habitus.size, habitus.kidney_shift, rng)
     paint_muscles(canvas, spine, body, habitus, rng)
     paint_vessels(canvas, spine, habitus.size, rng)
+    paint_twelfth_rib(canvas, spine, body, rng)
     paint_compartments(canvas, compartments, rng.uniform(1.0, 2.0))
     paint_ribs(canvas, spine, body, rng)
     paint_spine(canvas, spine, rng)

@@ -1,10 +1,11 @@
 """Procedural paraspinal compartments (multifidus + erector spinae per side) and how they are painted.
 
-The compartment's shape follows the level: a flat, wide strip at L1-L2 (lying on the transverse
-processes, behind the kidneys and the quadratus lumborum), rounder and larger at L3-L4, and a
-multifidus-dominant medial shape on the sacrum at L5-S1. Each side is the level's outline (in
-units of its width and depth) bent by smooth random offsets, scaled to a random size in mm and
-smoothed; the multifidus is its medial part, split off by a curved septum.
+The compartment's shape follows the level: at T12 (made only when asked for) a wide, flat erector
+spinae (longissimus and iliocostalis thoracis lying on the ribs) with a small multifidus, a flat,
+wide strip at L1-L2 (lying on the transverse processes, behind the kidneys and the quadratus
+lumborum), rounder and larger at L3-L4, and a multifidus-dominant medial shape on the sacrum at
+L5-S1. Each side is the level's outline (in units of its width and depth) bent by smooth random
+offsets, scaled to a random size in mm and smoothed; the multifidus is its medial part, split off by a curved septum.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import binary_closing, binary_dilation, distance_transform_edt, label
 
-from .levels import along_spine
+from .levels import along_spine, thoracic_weight
 from .raster import Canvas, smooth_closed
 from .spine import SIDES, Spine
 from .tissues import Tissue
@@ -34,6 +35,17 @@ SACRAL = np.array([
     (1.0, 0.3), (0.98, 0.5), (0.92, 0.64), (0.84, 0.74), (0.74, 0.82), (0.62, 0.88), (0.5, 0.92), (0.38, 0.94),
     (0.26, 0.92), (0.16, 0.86), (0.09, 0.74), (0.07, 0.58), (0.07, 0.4), (0.07, 0.22), (0.09, 0.08), (0.16, 0.01),
     (0.26, -0.02), (0.38, -0.03), (0.5, -0.02), (0.62, 0.0), (0.72, 0.03), (0.82, 0.07), (0.9, 0.12), (0.97, 0.2),
+])
+
+# THORACIC is the T12 compartment, drawn by judgement from anatomy atlases (not fitted): thickest beside
+# the spinous process (multifidus and longissimus on the laminae and the short transverse processes),
+# tapering laterally where the iliocostalis lies on the posterior surface of the 11th and 12th ribs;
+# its front runs straight out over the ribs, its back is the flat thoracic back.
+THORACIC = np.array([
+    (1.0, 0.12), (0.93, 0.28), (0.84, 0.4), (0.74, 0.5), (0.63, 0.59), (0.52, 0.67), (0.41, 0.74), (0.3, 0.8),
+    (0.2, 0.84), (0.12, 0.8), (0.08, 0.68), (0.07, 0.5), (0.07, 0.32), (0.08, 0.16), (0.14, 0.05), (0.22, 0.0),
+    (0.32, -0.03), (0.42, -0.05), (0.52, -0.06), (0.62, -0.07), (0.72, -0.07), (0.82, -0.05), (0.91, -0.02),
+    (0.97, 0.04),
 ])
 
 MEDIAL_EDGE = 0.07  # the templates' medial border, moved onto the spinous process
@@ -62,20 +74,27 @@ class Compartments:
 
 
 def outline_template(position: float) -> np.ndarray:
-    """The outline for a level: the lumbar shape down to L4, turning into the sacral one from L4/L5 to S1."""
+    """The outline for a level: the thoracic shape at T12, turning into the lumbar one by the highest L1
+    slices, lumbar down to L4, turning into the sacral one from L4/L5 to S1."""
+    thoracic = thoracic_weight(position)
     sacral = float(np.clip((position - 3.5) / 1.5, 0.0, 1.0))
-    return (1.0 - sacral) * LUMBAR + sacral * SACRAL
+    return (1.0 - sacral) * ((1.0 - thoracic) * LUMBAR + thoracic * THORACIC) + sacral * SACRAL
 
 
 WIDTH_MM = (60.0, 66.0, 70.0, 68.0, 60.0, 50.0)  # typical width from the midline at L1..S1 (synthesis 1.0)
+# T12, by judgement: the erector spinae reaches the rib angles, a little further out than at L1, and is
+# flatter; the thoracic multifidus is a thin medial strip.
+T12_WIDTH_MM, T12_DEPTH_MM, T12_MULTIFIDUS_SHARE = 64.0, 27.0, 0.17
 
 
 def compartment_size(position: float, size: float, muscle: float,
                      widths_mm: tuple[float, ...] = WIDTH_MM) -> tuple[float, float, float]:
-    """Typical (width from the midline, depth, multifidus share of the width), mm, for a level."""
-    width = along_spine(widths_mm, position) * size * muscle**0.3
-    depth = along_spine((27.0, 36.0, 46.0, 51.0, 48.0, 34.0), position) * size * muscle**0.7
-    share = along_spine((0.22, 0.26, 0.34, 0.43, 0.6, 0.85), position)
+    """Typical (width from the midline, depth, multifidus share of the width), mm, for a level.
+
+    widths_mm: L1..S1 (the setting); T12's is T12_WIDTH_MM."""
+    width = along_spine((T12_WIDTH_MM,) + tuple(widths_mm), position) * size * muscle**0.3
+    depth = along_spine((T12_DEPTH_MM, 27.0, 36.0, 46.0, 51.0, 48.0, 34.0), position) * size * muscle**0.7
+    share = along_spine((T12_MULTIFIDUS_SHARE, 0.22, 0.26, 0.34, 0.43, 0.6, 0.85), position)
     return width, depth, share
 
 

@@ -63,7 +63,7 @@ def draw_patient(rng: np.random.Generator, settings: SynthesisSettings) -> Patie
     mode = draw_contrast_mode(rng, settings)
     low, high = settings.fat_fraction_pct
     return Patient(
-        habitus=draw_habitus(rng),
+        habitus=draw_habitus(rng, settings.habitus_spread),
         contrast=draw_contrast(mode, rng),
         fat_pattern=draw_fat_pattern(rng, settings.deep_fat),
         fat_fraction_pct=float(low + (high - low) * rng.beta(1.2, 2.0)),
@@ -146,7 +146,7 @@ def compartment_fat_pct(labels: np.ndarray, side) -> float:
 
 def synth_slice(level: Level | str, rng: np.random.Generator, settings: SynthesisSettings,
                 patient: Patient | None = None) -> SynthSlice:
-    """One synthetic slice at a level ('L1'..'S1', or a disc such as 'L4/L5'); a new patient if none is given."""
+    """One synthetic slice at a level ('L1'..'S1', 'T12', or a disc such as 'L4/L5'); a new patient if none is given."""
     level = parse_level(level)
     patient = patient or draw_patient(rng, settings)
     position = slice_position(level, rng)

@@ -8,12 +8,13 @@ from dataclasses import asdict, dataclass, fields
 from ParaspinalSegLib.errors import InputError
 
 from .compartments import WIDTH_MM
-from .levels import VERTEBRAE
+from .levels import ALL_VERTEBRAE, VERTEBRAE
 
 SYNTHESIS_VERSION = "2.0.0"
 SHAPE_SOURCES = ("auto", "procedural", "real")
 CONTRASTS = ("t2", "t1", "fat_suppressed", "pd", "gre_in_phase", "inverted", "random", "random_tissue")
 SHAPE_SPLITS = ("all", "train", "heldout")
+MAX_HABITUS_SPREAD = 2.0  # keeps every range of anatomy.draw_habitus positive (abdominal wall 2-18 mm at 2)
 
 
 def _did_you_mean(value: str, choices: tuple[str, ...]) -> str:
@@ -29,14 +30,19 @@ class SynthesisSettings:
     drawn per case (field of view = size x spacing). slice_spacing_mm: range of the nominal
     distance between a case's slices (slices are independent; only the NIfTI grid uses it).
     levels, slices_per_level: each case has that many slices of each vertebra; each slice is the
-    disc below its vertebra with disc_probability (never at S1). fat_fraction_pct: range of the
+    disc below its vertebra with disc_probability (never at S1). levels may add "T12" (with the
+    T12/L1 disc) above the default L1..S1; no data set is made with it unless asked. fat_fraction_pct: range of the
     case's intramuscular fat fraction (per-slice and per-side variation stay inside it).
     shape_source: "procedural" (drawn compartments only), "real" (the expert-traced L4/L5 masks at
     real_shape_levels, procedural elsewhere; an error if the masks are missing) or "auto" (real masks with
-    real_shape_probability when available, procedural otherwise). shapes_zip: the masks' zip, ""
+    real_shape_probability when available, procedural otherwise); real_shape_levels: L1..S1 (the traced
+    L4/L5 masks are never put on T12). shapes_zip: the masks' zip, ""
     for ../shared/data/shapes beside the repository. compartment_width_mm: the procedural
     compartments' typical width from the midline at L1..S1 (scaled by the patient's size and muscle
-    bulk). deep_fat: range of the per-case weight that draws intramuscular fat towards bone (the deep
+    bulk; T12's is fixed, see compartments.T12_WIDTH_MM). habitus_spread: how much wider than the
+    default the patients' builds are drawn (see anatomy.draw_habitus): 1 the default ranges, 1.5 or 2
+    thinner and far more obese bodies, smaller and larger builds, more atrophy and more bulk; below 1
+    narrower. deep_fat: range of the per-case weight that draws intramuscular fat towards bone (the deep
     fibres on the laminae and transverse processes); (0, 0) leaves it out. bone_gap_mm: gaps up to this
     size between a compartment and the posterior elements it lies on are filled with its muscle (0:
     the outlines as drawn). contrast_probabilities: (mode, weight) pairs
@@ -67,6 +73,7 @@ class SynthesisSettings:
     shapes_zip: str = ""
     compartment_width_mm: tuple[float, float, float, float, float, float] = WIDTH_MM
     deep_fat: tuple[float, float] = (0.0, 0.0)
+    habitus_spread: float = 1.0
     bone_gap_mm: float = 0.0
     contrast_probabilities: tuple[tuple[str, float], ...] = (
         ("t2", 0.55), ("t1", 0.15), ("fat_suppressed", 0.1), ("random", 0.2),
@@ -101,6 +108,9 @@ class SynthesisSettings:
         if self.real_shape_split not in SHAPE_SPLITS:
             raise InputError(f"synthesis setting real_shape_split={self.real_shape_split!r}: choose one of "
                              f"{', '.join(SHAPE_SPLITS)}" + _did_you_mean(self.real_shape_split, SHAPE_SPLITS))
+        if not 0 < self.habitus_spread <= MAX_HABITUS_SPREAD:
+            raise InputError(f"synthesis setting habitus_spread={self.habitus_spread}: needs more than 0 and at "
+                             f"most {MAX_HABITUS_SPREAD} (1: the default builds)")
         if self.bone_gap_mm < 0:
             raise InputError(f"synthesis setting bone_gap_mm={self.bone_gap_mm}: needs 0 or more")
         if self.image_size < 64:
@@ -112,11 +122,17 @@ class SynthesisSettings:
                 f"synthesis setting shape_source={self.shape_source!r}: choose one of {', '.join(SHAPE_SOURCES)}"
                 + _did_you_mean(self.shape_source, SHAPE_SOURCES)
             )
-        for level in self.levels + self.real_shape_levels:
+        for level in self.levels:
+            if level not in ALL_VERTEBRAE:
+                raise InputError(
+                    f"synthesis setting level {level!r}: choose from {', '.join(ALL_VERTEBRAE)}"
+                    + _did_you_mean(level, ALL_VERTEBRAE)
+                )
+        for level in self.real_shape_levels:
             if level not in VERTEBRAE:
                 raise InputError(
-                    f"synthesis setting level {level!r}: choose from {', '.join(VERTEBRAE)}"
-                    + _did_you_mean(level, VERTEBRAE)
+                    f"synthesis setting real_shape_levels: {level!r}: choose from {', '.join(VERTEBRAE)} (the traced "
+                    "L4/L5 masks are not put on thoracic levels)" + _did_you_mean(level, VERTEBRAE)
                 )
         if not self.levels or self.slices_per_level < 1:
             raise InputError("synthesis settings: at least one level and one slice per level are needed")

@@ -33,8 +33,9 @@ MASK_PIXEL_MM = 0.6875
 # Mask values: (right multifidus, right erector, left multifidus, left erector), as traced and mirrored.
 VALUES = (100, 50, 150, 200)
 VALUES_MIRRORED = (150, 200, 100, 50)
-# (width, depth) scale of the L4/L5 shapes at L1..S1; used at L3-L5 only.
-LEVEL_SCALE = ((0.9, 0.7), (0.95, 0.8), (1.0, 0.92), (1.0, 1.0), (0.93, 0.97), (0.8, 0.75))
+# (width, depth) scale of the L4/L5 shapes at T12, L1..S1; used at L3-L5 only (T12 repeats L1: the settings
+# never put traced shapes there).
+LEVEL_SCALE = ((0.9, 0.7), (0.9, 0.7), (0.95, 0.8), (1.0, 0.92), (1.0, 1.0), (0.93, 0.97), (0.8, 0.75))
 
 
 @dataclass(frozen=True)

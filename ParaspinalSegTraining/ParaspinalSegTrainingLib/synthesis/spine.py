@@ -3,7 +3,8 @@
 Vertebral body or disc with cortex, spinal canal with epidural fat, thecal sac and roots,
 pedicles, laminae, transverse processes, spinous process; articular processes and ligamentum
 flavum at disc levels; the sacrum (S1 body, alae, sacral canal and foramina, median crest) at
-S1; and the iliac wings from the L4/L5 disc down. Sizes in mm follow the level (L1..S1) and the
+S1; and the iliac wings from the L4/L5 disc down. Sizes in mm follow the level (T12..S1; T12's
+narrower canal and body and short transverse processes by judgement from anatomy texts) and the
 patient's size, with random variation. The anatomy frame's origin is the canal's centre.
 """
 
@@ -71,14 +72,14 @@ def draw_spine(position: float, disc: bool, size: float, rng: np.random.Generato
     return Spine(
         position=position,
         disc=disc,
-        canal_half_width=vary((10.5, 10.5, 11.0, 11.5, 12.5, 10.0)),
-        canal_depth=vary((16.0, 15.5, 15.0, 15.0, 14.5, 10.0)),
-        body_width=vary((42.0, 44.0, 47.0, 49.0, 51.0, 48.0)) + (3.0 if disc else 0.0),
-        body_depth=vary((29.0, 31.0, 33.0, 34.0, 33.0, 30.0)) + (2.0 if disc else 0.0),
-        spinous_half_width=vary((3.6, 3.8, 4.0, 4.0, 3.8, 3.0), 0.2),
-        spinous_tip=vary((48.0, 50.0, 50.0, 47.0, 40.0, 26.0), 0.1),
-        transverse_tip=vary((36.0, 44.0, 52.0, 47.0, 42.0, 42.0), 0.1),
-        transverse_radius=vary((3.5, 3.8, 4.0, 4.5, 7.0, 7.0), 0.15),
+        canal_half_width=vary((9.5, 10.5, 10.5, 11.0, 11.5, 12.5, 10.0)),
+        canal_depth=vary((15.5, 16.0, 15.5, 15.0, 15.0, 14.5, 10.0)),
+        body_width=vary((40.0, 42.0, 44.0, 47.0, 49.0, 51.0, 48.0)) + (3.0 if disc else 0.0),
+        body_depth=vary((28.0, 29.0, 31.0, 33.0, 34.0, 33.0, 30.0)) + (2.0 if disc else 0.0),
+        spinous_half_width=vary((3.4, 3.6, 3.8, 4.0, 4.0, 3.8, 3.0), 0.2),
+        spinous_tip=vary((45.0, 48.0, 50.0, 50.0, 47.0, 40.0, 26.0), 0.1),
+        transverse_tip=vary((27.0, 36.0, 44.0, 52.0, 47.0, 42.0, 42.0), 0.1),
+        transverse_radius=vary((3.0, 3.5, 3.8, 4.0, 4.5, 7.0, 7.0), 0.15),
         cortex=float(rng.uniform(1.3, 2.4)),
         ala_half_width=56.0 * size * float(rng.uniform(0.93, 1.07)),
         spinous_present=bool(not disc or rng.random() < 0.6),

@@ -1,7 +1,8 @@
 """Abdominal and pelvic contents of a slice: bowel loops, liver, spleen, pancreas, kidneys, great vessels.
 
 Organs appear at the levels where they lie: liver (the patient's right), spleen (left) and pancreas
-at L1-L2, kidneys from L1 to L3 (the right one lower), aorta and inferior vena cava down to their
+at L1-L2, largest at T12 (made only when asked for), kidneys from L1 to L3 (the right one lower, their
+upper poles at T12), aorta and inferior vena cava down to their
 division at L4-L5, iliac vessels below. Bowel loops fill the front of the abdominal cavity. Each
 is painted only over the cavity (and what is already in it), so the body wall stays whole.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .levels import along_spine
+from .levels import along_spine, thoracic_weight
 from .raster import Canvas, blob, ellipse, random_wobble
 from .spine import SIDES, Spine
 from .tissues import Tissue
@@ -22,23 +23,32 @@ BOWEL_CONTENTS = (Tissue.BOWEL_FLUID, Tissue.BOWEL_GAS, Tissue.BOWEL_CONTENT)
 
 def psoas_size(position: float, size: float, muscle: float) -> tuple[float, float]:
     """Psoas half-width and half-depth (mm): small at L1, largest at L4-L5."""
-    half_width = along_spine((7.0, 11.0, 15.0, 19.0, 21.0, 17.0), position)
-    half_depth = along_spine((8.0, 13.0, 18.0, 22.0, 24.0, 20.0), position)
+    half_width = along_spine((3.0, 7.0, 11.0, 15.0, 19.0, 21.0, 17.0), position)
+    half_depth = along_spine((3.5, 8.0, 13.0, 18.0, 22.0, 24.0, 20.0), position)
     return half_width * size * muscle**0.5, half_depth * size * muscle**0.5
+
+
+# How far (in vertebrae) the kidneys reach higher at T12 than the L1..S1 model puts them: their centres lie
+# at L2 (left) and below it (right), lower than anatomy texts put the upper poles (left at T11-T12, right
+# at T12-L1); above the highest L1 slices the poles are drawn that much higher, so that the left upper pole
+# shows in most T12 slices and the right one in high-lying kidneys. A judgement, not a fitted figure.
+KIDNEY_T12_RISE = 0.5
 
 
 def kidney_scale(position: float, side: float, shift: float) -> float:
     """Cross-section scale of a kidney at a level (0 when the slice misses it); the right one lies lower."""
-    centre = (1.35 if side < 0 else 1.0) + float(np.clip(shift, -0.35, 0.35))
+    centre = ((1.35 if side < 0 else 1.0) + float(np.clip(shift, -0.35, 0.35))
+              - KIDNEY_T12_RISE * thoracic_weight(position))
     distance = (position - centre) / 1.7
     return float(np.sqrt(max(0.0, 1.0 - distance**2))) if abs(distance) < 0.95 else 0.0
 
 
 def paint_bowel(canvas: Canvas, spine: Spine, inner_half_width: float, front_y: float, visceral: float,
                 rng: np.random.Generator) -> None:
-    """Small-bowel loops in front of the spine, colon in the flanks, stomach at L1, mesenteric vessels."""
+    """Small-bowel loops in front of the spine (few at T12, above the mesocolon), colon in the flanks,
+    stomach at T12-L1, mesenteric vessels."""
     limit = spine.body_front_y - 18.0
-    loops = int(rng.integers(12, 40) * (1.0 - 0.6 * visceral))
+    loops = int(rng.integers(12, 40) * (1.0 - 0.6 * visceral) * (1.0 - 0.7 * thoracic_weight(spine.position)))
     for _ in range(loops):
         centre = (rng.uniform(-inner_half_width, inner_half_width) * 0.85, rng.uniform(front_y, limit))
         paint_loop(canvas, centre, rng.uniform(8.0, 24.0), rng)
@@ -75,12 +85,16 @@ def paint_loop(canvas: Canvas, centre, radius: float, rng: np.random.Generator, 
 
 
 def paint_upper_organs(canvas: Canvas, spine: Spine, inner_half_width: float, rng: np.random.Generator) -> None:
-    """Liver (patient's right) with gallbladder, spleen (left) and pancreas, shrinking below L1."""
+    """Liver (patient's right) with gallbladder, spleen (left) and pancreas, shrinking below L1. At T12
+    the liver is larger, crossing the midline in front and reaching back beside the spine (its bare
+    area), and the spleen is larger (judgement from atlases: both lie mostly above L1)."""
     s, y0 = spine.position, spine.body_centre_y
+    thoracic = thoracic_weight(s)
     liver = float(np.clip((1.9 - s) / 1.9, 0.0, 1.0))
     if liver > 0.05:
-        centre = (-inner_half_width * (0.42 + 0.25 * (1 - liver)), y0 - 20 - 40 * liver)
-        a, b = inner_half_width * (0.1 + 0.45 * liver), 15 + 60 * liver
+        centre = (-inner_half_width * (0.42 + 0.25 * (1 - liver)), y0 - 20 - 40 * liver + 20 * thoracic)
+        a = inner_half_width * (0.1 + 0.45 * liver) * (1 + 0.3 * thoracic)
+        b = (15 + 60 * liver) * (1 + 0.15 * thoracic)
         canvas.paint(blob(centre, a, b, rng.uniform(-20, 20), random_wobble(rng, 0.2)), Tissue.LIVER, over=CAVITY)
         if liver > 0.5 and rng.random() < 0.35:
             gallbladder = (centre[0] + a * 0.5, centre[1] - b * 0.4)
@@ -89,7 +103,8 @@ def paint_upper_organs(canvas: Canvas, spine: Spine, inner_half_width: float, rn
     spleen = float(np.clip((0.9 - s) / 0.9, 0.0, 1.0))
     if spleen > 0.1:
         centre = (inner_half_width - 22 * (0.6 + 0.4 * spleen), y0 + rng.uniform(-5, 20))
-        canvas.paint(blob(centre, 18 * (0.5 + 0.5 * spleen), 40 * (0.5 + 0.5 * spleen), rng.uniform(10, 40),
+        grow = (0.5 + 0.5 * spleen) * (1 + 0.25 * thoracic)
+        canvas.paint(blob(centre, 18 * grow, 40 * grow, rng.uniform(10, 40),
                           random_wobble(rng, 0.2)), Tissue.SPLEEN, over=CAVITY)
     if s < 1.3:
         centre = (rng.uniform(5, 25), spine.body_front_y - rng.uniform(30, 45))
@@ -116,11 +131,13 @@ def paint_kidneys(canvas: Canvas, spine: Spine, psoas_half_width: float, size: f
 
 
 def paint_vessels(canvas: Canvas, spine: Spine, size: float, rng: np.random.Generator) -> None:
-    """Aorta and inferior vena cava in front of the spine; the common iliac vessels after they divide."""
+    """Aorta and inferior vena cava in front of the spine; the common iliac vessels after they divide. At
+    T12 the aorta passes through the aortic hiatus, between the diaphragm crura, which it pushes aside."""
     s, front = spine.position, spine.body_front_y
     if s < 3.3:
         radius = rng.uniform(8.0, 12.0) * size
-        canvas.paint(ellipse((rng.uniform(4, 14), front - radius - 1), radius, radius), Tissue.ARTERY, over=ORGANS)
+        hiatus = ORGANS + (Tissue.DIAPHRAGM_CRUS,) if thoracic_weight(s) > 0 else ORGANS
+        canvas.paint(ellipse((rng.uniform(4, 14), front - radius - 1), radius, radius), Tissue.ARTERY, over=hiatus)
     else:
         offset = 8.0 + (s - 3.3) * 20.0
         for side in SIDES:
