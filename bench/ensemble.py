@@ -1,0 +1,62 @@
+"""Benchmark: does an ensemble of models pay on this CPU? Each member alone, then their average.
+
+    python bench/ensemble.py MODEL MODEL [MODEL ...] --data heldout [--patients 8] [--mirror]
+
+On the held-out domains' selection draws (`paraspinal heldout --data`), through the product's own
+path (segment, clean, measure): the table of `paraspinal heldout` for every member alone and for
+the ensemble, whose class scores are the mean of the members' scores (each member run by the
+product's backend). The table's `ms per slice` is the cost side by side: the ensemble runs every
+member on every slice. With --mirror every row also uses mirrored test-time augmentation. The
+ensemble takes the first member's card (preprocessing, labels); members must share preprocessing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class MeanRunner:
+    """A NetworkRunner whose class scores are the mean of its members' scores."""
+
+    members: list
+    backend: str = "ensemble"
+
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        return np.mean([member.scores(batch) for member in self.members], axis=0)
+
+
+def ensemble_of(models: list):
+    """A LoadedModel that runs every member on every window and averages their scores."""
+    first = models[0].card.preprocessing
+    for model in models[1:]:
+        if model.card.preprocessing != first:
+            sys.exit(f"{model.folder}: its preprocessing differs from {models[0].folder}'s; an ensemble needs one")
+    return dataclasses.replace(models[0], network=None, runner=MeanRunner([m.runner for m in models]))
+
+
+def main() -> None:
+    from ParaspinalSegLib.network.modelfile import load_model
+    from ParaspinalSegTrainingLib.heldout import evaluate_held_out, held_out_markdown
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", type=Path)
+    parser.add_argument("--data", type=Path, required=True, help="the held-out domains' data sets (made if missing)")
+    parser.add_argument("--patients", type=int, default=8)
+    parser.add_argument("--mirror", action="store_true")
+    args = parser.parse_args()
+    models = [load_model(folder, "cpu", backend="onnxruntime", keep_loaded=True) for folder in args.models]
+    rows = [(m.card.model_id, m) for m in models] + [(" + ".join(m.card.version for m in models), ensemble_of(models))]
+    for name, model in rows:
+        figures = evaluate_held_out(model, args.data, args.patients, mirror=args.mirror)
+        print(f"\n### {name}{' with mirrored TTA' if args.mirror else ''}\n\n{held_out_markdown(figures)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
