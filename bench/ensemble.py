@@ -1,6 +1,6 @@
 """Benchmark: does an ensemble of models pay on this CPU? Each member alone, then their average.
 
-    python bench/ensemble.py MODEL MODEL [MODEL ...] --data heldout [--patients 8] [--mirror]
+    python bench/ensemble.py MODEL MODEL [MODEL ...] --data heldout [--patients 8] [--mirror] [--ensemble-only]
 
 On the held-out domains' selection draws (`paraspinal heldout --data`), through the product's own
 path (segment, clean, measure): the table of `paraspinal heldout` for every member alone and for
@@ -8,6 +8,7 @@ the ensemble, whose class scores are the mean of the members' scores (each membe
 product's backend). The table's `ms per slice` is the cost side by side: the ensemble runs every
 member on every slice. With --mirror every row also uses mirrored test-time augmentation. The
 ensemble takes the first member's card (preprocessing, labels); members must share preprocessing.
+--ensemble-only skips the members alone (`paraspinal heldout MODEL` gives their rows).
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="the held-out domains' data sets (made if missing)")
     parser.add_argument("--patients", type=int, default=8)
     parser.add_argument("--mirror", action="store_true")
+    parser.add_argument("--ensemble-only", action="store_true")
     args = parser.parse_args()
     models = [load_model(folder, "cpu", backend="onnxruntime", keep_loaded=True) for folder in args.models]
-    rows = [(m.card.model_id, m) for m in models] + [(" + ".join(m.card.version for m in models), ensemble_of(models))]
+    rows = [] if args.ensemble_only else [(m.card.model_id, m) for m in models]
+    rows.append((" + ".join(m.card.version for m in models), ensemble_of(models)))
     for name, model in rows:
         figures = evaluate_held_out(model, args.data, args.patients, mirror=args.mirror)
         print(f"\n### {name}{' with mirrored TTA' if args.mirror else ''}\n\n{held_out_markdown(figures)}", flush=True)
