@@ -289,3 +289,15 @@ def test_held_out_cases_count_a_failed_segmentation_with_its_quality_warning(tmp
         heldout.evaluate_case(None, case, figures, ("cnn",), "cpu")
     assert [round(dice, 6) for dice, _ in figures.cases] == [1.0, 0.5]
     assert figures.warned() == {"failed_cases": 1, "failed_warned": 1, "good_cases": 1, "good_warned": 0}
+
+
+def test_a_held_out_set_written_before_a_new_synthesis_setting_is_still_the_same_set():
+    from ParaspinalSegTrainingLib.heldout import same_settings
+
+    settings = held_out_settings("gre_in_phase")
+    written = json.loads(json.dumps(settings.to_dict()))
+    older = {k: v for k, v in written.items() if k != "habitus_spread"}  # before the setting existed
+    assert same_settings(written, settings) and same_settings(older, settings)
+    assert not same_settings({**written, "habitus_spread": 1.5}, settings)
+    assert not same_settings({**written, "snr": [3.0, 50.0]}, settings)
+    assert not same_settings({**written, "a_setting_from_the_future": 1}, settings)
