@@ -18,10 +18,13 @@ from ParaspinalSegTrainingLib.synthesis.domains import (
     HELD_OUT,
     HELD_OUT_BASE,
     TRAINING,
+    TRAINING_2_1,
     TRAINING_CONTRASTS,
+    domain_settings,
     held_out_settings,
     training_settings,
 )
+from ParaspinalSegTrainingLib.synthesis.levels import VERTEBRAE
 from ParaspinalSegTrainingLib.synthesis.generator import crop_field_of_view, neighbouring_anatomy, split_shapes
 from ParaspinalSegTrainingLib.synthesis.intensities import draw_contrast, tissue_table, wrap_around
 from ParaspinalSegTrainingLib.synthesis.settings import CONTRASTS
@@ -134,11 +137,13 @@ def test_held_out_domains_lie_outside_the_training_domain():
 def test_held_out_draws_stay_on_synthesis_2_0_while_training_moves_on():
     # synthesis 2.1 trains down to SNR 3; the held-out domains keep 2.0's base, so old and new models
     # are measured on the same draws
-    assert TRAINING["snr"] == (3.0, 50.0) and HELD_OUT_BASE["snr"] == (5.0, 50.0)
-    assert {k: v for k, v in TRAINING.items() if k != "snr"} == {k: v for k, v in HELD_OUT_BASE.items() if k != "snr"}
+    assert TRAINING_2_1["snr"] == TRAINING["snr"] == (3.0, 50.0) and HELD_OUT_BASE["snr"] == (5.0, 50.0)
+    assert {k: v for k, v in TRAINING_2_1.items() if k != "snr"} == {k: v for k, v in HELD_OUT_BASE.items() if k != "snr"}
     assert held_out_settings("gre_in_phase").snr == (5.0, 50.0)
     assert held_out_settings("coarse_noisy").snr == (3.0, 5.0)
-    assert training_settings(1).snr == (3.0, 50.0)
+    assert held_out_settings("gre_in_phase").levels == VERTEBRAE and held_out_settings("gre_in_phase").habitus_spread == 1
+    trained = training_settings(1)
+    assert trained.snr == (3.0, 50.0) and trained.levels == ("T12",) + VERTEBRAE and trained.habitus_spread == 1.5
 
 
 def test_side_dice_sees_sides():
@@ -261,11 +266,12 @@ def test_segment_with_the_mirror_says_so_in_its_provenance(tmp_path, capsys):
     assert "mirrored test-time augmentation" in method
 
 
-def test_the_2_1_recipe_draws_from_the_training_domain():
-    recipe = json.loads((Path(__file__).parents[1] / "Resources" / "Recipes" / "paraspinalseg-unet-r18-2.1.0"
+@pytest.mark.parametrize("version, domain", [("2.1.0", TRAINING_2_1), ("2.2.0", TRAINING)])
+def test_the_recipes_draw_from_their_training_domains(version, domain):
+    recipe = json.loads((Path(__file__).parents[1] / "Resources" / "Recipes" / f"paraspinalseg-unet-r18-{version}"
                          / "synth.json").read_text())
     settings = SynthesisSettings.from_dict({**SynthesisSettings().to_dict(), **recipe})
-    assert settings == training_settings(recipe["seed"])
+    assert settings == domain_settings(domain, recipe["seed"])
 
 
 def test_held_out_cases_count_a_failed_segmentation_with_its_quality_warning(tmp_path, monkeypatch):

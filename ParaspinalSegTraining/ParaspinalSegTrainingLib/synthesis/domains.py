@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ParaspinalSegLib.errors import InputError
 
+from .levels import VERTEBRAE
 from .settings import SynthesisSettings
 
 TRAINING_CONTRASTS = {"random": 0.4, "random_tissue": 0.3, "t2": 0.15, "t1": 0.1, "fat_suppressed": 0.05}
@@ -33,9 +34,12 @@ HELD_OUT_BASE = {
     "shape_source": "auto",
     "real_shape_split": "train",
 }
-# The training domain of synthesis 2.1 (model 2.1.0): 2.0's with noise down to SNR 3, so the coarse, noisy
-# held-out domain holds out its resolution (pixels and matrix reduction beyond training), not its noise.
-TRAINING = {**HELD_OUT_BASE, "snr": (3.0, 50.0)}
+# The training domain of model 2.1.0: 2.0's with noise down to SNR 3, so the coarse, noisy held-out domain
+# holds out its resolution (pixels and matrix reduction beyond training), not its noise.
+TRAINING_2_1 = {**HELD_OUT_BASE, "snr": (3.0, 50.0)}
+# The training domain of models 2.2.0 and later: 2.1.0's with T12 slices and wider builds (neither is in a
+# held-out domain: they widen training, they are not held out).
+TRAINING = {**TRAINING_2_1, "levels": ("T12",) + VERTEBRAE, "habitus_spread": 1.5}
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ DOMAIN_SEED, REPORT_SEED = 9100, 9200
 
 
 def training_settings(seed: int, **changes) -> SynthesisSettings:
-    """The synthesis 2.1 training domain with a seed (and any further changes)."""
+    """The current training domain (models 2.2.0 and later) with a seed (and any further changes)."""
     return domain_settings(TRAINING, seed, **changes)
 
 
