@@ -6,7 +6,7 @@ On the held-out domains' selection draws (`paraspinal heldout --data`), through 
 path (segment, clean, measure): the table of `paraspinal heldout` for every member alone and for
 the ensemble, whose class scores are the mean of the members' scores (each member run by the
 product's backend). The table's `ms per slice` is the cost side by side: the ensemble runs every
-member on every slice. With --mirror every row also uses mirrored test-time augmentation. The
+member on every slice (on ONNX Runtime, or torch for a model without a graph, such as a training run's). With --mirror every row also uses mirrored test-time augmentation. The
 ensemble takes the first member's card (preprocessing, labels); members must share preprocessing.
 --ensemble-only skips the members alone (`paraspinal heldout MODEL` gives their rows).
 """
@@ -39,7 +39,10 @@ def ensemble_of(models: list):
     for model in models[1:]:
         if model.card.preprocessing != first:
             sys.exit(f"{model.folder}: its preprocessing differs from {models[0].folder}'s; an ensemble needs one")
-    return dataclasses.replace(models[0], network=None, runner=MeanRunner([m.runner for m in models]))
+    from ParaspinalSegLib.network.inference import runner_for
+
+    runners = [runner_for(m, "cpu", mixed_precision=False) for m in models]
+    return dataclasses.replace(models[0], network=None, runner=MeanRunner(runners))
 
 
 def main() -> None:
@@ -53,7 +56,8 @@ def main() -> None:
     parser.add_argument("--mirror", action="store_true")
     parser.add_argument("--ensemble-only", action="store_true")
     args = parser.parse_args()
-    models = [load_model(folder, "cpu", backend="onnxruntime", keep_loaded=True) for folder in args.models]
+    models = [load_model(folder, "cpu", backend="onnxruntime" if (folder / "model.onnx").exists() else "torch",
+                         keep_loaded=True) for folder in args.models]  # a training run's model has no graph yet
     rows = [] if args.ensemble_only else [(m.card.model_id, m) for m in models]
     rows.append((" + ".join(m.card.version for m in models), ensemble_of(models)))
     for name, model in rows:
