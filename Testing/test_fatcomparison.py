@@ -28,9 +28,12 @@ def test_fat_methods_on_phantom_cases_of_known_fat(tmp_path):
     for (method, compartments), score in scores.items():  # every row: the cases' own fractions, scored
         expected = score_method(truth, [f[(method, compartments)] for f in per_case], method, compartments)
         assert score == pytest.approx(expected), (method, compartments)
-        # The phantoms' fat streaks have blurred edges: every method counts some of them as fat.
-        assert score.bias_pp == pytest.approx(score.mean_absolute_error_pp), (method, compartments)
-        assert score.bias_pp > 0, (method, compartments)
+    # The phantoms' fat streaks have blurred edges: inside the true compartments, image analysis counts some of
+    # them as fat on every case. (Inside the model's compartments the outcome also depends on where the model puts
+    # the border, so that sign is not a property of the methods: 2.3.0's otsu is below the truth on one case.)
+    for method in ("gmm", "otsu"):
+        score = scores[(method, "truth")]
+        assert score.bias_pp == pytest.approx(score.mean_absolute_error_pp) and score.bias_pp > 0, method
     # Image analysis inside the true compartments does not depend on the shipped model: within 5 points here.
     # (The model's own fat is measured against known truth on the held-out domains: test_shipped_model.)
     assert all(scores[(method, "truth")].bias_pp < 5.0 for method in ("gmm", "otsu"))
