@@ -84,7 +84,7 @@ def training_settings(seed: int, **changes) -> SynthesisSettings:
 
 def domain_settings(domain: dict, seed: int, **changes) -> SynthesisSettings:
     """Synthesis settings: the defaults, a domain's, a seed and any further changes, in that order."""
-    return SynthesisSettings.from_dict({**SynthesisSettings().to_dict(), **domain, "seed": seed, **changes})
+    return SynthesisSettings.from_dict({**domain, "seed": seed, **changes})
 
 
 def held_out_settings(domain: HeldOutDomain | str, report: bool = False) -> SynthesisSettings:

@@ -75,7 +75,8 @@ def along_spine(values: tuple[float, ...], position: float) -> float:
     if len(values) != len(ALL_VERTEBRAE):
         raise ValueError(f"along_spine needs {len(ALL_VERTEBRAE)} values ({', '.join(ALL_VERTEBRAE)}), "
                          f"got {len(values)}")
-    return float(np.interp(position, KNOTS, (values[0],) + tuple(values[1:2]) + tuple(values[1:])))
+    t12, l1 = values[0], values[1]
+    return float(np.interp(position, KNOTS, (t12, l1, *values[1:])))  # L1's value at L1_HELD_TO and at L1
 
 
 def thoracic_weight(position: float) -> float:
