@@ -19,6 +19,7 @@ from ParaspinalSegTrainingLib.synthesis.domains import (
     HELD_OUT_BASE,
     TRAINING,
     TRAINING_2_1,
+    TRAINING_2_2,
     TRAINING_CONTRASTS,
     domain_settings,
     held_out_settings,
@@ -119,19 +120,27 @@ def test_the_traced_shape_splits_are_disjoint_and_cover_all():
     assert len(held) == 5 and split_shapes(shapes, "all") == shapes
 
 
-def test_held_out_domains_lie_outside_the_training_domain():
-    trained = SynthesisSettings.from_dict({**SynthesisSettings().to_dict(), **TRAINING})
+def outside(settings: SynthesisSettings, trained: SynthesisSettings) -> bool:
+    """Whether a domain's draws lie outside a training domain: a contrast family, pixels or shapes it lacks."""
+    contrasts = {mode for mode, weight in settings.contrast_probabilities if weight > 0}
+    new_contrast = not contrasts & set(TRAINING_CONTRASTS)
+    finer = settings.pixel_spacing_mm[1] < trained.pixel_spacing_mm[0]
+    coarser = settings.pixel_spacing_mm[0] > trained.pixel_spacing_mm[1]
+    unseen_shapes = settings.shape_source == "real" and settings.real_shape_split == "heldout"
+    return new_contrast or finer or coarser or unseen_shapes
+
+
+def test_held_out_domains_lie_outside_the_training_domain_and_those_taken_in_do_not():
+    trained = training_settings(1)
     for domain in HELD_OUT:
         settings = held_out_settings(domain)
-        contrasts = {mode for mode, weight in settings.contrast_probabilities if weight > 0}
-        new_contrast = not contrasts & set(TRAINING_CONTRASTS)
-        finer = settings.pixel_spacing_mm[1] < trained.pixel_spacing_mm[0]
-        coarser = (settings.pixel_spacing_mm[0] > trained.pixel_spacing_mm[1]
-                   and settings.resolution_factor[0] >= trained.resolution_factor[1])
-        unseen_shapes = settings.shape_source == "real" and settings.real_shape_split == "heldout"
-        assert new_contrast or finer or coarser or unseen_shapes, domain.name
+        assert outside(settings, trained) != bool(domain.inside_training), domain.name
         assert settings.seed != trained.seed
     assert trained.real_shape_split == "train"
+    coarse_noisy, before = held_out_settings("coarse_noisy"), domain_settings(TRAINING_2_2, 1)
+    assert outside(coarse_noisy, before)  # held out up to model 2.3.0
+    assert trained.pixel_spacing_mm[1] >= coarse_noisy.pixel_spacing_mm[1]  # taken in since 2.4.0
+    assert trained.resolution_factor[1] >= coarse_noisy.resolution_factor[1] and trained.snr[0] <= coarse_noisy.snr[0]
 
 
 def test_held_out_draws_stay_on_synthesis_2_0_while_training_moves_on():
@@ -144,6 +153,8 @@ def test_held_out_draws_stay_on_synthesis_2_0_while_training_moves_on():
     assert held_out_settings("gre_in_phase").levels == VERTEBRAE and held_out_settings("gre_in_phase").habitus_spread == 1
     trained = training_settings(1)
     assert trained.snr == (3.0, 50.0) and trained.levels == ("T12",) + VERTEBRAE and trained.habitus_spread == 1.5
+    resolution = ("pixel_spacing_mm", "resolution_factor")
+    assert {k: v for k, v in TRAINING.items() if k not in resolution} == {k: v for k, v in TRAINING_2_2.items() if k not in resolution}
 
 
 def test_side_dice_sees_sides():
@@ -165,10 +176,14 @@ def test_held_out_table_pools_the_domains():
                       {"cnn": [(10.0, 12.0), (20.0, 22.0)]}, cases=[(0.75, True)])
     b = DomainFigures("b", "", [0.0], [1.0], {"p1": (20.0, {"cnn": 30.0})}, {"cnn": [(30.0, 26.0), (0.0, float("nan"))]},
                       cases=[(0.5, False), (0.95, True), (0.92, False), (0.85, True)])
-    table = held_out_markdown([a, b])
+    taken_in = DomainFigures("c", "", [0.0], [0.0], {"p1": (10.0, {"cnn": 50.0})}, {"cnn": [(10.0, 50.0)]},
+                             cases=[(0.0, False)], inside_training="model 9.0.0")
+    table = held_out_markdown([a, taken_in, b])
     assert "| a | 2 | 0 | 0.750 | 0.750 | 0.750 | 2.0 | +2.0 | 100 % | 2.0 | 1.00 | 1 of 1 | 0 of 0 |" in table
     assert "| b | 1 | 0 | 0.000 | 1.000 | 0.500 | 10.0 | +10.0 | 0 % | nan | nan | 0 of 1 | 1 of 2 |" in table
-    assert "| all domains | 3 | 0 | 0.500 | 0.833 | 0.667 | 6.0 | +6.0 | 50 % | 2.7 | 0.97 | 1 of 2 | 1 of 2 |" in table
+    pooled = "| all held-out domains | 3 | 0 | 0.500 | 0.833 | 0.667 | 6.0 | +6.0 | 50 % | 2.7 | 0.97 | 1 of 2 | 1 of 2 |"
+    measured = "| c (inside training) | 1 | 0 | 0.000 | 0.000 | 0.000 | 40.0 | +40.0 | 0 % | nan | nan | 0 of 1 | 0 of 0 |"
+    assert pooled in table and measured in table and table.index(pooled) < table.index(measured)
     assert b.warned() == {"failed_cases": 1, "failed_warned": 0, "good_cases": 2, "good_warned": 1}
     assert b.slice_agreement("cnn")[0] != b.slice_agreement("cnn")[0]  # one slice left after the NaN: undefined
 
@@ -251,6 +266,9 @@ def test_release_puts_the_held_out_domain_figures_and_the_protocol_in_the_card(t
         domain_folders(tmp_path / "heldout", 1)  # the report draws: never mixed with the sets that choose
     with pytest.raises(InputError, match="other settings"):
         domain_folders(tmp_path / "heldout", 2, report=True)  # made for 1 patient: never mixed with another set
+    with pytest.raises(InputError, match="'nope' is unknown; choose from gre_in_phase"):
+        domain_folders(tmp_path / "heldout", 1, report=True, names=("nope",))
+    assert "2.4.0" in domains["coarse_noisy"]["inside_training"] and "inside_training" not in domains["coarse_pixels"]
 
 
 def test_segment_with_the_mirror_says_so_in_its_provenance(tmp_path, capsys):
@@ -266,7 +284,7 @@ def test_segment_with_the_mirror_says_so_in_its_provenance(tmp_path, capsys):
     assert "mirrored test-time augmentation" in method
 
 
-@pytest.mark.parametrize("version, domain", [("2.1.0", TRAINING_2_1), ("2.2.0", TRAINING)])
+@pytest.mark.parametrize("version, domain", [("2.1.0", TRAINING_2_1), ("2.2.0", TRAINING_2_2), ("2.3.0", TRAINING_2_2)])
 def test_the_recipes_draw_from_their_training_domains(version, domain):
     recipe = json.loads((Path(__file__).parents[1] / "Resources" / "Recipes" / f"paraspinalseg-unet-r18-{version}"
                          / "synth.json").read_text())

@@ -194,18 +194,21 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
     from .synthesis.shapes import real_shapes_available
 
     model = load_model(resolve_model(args.model))
+    if args.fat_score_offset is not None:
+        model = model.with_fat_score_offset(args.fat_score_offset)
     methods = FAT_METHODS if args.fat_methods else (FAT_FROM_MODEL,)
     figures = evaluate_held_out(model, Path(args.data), args.patients, methods, available_device(args.device), progress,
-                                args.mirror, args.report)
+                                args.mirror, args.report, tuple(args.domains or ()))
     progress.close()
     table = held_out_markdown(figures, methods)
     if args.out:
         write_text_atomic(Path(args.out), table)
-    print(f"model {model.card.model_id}{' with mirrored test-time augmentation' if args.mirror else ''} on the "
+    print(f"model {model.card.model_id}{' with mirrored test-time augmentation' if args.mirror else ''}, fat/muscle "
+          f"split offset {model.card.postprocessing.fat_score_offset:g}, on the "
           f"held-out synthesis domains, {'report' if args.report else 'selection'} draws ({args.patients} patients "
           f"each, data in {args.data}):\n")
     for f in figures:
-        print(f"- {f.domain}: {f.holds_out}")
+        print(f"- {f.domain}: {f.holds_out}" + (f"; inside training since {f.inside_training}" if f.inside_training else ""))
     if not real_shapes_available(""):
         print("\nnote: the traced masks (../shared/data/shapes) are not here: the L3-L5 slices take procedural "
               "shapes and the traced-shape domain is left out, so these figures are not those of the model cards")
@@ -245,13 +248,27 @@ def command_release(args: argparse.Namespace, progress) -> int:
     from .release import release_model
 
     card = release_model(Path(args.model), Path(args.out), Path(args.shared), args.notes or "",
-                         Path(args.heldout) if args.heldout else None)
+                         Path(args.heldout) if args.heldout else None, fat_score_offset=args.fat_score_offset)
     print(f"released {card.model_id} to {args.out}: sample compartment Dice {card.validation['sample_compartment_dice']:.3f}")
     for case in card.validation["real_cases"]:
         levels = ", ".join(f"{name} {dice:.3f}" for name, dice in case["dice_per_level"].items())
         print(f"  {case['case']} ({case['levels']}): Dice right {case['dice_right']:.3f}, left {case['dice_left']:.3f} "
               f"({levels}), CSA error {case['csa_error_pct_mean']:.1f} %, fat fraction {case['fat_fraction_pct']}")
     return 0
+
+
+def fat_score_offset(text: str) -> float:
+    from ParaspinalSegLib.network.model import Postprocessing
+
+    try:
+        return Postprocessing(float(text)).fat_score_offset
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_fat_score_offset_option(parser, why: str) -> None:
+    parser.add_argument("--fat-score-offset", type=fat_score_offset, metavar="X",
+                        help=f"fat/muscle split offset: fat needs odds over muscle above exp(X); {why}")
 
 
 def add_training_commands(commands) -> None:
@@ -262,6 +279,8 @@ def add_training_commands(commands) -> None:
     release.add_argument("--notes", help="description for the card")
     release.add_argument("--heldout", help="folder of the held-out domains' data sets (`paraspinal heldout --data`): "
                                            "their figures go into the card")
+    add_fat_score_offset_option(release, "chosen on the held-out domains' selection draws (`paraspinal heldout "
+                                         "--fat-score-offset`); default: the trained model's")
     release.set_defaults(run=command_release, input_paths=("model", "shared"), output_paths=("out", "heldout"))
 
     synth = commands.add_parser("synth", help="write a synthetic training data set (label maps L1-S1 turned into images)")
@@ -338,7 +357,9 @@ def add_training_commands(commands) -> None:
                               "the sets that choose")
     heldout.add_argument("--mirror", action="store_true",
                          help="test-time augmentation: average with the left-right mirrored slice, sides swapped")
+    heldout.add_argument("--domains", nargs="+", metavar="NAME", help="only these domains (default: all)")
     heldout.add_argument("-o", "--out", help="Markdown file for the table")
+    add_fat_score_offset_option(heldout, "instead of the card's, to choose one")
     add_device_option(heldout)
     heldout.set_defaults(run=command_heldout, input_paths=("model",), output_paths=("data", "out"))
 

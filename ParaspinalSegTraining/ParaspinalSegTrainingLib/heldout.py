@@ -27,7 +27,7 @@ from ParaspinalSegLib.read.reading import read_study
 
 from .datasets import CaseFiles, case_labels, find_cases
 from .synthesis import SynthesisSettings, write_dataset
-from .synthesis.domains import HELD_OUT, HeldOutDomain, held_out_settings
+from .synthesis.domains import HELD_OUT, HeldOutDomain, held_out_domain, held_out_settings
 from .synthesis.shapes import real_shapes_available
 
 FAT_METHODS = (FAT_FROM_MODEL, FatMethod.GMM.value, FatMethod.OTSU.value)
@@ -53,6 +53,7 @@ class DomainFigures:
     slice_fat: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # method -> (truth, predicted) %
     seconds: float = 0.0  # segmenting (network, cleaning, cnn fat), summed over the cases
     cases: list[tuple[float, bool]] = field(default_factory=list)  # per case: compartment Dice, quality-flagged
+    inside_training: str = ""  # since when the training domain covers it (then measured, not pooled)
 
     @property
     def dice(self) -> float:
@@ -106,6 +107,8 @@ def domain_folders(folder: Path, patients: int, progress: ProgressCallback | Non
     """Each held-out domain's data set under `folder`, written if missing (the traced-shape domain only
     where the traced masks are there); a folder made with other settings is refused. `report`: the
     fresh draws (other seeds) that report a chosen model. names: only these domains (all if empty)."""
+    for name in names:
+        held_out_domain(name)  # an unknown name is refused, with the known ones
     domains = [d for d in HELD_OUT if (not d.needs_real_shapes or real_shapes_available("")) and
                (not names or d.name in names)]
     out = []
@@ -155,7 +158,7 @@ def evaluate_held_out(model: LoadedModel, folder: Path, patients: int = 8, fat_m
     domains = domain_folders(folder, patients, part_of(progress, 0.0, 0.3), report, names)
     out = []
     for n, (domain, target) in enumerate(domains):
-        figures = DomainFigures(domain.name, domain.holds_out)
+        figures = DomainFigures(domain.name, domain.holds_out, inside_training=domain.inside_training)
         cases = find_cases(target)
         for k, case in enumerate(cases):
             evaluate_case(model, case, figures, fat_methods, device, mirror)
@@ -169,13 +172,15 @@ def evaluate_held_out(model: LoadedModel, folder: Path, patients: int = 8, fat_m
 def held_out_markdown(figures: list[DomainFigures], fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,)) -> str:
     """One row per domain: Dice right / left / mean, per fat method the mean absolute patient error,
     the bias and the share of patients within 3 points, then the failed and the good cases that carry a
-    quality warning; a last row pools the domains."""
+    quality warning; a row pools the held-out domains, and the domains that training has since taken in
+    follow it, marked, outside the pool."""
     head = "| domain | slices | ms per slice | Dice right | Dice left | Dice | " + " | ".join(
         f"{m}: patient fat MAE (points) | {m}: bias | {m}: within {GOAL_FAT_POINTS:g} | {m}: slice fat MAE | {m}: slice r"
         for m in fat_methods) + f" | failed cases (Dice < {FAILED_BELOW:g}) warned | good cases (>= {GOOD_FROM:g}) warned |"
     lines = [head, "|---" * (8 + 5 * len(fat_methods)) + "|"]
-    pooled = DomainFigures("all domains", "")
-    for f in figures:
+    held_out = [f for f in figures if not f.inside_training]
+    pooled = DomainFigures("all held-out domains", "")
+    for f in held_out:
         pooled.dice_right += f.dice_right
         pooled.dice_left += f.dice_left
         pooled.seconds += f.seconds
@@ -183,8 +188,8 @@ def held_out_markdown(figures: list[DomainFigures], fat_methods: tuple[str, ...]
         pooled.fat.update({f"{f.domain}/{p}": v for p, v in f.fat.items()})
         for method, pairs in f.slice_fat.items():
             pooled.slice_fat.setdefault(method, []).extend(pairs)
-    for f in figures + [pooled]:
-        cells = [f.domain, str(len(f.dice_right)), f"{1000 * f.seconds / max(len(f.dice_right), 1):.0f}",
+    for f in held_out + [pooled] + [f for f in figures if f.inside_training]:
+        cells = [f.domain + (" (inside training)" if f.inside_training else ""), str(len(f.dice_right)), f"{1000 * f.seconds / max(len(f.dice_right), 1):.0f}",
                  f"{np.nanmean(f.dice_right):.3f}", f"{np.nanmean(f.dice_left):.3f}", f"{f.dice:.3f}"]
         for m in fat_methods:
             error, bias, within, slice_error, slice_r = f.fat_summary(m).values()

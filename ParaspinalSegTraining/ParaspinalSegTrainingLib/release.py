@@ -76,7 +76,8 @@ def held_out_figures(model, folder: Path, patients: int) -> list[dict]:
     for f in evaluate_held_out(model, folder, patients, FAT_METHODS, report=True):
         fat = {method: {name: round(value, FAT_DECIMALS[name]) for name, value in f.fat_summary(method).items()}
                for method in FAT_METHODS}
-        out.append({"domain": f.domain, "holds_out": f.holds_out, "slices": len(f.dice_right),
+        inside = {"inside_training": f"since {f.inside_training}: measured, no longer held out"} if f.inside_training else {}
+        out.append({"domain": f.domain, "holds_out": f.holds_out, **inside, "slices": len(f.dice_right),
                     "dice": "mean over slices, per side", "dice_right": round(float(np.nanmean(f.dice_right)), 4),
                     "dice_left": round(float(np.nanmean(f.dice_left)), 4), "dice_mean": round(f.dice, 4),
                     "patients": len(f.fat), "fat_fraction_vs_truth": fat,
@@ -85,12 +86,15 @@ def held_out_figures(model, folder: Path, patients: int) -> list[dict]:
 
 
 def release_model(source: Path, destination: Path, shared: Path | None, notes: str = "",
-                  heldout: Path | None = None, patients: int = 8) -> ModelCard:
+                  heldout: Path | None = None, patients: int = 8, fat_score_offset: float | None = None) -> ModelCard:
     """Copy a trained model to `destination` with a card holding its validation figures (the held-out
-    domains' when `heldout`, the folder of their data sets, is given)."""
+    domains' when `heldout`, the folder of their data sets, is given); `fat_score_offset`, chosen on the
+    selection draws, goes into the card's postprocessing before anything is measured."""
     if destination.exists():
         raise InputError(f"{destination}: already exists; a released model is never replaced")
     model = load_model(source)
+    if fat_score_offset is not None:
+        model = model.with_fat_score_offset(fat_score_offset)
     domains = held_out_figures(model, heldout, patients) if heldout else []
     real = validate_real(model, shared) if shared and (shared / "data" / "real").is_dir() else []
     card = model.card.to_dict()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.network.inference import choose_device
+from ParaspinalSegLib.network.model import Postprocessing
 from ParaspinalSegLib.network.modelfile import LoadedModel, ModelCard, load_model
 from ParaspinalSegLib.output.outputs import write_text_atomic
 
@@ -69,7 +70,8 @@ def _check_same_config(out: Path, config: TrainingConfig, base_id: str | None, v
 
 def card_template(config: TrainingConfig, base: LoadedModel | None, fingerprint: dict,
                   world: World | None = None) -> ModelCard:
-    """The card every fold model starts from: architecture from the base model when fine-tuning; with a
+    """The card every fold model starts from: architecture and fat/muscle split offset from the base model
+    when fine-tuning; with a
     World, the processes and accumulation steps that shared each global batch."""
     architecture = base.card.architecture if base else config.architecture
     preprocessing = config.preprocessing
@@ -79,6 +81,7 @@ def card_template(config: TrainingConfig, base: LoadedModel | None, fingerprint:
         version=config.version,
         architecture=architecture,
         preprocessing=preprocessing,
+        postprocessing=base.card.postprocessing if base else Postprocessing(),
         parent=base.card.model_id if base else None,
         description=f"U-Net trained with ParaspinalSegTrainingLib{' (fine-tuned)' if base else ''}",
         training_data=fingerprint,

@@ -63,6 +63,23 @@ def network_scores(runner: NetworkRunner, batch: np.ndarray, mirror: bool = Fals
     return scores
 
 
+def shift_fat_split(probabilities: np.ndarray, fat_score_offset: float) -> np.ndarray:
+    """Class probabilities (batch, classes, rows, columns) with each side's fat/muscle split moved by
+    `fat_score_offset` (the card's postprocessing): fat's odds over muscle are divided by
+    exp(offset), and each compartment's probability (muscle + fat) stays as it was, so what moves is
+    the border between fat and muscle (and, rarely, a pixel where background had tied with both). 0
+    leaves them as they are."""
+    if not fat_score_offset:
+        return probabilities
+    shifted = probabilities.copy()
+    weight = math.exp(-fat_score_offset)
+    for muscle, fat in ((RIGHT_MUSCLE, RIGHT_FAT), (LEFT_MUSCLE, LEFT_FAT)):
+        compartment, weighted_fat = probabilities[:, muscle] + probabilities[:, fat], probabilities[:, fat] * weight
+        shifted[:, fat] = compartment * weighted_fat / np.maximum(probabilities[:, muscle] + weighted_fat, 1e-12)
+        shifted[:, muscle] = compartment - shifted[:, fat]
+    return shifted
+
+
 def compartment_confidence(probabilities: np.ndarray) -> float:
     """Mean top-class probability over the pixels of the network window that it puts in a compartment.
 
@@ -98,18 +115,20 @@ def predict_series_with_confidence(
     model's confidence per slice (`compartment_confidence`, on the network window). mirror: average
     with the left-right mirrored slice, sides swapped (twice the network time).
 
+    The card's postprocessing moves each side's fat/muscle split (`shift_fat_split`).
     Mixed precision (bfloat16) is used on CUDA only: on a CPU without AMX it is several times
     slower than float32 (measured on this project's AMD EPYC machines).
     """
     pre = model.card.preprocessing
     prepared = [prepare_slice(s.pixels, s.geometry, pre) for s in series.slices]
     runner = runner_for(model, device, mixed_precision)
+    fat_score_offset = model.card.postprocessing.fat_score_offset
     labels: list[np.ndarray] = []
     confidence: list[float] = []
     for start in range(0, len(prepared), batch_size):
         chunk = prepared[start : start + batch_size]
         scores = network_scores(runner, np.stack([window for window, _, _ in chunk])[:, None], mirror)
-        probabilities = softmax(scores.astype(np.float32, copy=False), axis=1)
+        probabilities = shift_fat_split(softmax(scores.astype(np.float32, copy=False), axis=1), fat_score_offset)
         labels += [restore_labels(p, placement) for p, (_, placement, _) in zip(probabilities, chunk)]
         confidence += [compartment_confidence(p) for p in probabilities]
         if progress:

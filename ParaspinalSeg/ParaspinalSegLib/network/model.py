@@ -6,6 +6,7 @@ built with `encoder_weights=None`: nothing is ever downloaded; weights come from
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from ..labels import SEGMENTS
@@ -89,4 +90,32 @@ class Preprocessing:
 
 
 RESAMPLING = ("antialiased", "linear")
+
+
+@dataclass(frozen=True)
+class Postprocessing:
+    """How class probabilities become labels, beyond the plain argmax.
+
+    fat_score_offset: inside each compartment, the fat/muscle split asks fat's odds over muscle to
+    exceed exp(offset) (0: the plain argmax); the compartment itself is untouched. It corrects a
+    network that calls too much fat, and is chosen on the held-out domains' selection draws
+    (`paraspinal heldout --fat-score-offset`); a card without the field means 0.
+    """
+
+    fat_score_offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.fat_score_offset) and abs(self.fat_score_offset) <= MAX_FAT_SCORE_OFFSET):
+            raise ValueError(f"postprocessing fat_score_offset {self.fat_score_offset!r}: needs a number from "
+                             f"-{MAX_FAT_SCORE_OFFSET:g} to {MAX_FAT_SCORE_OFFSET:g}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Postprocessing:
+        return cls(**data)
+
+
+MAX_FAT_SCORE_OFFSET = 5.0  # odds of about 150 to 1
 

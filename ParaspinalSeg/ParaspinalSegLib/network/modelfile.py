@@ -15,13 +15,13 @@ import platform
 import re
 import struct
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import __version__
 from ..errors import InputError
 from ..labels import SEGMENTS
-from .model import ARCHITECTURES, NUM_CLASSES, ModelArchitecture, Preprocessing, build_network
+from .model import ARCHITECTURES, NUM_CLASSES, ModelArchitecture, Postprocessing, Preprocessing, build_network
 from ..output.outputs import move_into_place, write_text_atomic
 
 WEIGHTS_FILE = "model.safetensors"
@@ -49,6 +49,7 @@ class ModelCard:
     version: str
     architecture: ModelArchitecture = field(default_factory=ModelArchitecture)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    postprocessing: Postprocessing = field(default_factory=Postprocessing)
     labels: dict = field(default_factory=label_scheme)
     parent: str | None = None
     description: str = ""
@@ -75,6 +76,7 @@ class ModelCard:
             "parent": self.parent,
             "architecture": self.architecture.to_dict(),
             "preprocessing": self.preprocessing.to_dict(),
+            "postprocessing": self.postprocessing.to_dict(),
             "labels": dict(self.labels),
             "training_data": self.training_data,
             "training_settings": self.training_settings,
@@ -93,6 +95,7 @@ class ModelCard:
             version=data["version"],
             architecture=ModelArchitecture.from_dict(data["architecture"]),
             preprocessing=Preprocessing.from_dict(data.get("preprocessing", {})),
+            postprocessing=Postprocessing.from_dict(data.get("postprocessing", {})),
             labels=data["labels"],
             parent=data.get("parent"),
             description=data.get("description", ""),
@@ -289,6 +292,10 @@ class LoadedModel:
     @property
     def backend(self) -> str:
         return "torch" if self.network is not None else self.runner.backend
+
+    def with_fat_score_offset(self, offset: float) -> LoadedModel:
+        """The same model with another fat/muscle split offset in its card's postprocessing."""
+        return replace(self, card=replace(self.card, postprocessing=Postprocessing(offset)))
 
 
 def checked_weights(folder: Path, card: ModelCard) -> Path:

@@ -37,19 +37,26 @@ HELD_OUT_BASE = {
 # The training domain of model 2.1.0: 2.0's with noise down to SNR 3, so the coarse, noisy held-out domain
 # holds out its resolution (pixels and matrix reduction beyond training), not its noise.
 TRAINING_2_1 = {**HELD_OUT_BASE, "snr": (3.0, 50.0)}
-# The training domain of models 2.2.0 and later: 2.1.0's with T12 slices and wider builds (neither is in a
+# The training domain of models 2.2.0 and 2.3.0: 2.1.0's with T12 slices and wider builds (neither is in a
 # held-out domain: they widen training, they are not held out).
-TRAINING = {**TRAINING_2_1, "levels": ("T12",) + VERTEBRAE, "habitus_spread": 1.5}
+TRAINING_2_2 = {**TRAINING_2_1, "levels": ("T12",) + VERTEBRAE, "habitus_spread": 1.5}
+# The training domain of models 2.4.0 and later: 2.2.0's with coarser pixels and blur (SynthSeg's route: any
+# resolution), which takes in the coarse, noisy domain; coarser pixels still are held out (coarse_pixels).
+TRAINING = {**TRAINING_2_2, "pixel_spacing_mm": (0.7, 2.4), "resolution_factor": (1.0, 3.2)}
 
 
 @dataclass(frozen=True)
 class HeldOutDomain:
-    """A validation domain: what it holds out, and its settings on top of the training domain's."""
+    """A validation domain: what it holds out, and its settings on top of the training domain's.
+
+    inside_training: for a domain the training domain has since taken in, since when; it is still
+    measured (on the same draws) but no longer chooses and is not pooled with the held-out domains."""
 
     name: str
     holds_out: str
     overrides: dict
     needs_real_shapes: bool = False
+    inside_training: str = ""
 
 
 HELD_OUT = (
@@ -65,12 +72,17 @@ HELD_OUT = (
     HeldOutDomain("coarse_noisy", "resolution: 1.9-2.3 mm pixels and matrix reduction 2.6-3.2, beyond "
                   "training's 1.8 mm and 2.6, at SNR 3-5, training's lowest noise band since synthesis 2.1 (T2)",
                   {"contrast_probabilities": {"t2": 1.0}, "pixel_spacing_mm": (1.9, 2.3),
-                   "resolution_factor": (2.6, 3.2), "snr": (3.0, 5.0), "image_size": 192}),
+                   "resolution_factor": (2.6, 3.2), "snr": (3.0, 5.0), "image_size": 192},
+                  inside_training="the training domain of model 2.4.0 (pixels to 2.4 mm, matrix reduction to 3.2)"),
     HeldOutDomain("traced_shapes", "shapes: the fifth of the traced L4/L5 masks that training never used, L3-L5 "
                   "(T2 and gradient-echo in-phase)",
                   {"contrast_probabilities": {"t2": 0.5, "gre_in_phase": 0.5}, "shape_source": "real",
                    "real_shape_split": "heldout", "levels": ("L3", "L4", "L5"), "slices_per_level": 2},
                   needs_real_shapes=True),
+    HeldOutDomain("coarse_pixels", "resolution: pixels of 2.5-3.0 mm, coarser than any training image (training: "
+                  "up to 2.4 mm since model 2.4.0), matrix reduction 1.0-1.3 (T2)",
+                  {"contrast_probabilities": {"t2": 1.0}, "pixel_spacing_mm": (2.5, 3.0), "resolution_factor": (1.0, 1.3),
+                   "image_size": 144}),
 )
 # Seeds: DOMAIN_SEED + the domain's index for the sets that choose (epochs, runs, settings); REPORT_SEED + the
 # index for fresh draws of the same domains that only report a chosen model; training recipes use others.
@@ -78,7 +90,7 @@ DOMAIN_SEED, REPORT_SEED = 9100, 9200
 
 
 def training_settings(seed: int, **changes) -> SynthesisSettings:
-    """The current training domain (models 2.2.0 and later) with a seed (and any further changes)."""
+    """The current training domain (models 2.4.0 and later) with a seed (and any further changes)."""
     return domain_settings(TRAINING, seed, **changes)
 
 

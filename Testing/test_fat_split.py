@@ -1,0 +1,110 @@
+"""The card's fat/muscle split offset: fat fractions on probability maps of known composition, the card
+field, the product path on the sample, fine-tuning and the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from helpers import run_cli
+from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
+from ParaspinalSegLib.measure.measurement import mean_compartment_dice
+from ParaspinalSegLib.network.inference import shift_fat_split
+from ParaspinalSegLib.network.model import Postprocessing
+from ParaspinalSegLib.network.modelfile import ModelCard, load_model
+from ParaspinalSegLib.network.registry import SHIPPED_MODELS
+from ParaspinalSegLib.pipeline import segment_series
+
+
+def right_compartment(groups: list[tuple[int, float, float]]) -> np.ndarray:
+    """Probabilities (1, 5, 1, pixels) of a right compartment: per group, its pixel count and its muscle
+    and fat probability (the rest background)."""
+    columns = []
+    for count, muscle, fat in groups:
+        pixel = np.zeros(5, dtype=np.float32)
+        pixel[[0, RIGHT_MUSCLE, RIGHT_FAT]] = 1.0 - muscle - fat, muscle, fat
+        columns += [pixel] * count
+    return np.stack(columns, axis=1)[None, :, None, :]
+
+
+def fat_pct(probabilities: np.ndarray) -> float:
+    labels = probabilities.argmax(axis=1)
+    return 100.0 * float(np.mean(labels == RIGHT_FAT)) / float(np.mean(labels > 0))
+
+
+def test_the_offset_keeps_only_fat_whose_odds_over_muscle_exceed_its_exponential():
+    # 30 pixels at fat:muscle odds 3, 20 at 1.5, 50 of muscle: 50 % fat by argmax, 30 % at odds above 2
+    probabilities = right_compartment([(30, 0.2, 0.6), (20, 0.3, 0.45), (50, 0.7, 0.1)])
+    assert shift_fat_split(probabilities, 0.0) is probabilities
+    assert fat_pct(probabilities) == pytest.approx(50.0)
+    shifted = shift_fat_split(probabilities, math.log(2.0))
+    assert fat_pct(shifted) == pytest.approx(30.0)
+    np.testing.assert_allclose(shifted[:, RIGHT_MUSCLE] + shifted[:, RIGHT_FAT],
+                               probabilities[:, RIGHT_MUSCLE] + probabilities[:, RIGHT_FAT], rtol=1e-6)
+    np.testing.assert_array_equal(shifted[:, 0], probabilities[:, 0])
+    np.testing.assert_allclose(shifted.sum(axis=1), 1.0, rtol=1e-6)
+    assert fat_pct(shift_fat_split(probabilities, -math.log(2.0))) == pytest.approx(50.0)  # muscle at odds 1/7 stays
+    assert fat_pct(shift_fat_split(probabilities, math.log(4.0))) == pytest.approx(0.0)
+
+
+def test_the_offset_moves_each_side_by_its_own_probabilities():
+    probabilities = np.zeros((1, 5, 1, 2), dtype=np.float32)
+    probabilities[0, [LEFT_MUSCLE, LEFT_FAT], 0, 0] = 0.25, 0.75  # left: fat at odds 3
+    probabilities[0, [RIGHT_MUSCLE, RIGHT_FAT], 0, 1] = 0.5, 0.5  # right: a tie
+    shifted = shift_fat_split(probabilities, math.log(3.0))
+    np.testing.assert_allclose(shifted[0, [LEFT_MUSCLE, LEFT_FAT], 0, 0], (0.5, 0.5), rtol=1e-6)
+    np.testing.assert_allclose(shifted[0, [RIGHT_MUSCLE, RIGHT_FAT], 0, 1], (0.75, 0.25), rtol=1e-6)
+
+
+def test_cards_without_postprocessing_mean_no_offset_and_bad_offsets_are_refused():
+    card = ModelCard(name="m", version="1")
+    data = card.to_dict()
+    assert data["postprocessing"] == {"fat_score_offset": 0.0}
+    del data["postprocessing"]
+    assert ModelCard.from_dict(data).postprocessing == Postprocessing(0.0)
+    assert ModelCard.from_dict({**data, "postprocessing": {"fat_score_offset": 0.5}}).postprocessing.fat_score_offset == 0.5
+    for bad in (float("nan"), 6.0, -7.5):
+        with pytest.raises(ValueError, match="fat_score_offset"):
+            Postprocessing(bad)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_model(sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))[-1])
+
+
+def test_on_the_sample_a_larger_offset_calls_less_fat_in_nearly_the_same_compartments(shipped):
+    from ParaspinalSegLib.cli import sample_folder
+    from ParaspinalSegLib.read.reading import read_study
+
+    series = read_study(sample_folder() / "study").series
+    base = shipped.card.postprocessing.fat_score_offset
+    plain, lean = (segment_series(series, shipped.with_fat_score_offset(x)) for x in (base, base + 1.0))
+    assert lean.summary.mean_fat_fraction_pct < plain.summary.mean_fat_fraction_pct - 1.0
+    assert mean_compartment_dice(plain.labels, lean.labels) > 0.99
+
+
+def test_fine_tuning_keeps_the_parents_offset(shipped):
+    from ParaspinalSegTrainingLib.config import TrainingConfig
+    from ParaspinalSegTrainingLib.run import card_template
+
+    parent = shipped.with_fat_score_offset(0.7)
+    assert card_template(TrainingConfig(), parent, {}).postprocessing.fat_score_offset == 0.7
+    assert card_template(TrainingConfig(), None, {}).postprocessing.fat_score_offset == 0.0
+
+
+def test_release_and_heldout_take_an_offset_and_refuse_a_bad_one(shipped, tmp_path, capsys):
+    (tmp_path / "shared").mkdir()  # no real cases: none measured
+    code, out, err = run_cli(capsys, "release", shipped.folder, "--out", tmp_path / "released", "--shared",
+                             tmp_path / "shared", "--fat-score-offset", "0.25")
+    assert code == 0, err
+    card = json.loads((tmp_path / "released" / "model.json").read_text())
+    assert card["postprocessing"] == {"fat_score_offset": 0.25}
+    assert load_model(tmp_path / "released").card.postprocessing.fat_score_offset == 0.25
+    with pytest.raises(SystemExit) as exit:  # argparse's own refusal
+        run_cli(capsys, "heldout", shipped.folder, "--data", tmp_path / "h", "--fat-score-offset", "9")
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "fat_score_offset 9.0: needs a number from -5 to 5" in err and "Traceback" not in err
