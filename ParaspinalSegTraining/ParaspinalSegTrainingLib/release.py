@@ -32,8 +32,8 @@ CREDITS = (
     "example (Apache-2.0), whose labels are themselves model outputs."
 )
 PROTOCOL = (
-    "Runs, epochs, the starting model, synthesis settings and the fat method are chosen only on synthetic "
-    "validation data from held-out synthesis domains (contrast families, resolutions, noise and traced shapes "
+    "Runs, epochs, the starting model, synthesis settings, the fat method and the fat/muscle split offset are "
+    "chosen only on synthetic validation data from held-out synthesis domains (contrast families, resolutions, noise and traced shapes "
     "that the training data lacked: `paraspinal heldout`); the real labelled cases are a report, measured once "
     "at release (`paraspinal validate-real`), never used to choose."
 )
