@@ -189,7 +189,8 @@ def held_out_markdown(figures: list[DomainFigures], fat_methods: tuple[str, ...]
         for method, pairs in f.slice_fat.items():
             pooled.slice_fat.setdefault(method, []).extend(pairs)
     for f in held_out + [pooled] + [f for f in figures if f.inside_training]:
-        cells = [f.domain + (" (inside training)" if f.inside_training else ""), str(len(f.dice_right)), f"{1000 * f.seconds / max(len(f.dice_right), 1):.0f}",
+        name = f.domain + (" (inside training)" if f.inside_training else "")
+        cells = [name, str(len(f.dice_right)), f"{1000 * f.seconds / max(len(f.dice_right), 1):.0f}",
                  f"{np.nanmean(f.dice_right):.3f}", f"{np.nanmean(f.dice_left):.3f}", f"{f.dice:.3f}"]
         for m in fat_methods:
             error, bias, within, slice_error, slice_r = f.fat_summary(m).values()

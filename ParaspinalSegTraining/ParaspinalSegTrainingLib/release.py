@@ -33,9 +33,9 @@ CREDITS = (
 )
 PROTOCOL = (
     "Runs, epochs, the starting model, synthesis settings, the fat method and the fat/muscle split offset are "
-    "chosen only on synthetic validation data from held-out synthesis domains (contrast families, resolutions, noise and traced shapes "
-    "that the training data lacked: `paraspinal heldout`); the real labelled cases are a report, measured once "
-    "at release (`paraspinal validate-real`), never used to choose."
+    "chosen only on synthetic validation data from held-out synthesis domains (contrast families, resolutions, "
+    "noise and traced shapes that the training data lacked: `paraspinal heldout`); the real labelled cases are a "
+    "report, measured once at release (`paraspinal validate-real`), never used to choose."
 )
 DICE_DEFINITIONS = {
     "validation_dice": "the training engine's: pooled over the pixels of the validation windows, the mean of "

@@ -71,8 +71,7 @@ def _check_same_config(out: Path, config: TrainingConfig, base_id: str | None, v
 def card_template(config: TrainingConfig, base: LoadedModel | None, fingerprint: dict,
                   world: World | None = None) -> ModelCard:
     """The card every fold model starts from: architecture and fat/muscle split offset from the base model
-    when fine-tuning; with a
-    World, the processes and accumulation steps that shared each global batch."""
+    when fine-tuning; with a World, the processes and accumulation steps that shared each global batch."""
     architecture = base.card.architecture if base else config.architecture
     preprocessing = config.preprocessing
     distributed = {"distributed": {**world.to_dict(), "micro_batch": config.batch_size // world.shards}} if world else {}
