@@ -108,3 +108,29 @@ def test_release_and_heldout_take_an_offset_and_refuse_a_bad_one(shipped, tmp_pa
         run_cli(capsys, "heldout", shipped.folder, "--data", tmp_path / "h", "--fat-score-offset", "9")
     err = capsys.readouterr().err
     assert exit.value.code == 2 and "fat_score_offset 9.0: needs a number from -5 to 5" in err and "Traceback" not in err
+
+
+def test_the_training_engine_chooses_epochs_on_the_labels_the_offset_gives():
+    import torch
+
+    from ParaspinalSegTrainingLib.config import TrainingConfig
+    from ParaspinalSegTrainingLib.datasets import PreparedSlices
+    from ParaspinalSegTrainingLib.training import validation_scores, window_labels
+
+    logits = torch.full((1, 5, 1, 3), -10.0)
+    logits[0, RIGHT_MUSCLE] = 0.0
+    logits[0, RIGHT_FAT] = torch.tensor([1.0, 3.0, -1.0])  # fat at odds e, e^3 and 1/e over muscle
+    assert window_labels(logits).tolist() == [[[RIGHT_FAT, RIGHT_FAT, RIGHT_MUSCLE]]]
+    assert window_labels(logits, 2.0).tolist() == [[[RIGHT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE]]]
+
+    class Fixed(torch.nn.Module):
+        def forward(self, images):
+            return logits.expand(len(images), -1, -1, -1)
+
+    truth = np.array([[[RIGHT_FAT, RIGHT_FAT, RIGHT_MUSCLE]]], dtype=np.uint8)
+    slices = PreparedSlices(np.zeros((1, 1, 3), dtype=np.float32), truth, ["c"], ["p"], 1.0)
+    no_loss = lambda scores, target: torch.tensor(0.0)  # noqa: E731
+    _, plain = validation_scores(Fixed(), slices, no_loss, "cpu", TrainingConfig())
+    _, shifted = validation_scores(Fixed(), slices, no_loss, "cpu", TrainingConfig(), fat_score_offset=2.0)
+    assert plain["fat"] == 1.0 and shifted["fat"] == pytest.approx(2 / 3)  # one of the two fat pixels left
+    assert plain["overall muscle"] == shifted["overall muscle"] == 1.0
