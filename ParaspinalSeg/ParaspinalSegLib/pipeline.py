@@ -18,6 +18,7 @@ from .labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, compartment_
 from .measure.measurement import PatientSummary, SliceMeasurement, measure_slice, summarise
 from .slices import SliceSeries
 from .progress import ProgressCallback, part_of
+from .measure.grading import boundary_note
 from .measure.quality import SliceFlag, assess_quality
 
 
@@ -107,8 +108,10 @@ def measure_series(
                             backend=backend)
     all_warnings = tuple(series.warnings) + tuple(warnings)
     quality = assess_quality(measurements, confidence)
-    return MeasurementResult(labels, measurements, summarise(measurements), provenance,
-                             all_warnings + quality.warnings, quality.flags, tuple(confidence or ()))
+    summary = summarise(measurements)
+    near_boundary = tuple(filter(None, [boundary_note(summary.mean_fat_fraction_pct)]))
+    return MeasurementResult(labels, measurements, summary, provenance,
+                             all_warnings + quality.warnings + near_boundary, quality.flags, tuple(confidence or ()))
 
 
 def method_text(source: str, fat_settings: FatSettings | None) -> str:

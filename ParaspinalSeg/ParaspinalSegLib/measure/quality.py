@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
 
+from .grading import BOUNDARY_NOTE_START
 from .measurement import SliceMeasurement
 
 SIDES = ("right", "left")
@@ -219,7 +220,10 @@ def assess_quality(
 
 
 def grade_caution(warnings: Sequence[str]) -> str:
-    """What goes next to the grade: nothing, or that the warnings say it may rest on a failed segmentation."""
+    """What goes next to the grade: nothing, that the warnings say it may rest on a failed segmentation,
+    or, when the only warning is grading.boundary_note's, that the grade lies near a boundary."""
     if not warnings:
         return ""
+    if all(w.startswith(BOUNDARY_NOTE_START) for w in warnings):
+        return f"check the {len(warnings)} warning(s): the grade lies near a boundary"
     return f"check the {len(warnings)} warning(s): the segmentation may have failed"
