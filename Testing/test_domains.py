@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.labels import LEFT, LEFT_FAT, LEFT_MUSCLE, RIGHT, RIGHT_FAT, RIGHT_MUSCLE
 from ParaspinalSegLib.network.model import Preprocessing
 from ParaspinalSegLib.network.preprocess import prepare_slice, resample, resample_antialiased
@@ -20,6 +21,7 @@ from ParaspinalSegTrainingLib.synthesis.domains import (
     TRAINING,
     TRAINING_2_1,
     TRAINING_2_2,
+    TRAINING_2_4,
     TRAINING_CONTRASTS,
     domain_settings,
     held_out_settings,
@@ -154,7 +156,27 @@ def test_held_out_draws_stay_on_synthesis_2_0_while_training_moves_on():
     trained = training_settings(1)
     assert trained.snr == (3.0, 50.0) and trained.levels == ("T12",) + VERTEBRAE and trained.habitus_spread == 1.5
     resolution = ("pixel_spacing_mm", "resolution_factor")
-    assert {k: v for k, v in TRAINING.items() if k not in resolution} == {k: v for k, v in TRAINING_2_2.items() if k not in resolution}
+    assert {k: v for k, v in TRAINING_2_4.items() if k not in resolution} == {k: v for k, v in TRAINING_2_2.items() if k not in resolution}
+    assert {k: v for k, v in TRAINING.items() if k != "fat_fraction_beta"} == TRAINING_2_4
+    assert trained.fat_fraction_beta == (1.0, 1.0) and held_out_settings("gre_in_phase").fat_fraction_beta == (1.2, 2.0)
+
+
+def drawn_case_fat(beta: tuple[float, float], patients: int = 4000) -> np.ndarray:
+    from ParaspinalSegTrainingLib.synthesis.generator import draw_patient
+
+    settings, rng = SynthesisSettings(fat_fraction_beta=beta), np.random.default_rng(7)
+    return np.array([draw_patient(rng, settings).fat_fraction_pct for _ in range(patients)])
+
+
+def test_training_draws_case_fat_uniformly_where_the_held_out_domains_keep_mostly_lean_cases():
+    # over 0-70 %: uniform puts 2/7 of the cases above 50 % and 1/7 below 10 %; Beta(1.2, 2) has mean
+    # 70 x 1.2 / 3.2 = 26.25 % and far fewer cases at either end
+    uniform, lean = drawn_case_fat((1.0, 1.0)), drawn_case_fat((1.2, 2.0))
+    assert uniform.min() >= 0 and uniform.max() <= 70
+    assert np.mean(uniform > 50) == pytest.approx(2 / 7, abs=0.02) and np.mean(uniform < 10) == pytest.approx(1 / 7, abs=0.02)
+    assert lean.mean() == pytest.approx(26.25, abs=0.7) and np.mean(lean > 50) < 0.15
+    with pytest.raises(InputError, match="fat_fraction_beta"):
+        SynthesisSettings(fat_fraction_beta=(0.0, 1.0))
 
 
 def test_side_dice_sees_sides():
@@ -243,7 +265,6 @@ def test_mirrored_test_time_augmentation_is_exactly_left_right_equivariant():
 def test_release_puts_the_held_out_domain_figures_and_the_protocol_in_the_card(tmp_path):
     import json
 
-    from ParaspinalSegLib.errors import InputError
     from ParaspinalSegLib.network.registry import SHIPPED_MODELS
     from ParaspinalSegTrainingLib.heldout import FAT_METHODS, domain_folders
     from ParaspinalSegTrainingLib.release import release_model
@@ -284,7 +305,7 @@ def test_segment_with_the_mirror_says_so_in_its_provenance(tmp_path, capsys):
     assert "mirrored test-time augmentation" in method
 
 
-@pytest.mark.parametrize("version, domain", [("2.1.0", TRAINING_2_1), ("2.2.0", TRAINING_2_2), ("2.3.0", TRAINING_2_2), ("2.4.0", TRAINING), ("2.5.0", TRAINING)])
+@pytest.mark.parametrize("version, domain", [("2.1.0", TRAINING_2_1), ("2.2.0", TRAINING_2_2), ("2.3.0", TRAINING_2_2), ("2.4.0", TRAINING_2_4), ("2.5.0", TRAINING_2_4)])
 def test_the_recipes_draw_from_their_training_domains(version, domain):
     recipe = json.loads((Path(__file__).parents[1] / "Resources" / "Recipes" / f"paraspinalseg-unet-r18-{version}"
                          / "synth.json").read_text())

@@ -40,9 +40,13 @@ TRAINING_2_1 = {**HELD_OUT_BASE, "snr": (3.0, 50.0)}
 # The training domain of models 2.2.0 and 2.3.0: 2.1.0's with T12 slices and wider builds (neither is in a
 # held-out domain: they widen training, they are not held out).
 TRAINING_2_2 = {**TRAINING_2_1, "levels": ("T12",) + VERTEBRAE, "habitus_spread": 1.5}
-# The training domain of models 2.4.0 and later: 2.2.0's with coarser pixels and blur (SynthSeg's route: any
+# The training domain of models 2.4.0 and 2.5.0: 2.2.0's with coarser pixels and blur (SynthSeg's route: any
 # resolution), which takes in the coarse, noisy domain; coarser pixels still are held out (coarse_pixels).
-TRAINING = {**TRAINING_2_2, "pixel_spacing_mm": (0.7, 2.4), "resolution_factor": (1.0, 3.2)}
+TRAINING_2_4 = {**TRAINING_2_2, "pixel_spacing_mm": (0.7, 2.4), "resolution_factor": (1.0, 3.2)}
+# The training domain of models 2.6.0 and later: 2.4.0's with the case fat fraction drawn uniformly over 0-70 %
+# (it was Beta(1.2, 2), mostly lean), so that compartments mostly of fat and nearly free of it are as common as
+# the middle. The held-out domains keep Beta(1.2, 2): fat is not an axis they hold out.
+TRAINING = {**TRAINING_2_4, "fat_fraction_beta": (1.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ DOMAIN_SEED, REPORT_SEED = 9100, 9200
 
 
 def training_settings(seed: int, **changes) -> SynthesisSettings:
-    """The current training domain (models 2.4.0 and later) with a seed (and any further changes)."""
+    """The current training domain (models 2.6.0 and later) with a seed (and any further changes)."""
     return domain_settings(TRAINING, seed, **changes)
 
 

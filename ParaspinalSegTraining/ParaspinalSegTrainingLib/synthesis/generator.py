@@ -57,16 +57,16 @@ def draw_contrast_mode(rng: np.random.Generator, settings: SynthesisSettings) ->
 
 
 def draw_patient(rng: np.random.Generator, settings: SynthesisSettings) -> Patient:
-    """A new synthetic patient. The case fat fraction is low + (high - low) x Beta(1.2, 2) (mostly lean
-    muscle, sometimes very fatty); it rises by 0-4 points per level caudally, and the sides differ
-    by a normal N(0, 3) points."""
+    """A new synthetic patient. The case fat fraction is low + (high - low) x Beta(a, b), the settings'
+    fat_fraction_beta (by default (1.2, 2): mostly lean muscle, sometimes very fatty); it rises by 0-4
+    points per level caudally, and the sides differ by a normal N(0, 3) points."""
     mode = draw_contrast_mode(rng, settings)
     low, high = settings.fat_fraction_pct
     return Patient(
         habitus=draw_habitus(rng, settings.habitus_spread),
         contrast=draw_contrast(mode, rng),
         fat_pattern=draw_fat_pattern(rng, settings.deep_fat),
-        fat_fraction_pct=float(low + (high - low) * rng.beta(1.2, 2.0)),
+        fat_fraction_pct=float(low + (high - low) * rng.beta(*settings.fat_fraction_beta)),
         fat_gradient_pct_per_level=float(rng.uniform(0.0, 4.0)),
         fat_side_difference_pct=float(rng.normal(0.0, 3.0)),
         pixel_spacing_mm=float(rng.uniform(*settings.pixel_spacing_mm)),

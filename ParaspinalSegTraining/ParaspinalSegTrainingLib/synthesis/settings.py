@@ -32,7 +32,9 @@ class SynthesisSettings:
     levels, slices_per_level: each case has that many slices of each vertebra; each slice is the
     disc below its vertebra with disc_probability (never at S1). levels may add "T12" (with the
     T12/L1 disc) above the default L1..S1; no data set is made with it unless asked. fat_fraction_pct: range of the
-    case's intramuscular fat fraction (per-slice and per-side variation stay inside it).
+    case's intramuscular fat fraction (per-slice and per-side variation stay inside it); fat_fraction_beta: the
+    (a, b) of the Beta distribution the case's fraction is drawn from over that range: (1.2, 2) mostly lean
+    muscle, sometimes very fatty (the default), (1, 1) uniform.
     shape_source: "procedural" (drawn compartments only), "real" (the expert-traced L4/L5 masks at
     real_shape_levels, procedural elsewhere; an error if the masks are missing) or "auto" (real masks with
     real_shape_probability when available, procedural otherwise); real_shape_levels: L1..S1 (the traced
@@ -67,6 +69,7 @@ class SynthesisSettings:
     slices_per_level: int = 2
     disc_probability: float = 0.4
     fat_fraction_pct: tuple[float, float] = (0.0, 70.0)
+    fat_fraction_beta: tuple[float, float] = (1.2, 2.0)
     shape_source: str = "auto"
     real_shape_probability: float = 0.5
     real_shape_levels: tuple[str, ...] = ("L3", "L4", "L5")
@@ -115,6 +118,8 @@ class SynthesisSettings:
             raise InputError(f"synthesis setting bone_gap_mm={self.bone_gap_mm}: needs 0 or more")
         if self.image_size < 64:
             raise InputError(f"synthesis setting image_size={self.image_size}: needs at least 64 pixels")
+        if min(self.fat_fraction_beta) <= 0:
+            raise InputError(f"synthesis setting fat_fraction_beta={self.fat_fraction_beta}: needs two numbers above 0")
         if self.fat_fraction_pct[1] > 100:
             raise InputError(f"synthesis setting fat_fraction_pct={self.fat_fraction_pct}: percentages above 100")
         if self.shape_source not in SHAPE_SOURCES:
@@ -157,8 +162,8 @@ class SynthesisSettings:
         if unknown:
             raise InputError(f"unknown synthesis settings {unknown}; known: {sorted(known)}")
         data = dict(data)
-        for name in ("pixel_spacing_mm", "slice_spacing_mm", "fat_fraction_pct", "scale", "snr", "resolution_factor",
-                     "levels", "real_shape_levels", "compartment_width_mm", "deep_fat"):
+        for name in ("pixel_spacing_mm", "slice_spacing_mm", "fat_fraction_pct", "fat_fraction_beta", "scale", "snr",
+                     "resolution_factor", "levels", "real_shape_levels", "compartment_width_mm", "deep_fat"):
             if name in data:
                 data[name] = tuple(data[name])
         if isinstance(data.get("contrast_probabilities"), dict):
