@@ -148,7 +148,7 @@ def test_fine_tuning_on_a_contrast_the_parent_never_saw_improves_dice_on_new_hel
     monkeypatch.setattr(trainingset.secrets, "token_hex", lambda n: f"{next(counter):0{2 * n}x}")
     training_set = corrected_cases(tmp_path / "inverted", 4, contrast=inverted)
     monkeypatch.undo()
-    settings = FineTuneSettings(epochs=2, learning_rate=3e-3, freeze_encoder_epochs=2, seed=0, config=FAST)
+    settings = FineTuneSettings(epochs=3, learning_rate=3e-3, freeze_encoder_epochs=2, seed=0, config=FAST)
     result = fine_tune(training_set, shipped, settings)
     figures = result.figures()
     shown = result.markdown().split("\n\nParent")[0]
