@@ -175,8 +175,9 @@ def test_training_draws_case_fat_uniformly_where_the_held_out_domains_keep_mostl
     assert uniform.min() >= 0 and uniform.max() <= 70
     assert np.mean(uniform > 50) == pytest.approx(2 / 7, abs=0.02) and np.mean(uniform < 10) == pytest.approx(1 / 7, abs=0.02)
     assert lean.mean() == pytest.approx(26.25, abs=0.7) and np.mean(lean > 50) < 0.15
-    with pytest.raises(InputError, match="fat_fraction_beta"):
-        SynthesisSettings(fat_fraction_beta=(0.0, 1.0))
+    for bad in ([0.0, 1.0], [1.0, 1.0, 1.0]):
+        with pytest.raises(InputError, match="fat_fraction_beta"):
+            SynthesisSettings.from_dict({"fat_fraction_beta": bad})
 
 
 def test_side_dice_sees_sides():

@@ -118,7 +118,7 @@ class SynthesisSettings:
             raise InputError(f"synthesis setting bone_gap_mm={self.bone_gap_mm}: needs 0 or more")
         if self.image_size < 64:
             raise InputError(f"synthesis setting image_size={self.image_size}: needs at least 64 pixels")
-        if min(self.fat_fraction_beta) <= 0:
+        if len(self.fat_fraction_beta) != 2 or min(self.fat_fraction_beta) <= 0:
             raise InputError(f"synthesis setting fat_fraction_beta={self.fat_fraction_beta}: needs two numbers above 0")
         if self.fat_fraction_pct[1] > 100:
             raise InputError(f"synthesis setting fat_fraction_pct={self.fat_fraction_pct}: percentages above 100")
