@@ -196,16 +196,16 @@ def test_side_dice_sees_sides():
 
 def test_held_out_table_pools_the_domains():
     a = DomainFigures("a", "", [1.0, 0.5], [1.0, 0.5], {"p1": (10.0, {"cnn": 12.0})},
-                      {"cnn": [(10.0, 12.0), (20.0, 22.0)]}, cases=[(0.75, True)])
+                      {"cnn": [(10.0, 12.0), (20.0, 22.0)]}, cases=[(0.75, True)], area_errors=[0.1, -0.1, 0.2, float("nan")])
     b = DomainFigures("b", "", [0.0], [1.0], {"p1": (20.0, {"cnn": 30.0})}, {"cnn": [(30.0, 26.0), (0.0, float("nan"))]},
-                      cases=[(0.5, False), (0.95, True), (0.92, False), (0.85, True)])
+                      cases=[(0.5, False), (0.95, True), (0.92, False), (0.85, True)], area_errors=[0.5])
     taken_in = DomainFigures("c", "", [0.0], [0.0], {"p1": (10.0, {"cnn": 50.0})}, {"cnn": [(10.0, 50.0)]},
-                             cases=[(0.0, False)], inside_training="model 9.0.0")
+                             cases=[(0.0, False)], inside_training="model 9.0.0", area_errors=[1.0])
     table = held_out_markdown([a, taken_in, b])
-    assert "| a | 2 | 0 | 0.750 | 0.750 | 0.750 | 2.0 | +2.0 | 100 % | 2.0 | 1.00 | 1 of 1 | 0 of 0 |" in table
-    assert "| b | 1 | 0 | 0.000 | 1.000 | 0.500 | 10.0 | +10.0 | 0 % | nan | nan | 0 of 1 | 1 of 2 |" in table
-    pooled = "| all held-out domains | 3 | 0 | 0.500 | 0.833 | 0.667 | 6.0 | +6.0 | 50 % | 2.7 | 0.97 | 1 of 2 | 1 of 2 |"
-    measured = "| c (inside training) | 1 | 0 | 0.000 | 0.000 | 0.000 | 40.0 | +40.0 | 0 % | nan | nan | 0 of 1 | 0 of 0 |"
+    assert "| a | 2 | 0 | 0.750 | 0.750 | 0.750 | +6.7 | 2.0 | +2.0 | 100 % | 2.0 | 1.00 | 1 of 1 | 0 of 0 |" in table
+    assert "| b | 1 | 0 | 0.000 | 1.000 | 0.500 | +50.0 | 10.0 | +10.0 | 0 % | nan | nan | 0 of 1 | 1 of 2 |" in table
+    pooled = "| all held-out domains | 3 | 0 | 0.500 | 0.833 | 0.667 | +17.5 | 6.0 | +6.0 | 50 % | 2.7 | 0.97 | 1 of 2 | 1 of 2 |"
+    measured = "| c (inside training) | 1 | 0 | 0.000 | 0.000 | 0.000 | +100.0 | 40.0 | +40.0 | 0 % | nan | nan | 0 of 1 | 0 of 0 |"
     assert pooled in table and measured in table and table.index(pooled) < table.index(measured)
     assert b.warned() == {"failed_cases": 1, "failed_warned": 0, "good_cases": 2, "good_warned": 1}
     assert b.slice_agreement("cnn")[0] != b.slice_agreement("cnn")[0]  # one slice left after the NaN: undefined
@@ -338,6 +338,41 @@ def test_held_out_cases_count_a_failed_segmentation_with_its_quality_warning(tmp
     assert figures.warned() == {"failed_cases": 1, "failed_warned": 1, "good_cases": 1, "good_warned": 0}
 
 
+def test_held_out_dice_is_kept_per_level_with_a_disc_under_the_vertebra_below(tmp_path, monkeypatch):
+    """A 'segmentation' that loses the left compartment on the L4 slices and the L3/L4 disc only: L4 scores
+    0.5 (right 1, left 0), L3 1; the table shows both with their counts of slices and sides."""
+    import ParaspinalSegTrainingLib.heldout as heldout
+    from ParaspinalSegLib.pipeline import measure_series
+    from ParaspinalSegTrainingLib.datasets import case_labels, find_cases
+    from ParaspinalSegTrainingLib.synthesis import write_dataset
+
+    assert [heldout.level_group(v) for v in ("L4/L5", "T12/L1", "S1", "T12", "l5-s1")] == ["L5", "L1", "S1", "T12", "S1"]
+    write_dataset(tmp_path / "data", 2, training_settings(7, image_size=160, levels=("L3", "L4"), disc_probability=0.5,
+                                                          contrast_probabilities={"t2": 1.0}))
+    cases = find_cases(tmp_path / "data")
+    levels = [s for case in cases for s in case.meta["slices"]]
+    at_l4 = [(s["vertebra"], s["disc"]) in (("L4", False), ("L3", True)) for s in levels]
+    assert any(s["disc"] for s in levels) and 0 < sum(at_l4) < len(at_l4)
+    figures = DomainFigures("d", "")
+    for case in cases:
+        def fake_segment(series, model, device, mirror, case=case):
+            truth, _ = case_labels(case, series)
+            lose = [(s["vertebra"], s["disc"]) in (("L4", False), ("L3", True)) for s in case.meta["slices"]]
+            return measure_series(series, [np.where(np.isin(t, (LEFT_MUSCLE, LEFT_FAT)), 0, t) if lost else t
+                                           for t, lost in zip(truth, lose)], needs_fat=False)
+        monkeypatch.setattr(heldout, "segment_series", fake_segment)
+        heldout.evaluate_case(None, case, figures, ("cnn",), "cpu")
+    l5 = sum(s["vertebra"] == "L4" and s["disc"] for s in levels)  # the L4/L5 disc counts under L5
+    assert sorted(figures.level_dice) == ["L3", "L4"] + (["L5"] if l5 else [])
+    assert np.mean(figures.level_dice["L4"]) == pytest.approx(0.5) and len(figures.level_dice["L4"]) == 2 * sum(at_l4)
+    assert np.mean(figures.level_dice["L3"] + figures.level_dice.get("L5", [])) == pytest.approx(1.0)
+    assert figures.csa_bias_pct == pytest.approx(-100 * sum(at_l4) / (2 * len(levels)))  # each lost left side: -100 %
+    table = held_out_markdown([figures])
+    assert "| domain | Dice at L3 | Dice at L4 |" in table
+    l3 = len(levels) - sum(at_l4) - l5
+    assert f"| d | 1.000 ({2 * l3}) | 0.500 ({2 * sum(at_l4)}) |" in table
+
+
 def test_a_held_out_set_written_before_a_new_synthesis_setting_is_still_the_same_set():
     from ParaspinalSegTrainingLib.heldout import same_settings
 
@@ -348,3 +383,20 @@ def test_a_held_out_set_written_before_a_new_synthesis_setting_is_still_the_same
     assert not same_settings({**written, "habitus_spread": 1.5}, settings)
     assert not same_settings({**written, "snr": [3.0, 50.0]}, settings)
     assert not same_settings({**written, "a_setting_from_the_future": 1}, settings)
+
+
+def test_heldout_prints_the_pooled_dice_that_chooses_and_the_offsets_it_ran_with(tmp_path, capsys):
+    import re
+
+    from helpers import run_cli
+    from ParaspinalSegLib.network.registry import SHIPPED_MODELS
+
+    shipped = sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))[-1]
+    code, out, err = run_cli(capsys, "heldout", shipped, "--data", tmp_path / "h", "--patients", "1",
+                             "--domains", "coarse_pixels", "--background-score-offset", "0.5")
+    assert code == 0, err
+    assert "background offset 0.5" in out
+    row = next(line for line in out.splitlines() if line.startswith("| all held-out domains | 6 |"))
+    table_dice = float(row.split("|")[6])
+    pooled = float(re.search(r"the figure that chooses: (\d\.\d{4}) \(6 slices\)", out).group(1))
+    assert 0.8 < pooled <= 1.0 and abs(pooled - table_dice) <= 0.0006  # both rounded

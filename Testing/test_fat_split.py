@@ -1,5 +1,6 @@
-"""The card's fat/muscle split offset: fat fractions on probability maps of known composition, the card
-field, the product path on the sample, fine-tuning and the command line."""
+"""The card's postprocessing offsets (the fat/muscle split, the background's odds): fat fractions and
+compartment areas on probability maps of known composition, the card fields, the product path on the
+sample, fine-tuning and the command line."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from helpers import run_cli
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
 from ParaspinalSegLib.measure.measurement import mean_compartment_dice
-from ParaspinalSegLib.network.inference import shift_fat_split
+from ParaspinalSegLib.network.inference import postprocessed, shift_background, shift_fat_split
 from ParaspinalSegLib.network.model import Postprocessing
 from ParaspinalSegLib.network.modelfile import ModelCard, load_model
 from ParaspinalSegLib.network.registry import SHIPPED_MODELS
@@ -62,13 +63,47 @@ def test_the_offset_moves_each_side_by_its_own_probabilities():
 def test_cards_without_postprocessing_mean_no_offset_and_bad_offsets_are_refused():
     card = ModelCard(name="m", version="1")
     data = card.to_dict()
-    assert data["postprocessing"] == {"fat_score_offset": 0.0}
+    assert data["postprocessing"] == {"fat_score_offset": 0.0, "background_score_offset": 0.0}
     del data["postprocessing"]
-    assert ModelCard.from_dict(data).postprocessing == Postprocessing(0.0)
-    assert ModelCard.from_dict({**data, "postprocessing": {"fat_score_offset": 0.5}}).postprocessing.fat_score_offset == 0.5
+    assert ModelCard.from_dict(data).postprocessing == Postprocessing(0.0, 0.0)
+    older = ModelCard.from_dict({**data, "postprocessing": {"fat_score_offset": 0.5}}).postprocessing  # a 2.6.0 card
+    assert older.fat_score_offset == 0.5 and older.background_score_offset == 0.0
     for bad in (float("nan"), 6.0, -7.5):
         with pytest.raises(ValueError, match="fat_score_offset"):
             Postprocessing(bad)
+        with pytest.raises(ValueError, match="background_score_offset"):
+            Postprocessing(background_score_offset=bad)
+
+
+def test_the_background_offset_keeps_only_compartment_whose_odds_over_background_exceed_its_exponential():
+    # right muscle at odds 9 (40 pixels), 1.5 (30) and 2/3 (30) over background: 70 pixels by argmax,
+    # 40 at odds above 2, all 100 at odds above 1/2
+    probabilities = right_compartment([(40, 0.9, 0.0), (30, 0.6, 0.0), (30, 0.4, 0.0)])
+    def area(p: np.ndarray) -> int:
+        return int((p.argmax(axis=1) > 0).sum())
+    assert shift_background(probabilities, 0.0) is probabilities and area(probabilities) == 70
+    assert area(shift_background(probabilities, math.log(2.0))) == 40
+    assert area(shift_background(probabilities, -math.log(2.0))) == 100
+    mixed = right_compartment([(1, 0.3, 0.5)])  # background 0.2, fat 0.5, muscle 0.3
+    shifted = shift_background(mixed, math.log(3.0))  # background 0.6 of 1.4: 3/7, fat 5/14, muscle 3/14
+    np.testing.assert_allclose(shifted[0, [0, RIGHT_MUSCLE, RIGHT_FAT], 0, 0], (3 / 7, 3 / 14, 5 / 14), rtol=1e-6)
+    np.testing.assert_allclose(shifted.sum(axis=1), 1.0, rtol=1e-6)
+    both = postprocessed(mixed, Postprocessing(fat_score_offset=math.log(2.0), background_score_offset=math.log(3.0)))
+    assert both.argmax(axis=1).item() == 0  # background first (3/7 beats fat 5/14 and muscle)
+    fat_first = postprocessed(mixed, Postprocessing(fat_score_offset=math.log(2.0)))
+    assert fat_first.argmax(axis=1).item() == RIGHT_MUSCLE  # fat at odds 5/3, below 2: muscle
+
+
+def test_on_the_sample_a_larger_background_offset_draws_smaller_compartments(shipped):
+    from ParaspinalSegLib.cli import sample_folder
+    from ParaspinalSegLib.read.reading import read_study
+
+    series = read_study(sample_folder() / "study").series
+    base = shipped.card.postprocessing.background_score_offset
+    plain, tight = (segment_series(series, shipped.with_background_score_offset(x)) for x in (base, base + 1.5))
+    area = lambda result: sum(s.both.total_csa_mm2 for s in result.slices)  # noqa: E731
+    assert area(tight) < area(plain) * 0.99
+    assert mean_compartment_dice(plain.labels, tight.labels) > 0.95
 
 
 @pytest.fixture(scope="module")
@@ -91,23 +126,28 @@ def test_fine_tuning_keeps_the_parents_offset(shipped):
     from ParaspinalSegTrainingLib.config import TrainingConfig
     from ParaspinalSegTrainingLib.run import card_template
 
-    parent = shipped.with_fat_score_offset(0.7)
-    assert card_template(TrainingConfig(), parent, {}).postprocessing.fat_score_offset == 0.7
-    assert card_template(TrainingConfig(), None, {}).postprocessing.fat_score_offset == 0.0
+    parent = shipped.with_fat_score_offset(0.7).with_background_score_offset(0.4)
+    assert card_template(TrainingConfig(), parent, {}).postprocessing == Postprocessing(0.7, 0.4)
+    assert card_template(TrainingConfig(), None, {}).postprocessing == Postprocessing(0.0, 0.0)
 
 
 def test_release_and_heldout_take_an_offset_and_refuse_a_bad_one(shipped, tmp_path, capsys):
     (tmp_path / "shared").mkdir()  # no real cases: none measured
     code, out, err = run_cli(capsys, "release", shipped.folder, "--out", tmp_path / "released", "--shared",
-                             tmp_path / "shared", "--fat-score-offset", "0.25")
+                             tmp_path / "shared", "--fat-score-offset", "0.25", "--background-score-offset", "0.5",
+                             "--version", "0.0.1")
     assert code == 0, err
     card = json.loads((tmp_path / "released" / "model.json").read_text())
-    assert card["postprocessing"] == {"fat_score_offset": 0.25}
-    assert load_model(tmp_path / "released").card.postprocessing.fat_score_offset == 0.25
-    with pytest.raises(SystemExit) as exit:  # argparse's own refusal
-        run_cli(capsys, "heldout", shipped.folder, "--data", tmp_path / "h", "--fat-score-offset", "9")
-    err = capsys.readouterr().err
-    assert exit.value.code == 2 and "fat_score_offset 9.0: needs a number from -5 to 5" in err and "Traceback" not in err
+    assert card["postprocessing"] == {"fat_score_offset": 0.25, "background_score_offset": 0.5}
+    released = load_model(tmp_path / "released").card
+    assert released.postprocessing == Postprocessing(0.25, 0.5)
+    assert released.version == "0.0.1" and released.name == shipped.card.name and released.weights_sha256 == shipped.card.weights_sha256
+    for option in ("--fat-score-offset", "--background-score-offset"):
+        with pytest.raises(SystemExit) as exit:  # argparse's own refusal
+            run_cli(capsys, "heldout", shipped.folder, "--data", tmp_path / "h", option, "9")
+        err = capsys.readouterr().err
+        name = option[2:].replace("-", "_")
+        assert exit.value.code == 2 and f"{name} 9.0: needs a number from -5 to 5" in err and "Traceback" not in err
 
 
 def test_the_training_engine_chooses_epochs_on_the_labels_the_offset_gives():
@@ -121,7 +161,7 @@ def test_the_training_engine_chooses_epochs_on_the_labels_the_offset_gives():
     logits[0, RIGHT_MUSCLE] = 0.0
     logits[0, RIGHT_FAT] = torch.tensor([1.0, 3.0, -1.0])  # fat at odds e, e^3 and 1/e over muscle
     assert window_labels(logits).tolist() == [[[RIGHT_FAT, RIGHT_FAT, RIGHT_MUSCLE]]]
-    assert window_labels(logits, 2.0).tolist() == [[[RIGHT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE]]]
+    assert window_labels(logits, Postprocessing(2.0)).tolist() == [[[RIGHT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE]]]
 
     class Fixed(torch.nn.Module):
         def forward(self, images):
@@ -131,6 +171,12 @@ def test_the_training_engine_chooses_epochs_on_the_labels_the_offset_gives():
     slices = PreparedSlices(np.zeros((1, 1, 3), dtype=np.float32), truth, ["c"], ["p"], 1.0)
     no_loss = lambda scores, target: torch.tensor(0.0)  # noqa: E731
     _, plain = validation_scores(Fixed(), slices, no_loss, "cpu", TrainingConfig())
-    _, shifted = validation_scores(Fixed(), slices, no_loss, "cpu", TrainingConfig(), fat_score_offset=2.0)
+    _, shifted = validation_scores(Fixed(), slices, no_loss, "cpu", TrainingConfig(), post=Postprocessing(2.0))
     assert plain["fat"] == 1.0 and shifted["fat"] == pytest.approx(2 / 3)  # one of the two fat pixels left
     assert plain["overall muscle"] == shifted["overall muscle"] == 1.0
+    # background at logit 2: odds of e^-1 (fat, first pixel), e (second) and e^-2 (muscle, third) over it; with
+    # odds e^-1 needed the third pixel goes to background
+    background = logits.clone()
+    background[0, 0] = 2.0
+    assert window_labels(background).tolist() == [[[0, RIGHT_FAT, 0]]]
+    assert window_labels(background, Postprocessing(background_score_offset=-1.5)).tolist() == [[[RIGHT_FAT, RIGHT_FAT, 0]]]

@@ -203,3 +203,14 @@ def test_the_2_1_0_recipe_still_makes_its_training_labels(shared_dir):
     for index in range(2):
         digest.update(np.ascontiguousarray(synth_case(index, recipe_settings()).label_volume()).tobytes())
     assert digest.hexdigest() == "d6d56c5638f6398d83100e25029710fda20f2d59ff359924c16a39ef35823c9b"
+
+
+def test_a_vertebra_named_twice_in_levels_gets_twice_the_slices():
+    from ParaspinalSegTrainingLib.synthesis.generator import case_levels
+
+    settings = SynthesisSettings(levels=("T12", "T12", "L1", "S1"), slices_per_level=2, disc_probability=0.5)
+    for seed in range(5):
+        levels = case_levels(settings, np.random.default_rng(seed))
+        assert [level.vertebra for level in levels].count("T12") == 4 and len(levels) == 8
+        assert [level.vertebra for level in levels].count("L1") == 2
+        assert [level.position for level in levels] == sorted((level.position for level in levels), reverse=True)

@@ -77,7 +77,7 @@ def cold_figures(study: Path, scratch: Path, repeats: int, model: str | None, ba
 def warm_stages(study: Path, scratch: Path, model, repeats: int, device: str, batch_size: int = 8) -> dict[str, float]:
     """Seconds per stage of a warm run (model loaded), each stage the median of `repeats`."""
     from ParaspinalSegLib.output.export import patient_document, slices_csv_text, write_segmentations
-    from ParaspinalSegLib.network.inference import compartment_confidence, runner_for, shift_fat_split
+    from ParaspinalSegLib.network.inference import compartment_confidence, postprocessed, runner_for
     from ParaspinalSegLib.pipeline import measure_series
     from ParaspinalSegLib.network.postprocess import clean_labels
     from ParaspinalSegLib.network.preprocess import prepare_slice, restore_labels, softmax
@@ -90,9 +90,9 @@ def warm_stages(study: Path, scratch: Path, model, repeats: int, device: str, ba
     batch = np.stack([window for window, _, _ in prepared])[:, None]
     runner = runner_for(model, device, mixed_precision=True)  # bfloat16 autocast on CUDA only
     scores = np.concatenate([runner.scores(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
-    offset = model.card.postprocessing.fat_score_offset
+    post = model.card.postprocessing
     plain = softmax(scores, axis=1)
-    probabilities = shift_fat_split(plain, offset)
+    probabilities = postprocessed(plain, post)
     raw = [restore_labels(p, placement) for p, (_, placement, _) in zip(probabilities, prepared)]
     labels = [clean_labels(label) for label in raw]
     result = measure_series(series, labels, needs_fat=False, label_kind="model", model=model.card.model_id)
@@ -103,7 +103,8 @@ def warm_stages(study: Path, scratch: Path, model, repeats: int, device: str, ba
         "preprocess": lambda: [prepare_slice(s.pixels, s.geometry, pre) for s in series.slices],
         "network": lambda: [runner.scores(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)],
         "class probabilities (softmax)": lambda: softmax(scores, axis=1),
-        f"fat/muscle split (card offset {offset:g})": lambda: shift_fat_split(plain, offset),
+        f"card offsets (fat/muscle {post.fat_score_offset:g}, background {post.background_score_offset:g})":
+            lambda: postprocessed(plain, post),
         "labels back on the slices": lambda: [restore_labels(p, placement) for p, (_, placement, _) in
                                               zip(probabilities, prepared)],
         "confidence": lambda: [compartment_confidence(p) for p in probabilities],

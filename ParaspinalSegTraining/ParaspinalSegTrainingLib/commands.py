@@ -190,12 +190,14 @@ def command_validate_real(args: argparse.Namespace, progress) -> int:
 def command_heldout(args: argparse.Namespace, progress) -> int:
     from ParaspinalSegLib.network.modelfile import load_model
 
-    from .heldout import FAT_FROM_MODEL, FAT_METHODS, evaluate_held_out, held_out_markdown
+    from .heldout import FAT_FROM_MODEL, FAT_METHODS, evaluate_held_out, held_out_markdown, pooled_figures
     from .synthesis.shapes import real_shapes_available
 
     model = load_model(resolve_model(args.model))
     if args.fat_score_offset is not None:
         model = model.with_fat_score_offset(args.fat_score_offset)
+    if args.background_score_offset is not None:
+        model = model.with_background_score_offset(args.background_score_offset)
     methods = FAT_METHODS if args.fat_methods else (FAT_FROM_MODEL,)
     figures = evaluate_held_out(model, Path(args.data), args.patients, methods, available_device(args.device), progress,
                                 args.mirror, args.report, tuple(args.domains or ()))
@@ -204,7 +206,8 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
     if args.out:
         write_text_atomic(Path(args.out), table)
     print(f"model {model.card.model_id}{' with mirrored test-time augmentation' if args.mirror else ''}, fat/muscle "
-          f"split offset {model.card.postprocessing.fat_score_offset:g}, on the "
+          f"split offset {model.card.postprocessing.fat_score_offset:g}, background offset "
+          f"{model.card.postprocessing.background_score_offset:g}, on the "
           f"held-out synthesis domains, {'report' if args.report else 'selection'} draws ({args.patients} patients "
           f"each, data in {args.data}):\n")
     for f in figures:
@@ -213,6 +216,9 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
         print("\nnote: the traced masks (../shared/data/shapes) are not here: the L3-L5 slices take procedural "
               "shapes and the traced-shape domain is left out, so these figures are not those of the model cards")
     print("\n" + table)
+    pooled = pooled_figures(figures)
+    print(f"pooled compartment Dice of the held-out domains, the figure that chooses: {pooled.dice:.4f} "
+          f"({len(pooled.dice_right)} slices)")
     return 0
 
 
@@ -248,7 +254,8 @@ def command_release(args: argparse.Namespace, progress) -> int:
     from .release import release_model
 
     card = release_model(Path(args.model), Path(args.out), Path(args.shared), args.notes or "",
-                         Path(args.heldout) if args.heldout else None, fat_score_offset=args.fat_score_offset)
+                         Path(args.heldout) if args.heldout else None, fat_score_offset=args.fat_score_offset,
+                         background_score_offset=args.background_score_offset, version=args.version)
     print(f"released {card.model_id} to {args.out}: sample compartment Dice {card.validation['sample_compartment_dice']:.3f}")
     for case in card.validation["real_cases"]:
         levels = ", ".join(f"{name} {dice:.3f}" for name, dice in case["dice_per_level"].items())
@@ -257,18 +264,23 @@ def command_release(args: argparse.Namespace, progress) -> int:
     return 0
 
 
-def fat_score_offset(text: str) -> float:
+def score_offset(name: str):
+    """The argument type of a postprocessing offset (`name`, a Postprocessing field), refused with the card's own bounds."""
     from ParaspinalSegLib.network.model import Postprocessing
 
-    try:
-        return Postprocessing(float(text)).fat_score_offset
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    def parse(text: str) -> float:
+        try:
+            return getattr(Postprocessing(**{name: float(text)}), name)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return parse
 
 
-def add_fat_score_offset_option(parser, why: str) -> None:
-    parser.add_argument("--fat-score-offset", type=fat_score_offset, metavar="X",
+def add_score_offset_options(parser, why: str) -> None:
+    parser.add_argument("--fat-score-offset", type=score_offset("fat_score_offset"), metavar="X",
                         help=f"fat/muscle split offset: fat needs odds over muscle above exp(X); {why}")
+    parser.add_argument("--background-score-offset", type=score_offset("background_score_offset"), metavar="B",
+                        help=f"background offset: a compartment's class needs odds over background above exp(B); {why}")
 
 
 def add_training_commands(commands) -> None:
@@ -277,10 +289,12 @@ def add_training_commands(commands) -> None:
     release.add_argument("--out", required=True, help="new model folder, e.g. Resources/Models/<name>-<version>")
     release.add_argument("--shared", default="../shared", help="folder with data/real for real-case figures")
     release.add_argument("--notes", help="description for the card")
+    release.add_argument("--version", help="the released model's version (default: the trained model's); give a new "
+                                           "one when releasing the same weights with other offsets")
     release.add_argument("--heldout", help="folder of the held-out domains' data sets (`paraspinal heldout --data`): "
                                            "their figures go into the card")
-    add_fat_score_offset_option(release, "chosen on the held-out domains' selection draws (`paraspinal heldout "
-                                         "--fat-score-offset`); default: the trained model's")
+    add_score_offset_options(release, "chosen on the held-out domains' selection draws (`paraspinal heldout "
+                                      "--fat-score-offset / --background-score-offset`); default: the trained model's")
     release.set_defaults(run=command_release, input_paths=("model", "shared"), output_paths=("out", "heldout"))
 
     synth = commands.add_parser("synth", help="write a synthetic training data set (label maps L1-S1 turned into images)")
@@ -359,7 +373,7 @@ def add_training_commands(commands) -> None:
                          help="test-time augmentation: average with the left-right mirrored slice, sides swapped")
     heldout.add_argument("--domains", nargs="+", metavar="NAME", help="only these domains (default: all)")
     heldout.add_argument("-o", "--out", help="Markdown file for the table")
-    add_fat_score_offset_option(heldout, "instead of the card's, to choose one")
+    add_score_offset_options(heldout, "instead of the card's, to choose one")
     add_device_option(heldout)
     heldout.set_defaults(run=command_heldout, input_paths=("model",), output_paths=("data", "out"))
 

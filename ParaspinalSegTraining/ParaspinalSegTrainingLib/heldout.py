@@ -3,7 +3,9 @@
 This is what chooses runs, epochs, synthesis settings and the fat method (the selection protocol in
 the README). For each held-out domain of `synthesis.domains`: compartment Dice per side and slice
 (right and left apart, so a swapped side scores 0), and per patient the mean fat fraction of each
-fat method against the label maps' truth.
+fat method against the label maps' truth. Dice is also kept per vertebral level (a disc's slices with
+the vertebra below it, as the real cases' level groups take them), to show where along the spine a
+model falls short.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ParaspinalSegLib.read.reading import read_study
 from .datasets import CaseFiles, case_labels, find_cases
 from .synthesis import SynthesisSettings, write_dataset
 from .synthesis.domains import HELD_OUT, HeldOutDomain, held_out_domain, held_out_settings
+from .synthesis.levels import ALL_VERTEBRAE, below, parse_level
 from .synthesis.shapes import real_shapes_available
 
 FAT_METHODS = (FAT_FROM_MODEL, FatMethod.GMM.value, FatMethod.OTSU.value)
@@ -39,6 +42,12 @@ def side_dice(truth: np.ndarray, prediction: np.ndarray, side) -> float:
     """Dice of one side's compartment on one slice; NaN where neither has it."""
     n_t, n_p, n_tp = overlap_counts(truth, prediction, side.labels)
     return 2.0 * n_tp / (n_t + n_p) if n_t + n_p else math.nan
+
+
+def side_area_error(truth: np.ndarray, prediction: np.ndarray, side) -> float:
+    """(predicted - true) / true area of one side's compartment on one slice; NaN where the truth has none."""
+    n_t, n_p, _ = overlap_counts(truth, prediction, side.labels)
+    return (n_p - n_t) / n_t if n_t else math.nan
 
 
 @dataclass
@@ -54,6 +63,14 @@ class DomainFigures:
     seconds: float = 0.0  # segmenting (network, cleaning, cnn fat), summed over the cases
     cases: list[tuple[float, bool]] = field(default_factory=list)  # per case: compartment Dice, quality-flagged
     inside_training: str = ""  # since when the training domain covers it (then measured, not pooled)
+    level_dice: dict[str, list[float]] = field(default_factory=dict)  # vertebra -> per slice and side Dice
+    area_errors: list[float] = field(default_factory=list)  # per slice and side: (predicted - true) / true area
+
+    @property
+    def csa_bias_pct(self) -> float:
+        """Mean signed compartment area error over slices and sides, in % of the true area."""
+        errors = [e for e in self.area_errors if not math.isnan(e)]
+        return 100.0 * float(np.mean(errors)) if errors else math.nan
 
     @property
     def dice(self) -> float:
@@ -91,6 +108,22 @@ class DomainFigures:
         return {"mean_abs_error_points": float(np.abs(errors).mean()), "bias_points": float(errors.mean()),
                 f"within_{GOAL_FAT_POINTS:g}_points": self.fat_within(method),
                 "per_slice_mean_abs_error_points": slice_error, "per_slice_pearson_r": slice_r}
+
+
+def level_group(level: str) -> str:
+    """The vertebra a slice's level counts under: itself, or for a disc the vertebra below it ('L4/L5' -> 'L5')."""
+    parsed = parse_level(level)
+    return below(parsed.vertebra) if parsed.disc else parsed.vertebra
+
+
+def add_level_dice(figures: DomainFigures, case: CaseFiles, source_indices: list[int], case_dice: list[float]) -> None:
+    """Each slice's side Dice under its level group, from the case's written per-slice levels (none when the
+    case does not say them); `case_dice` holds right, left for each slice in turn."""
+    levels = [s["level"] for s in case.meta.get("slices", [])]
+    for n, index in enumerate(source_indices):
+        if index < len(levels):
+            group = figures.level_dice.setdefault(level_group(levels[index]), [])
+            group += [d for d in case_dice[2 * n:2 * n + 2] if not math.isnan(d)]
 
 
 def same_settings(written: dict, settings: SynthesisSettings) -> bool:
@@ -136,6 +169,8 @@ def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, f
     case_dice = [side_dice(t, p, side) for t, p in zip(truth, result.labels) for side in (RIGHT, LEFT)]
     figures.dice_right += case_dice[0::2]
     figures.dice_left += case_dice[1::2]
+    add_level_dice(figures, case, [image.source_index for image in study.series.slices], case_dice)
+    figures.area_errors += [side_area_error(t, p, side) for t, p in zip(truth, result.labels) for side in (RIGHT, LEFT)]
     figures.cases.append((float(np.nanmean(case_dice)), bool(result.flags)))
     true_slices = measure_labels(study.series, truth)
     measured = {FAT_FROM_MODEL: result}
@@ -169,33 +204,54 @@ def evaluate_held_out(model: LoadedModel, folder: Path, patients: int = 8, fat_m
     return out
 
 
-def held_out_markdown(figures: list[DomainFigures], fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,)) -> str:
-    """One row per domain: Dice right / left / mean, per fat method the mean absolute patient error,
-    the bias and the share of patients within 3 points, then the failed and the good cases that carry a
-    quality warning; a row pools the held-out domains, and the domains that training has since taken in
-    follow it, marked, outside the pool."""
-    head = "| domain | slices | ms per slice | Dice right | Dice left | Dice | " + " | ".join(
-        f"{m}: patient fat MAE (points) | {m}: bias | {m}: within {GOAL_FAT_POINTS:g} | {m}: slice fat MAE | {m}: slice r"
-        for m in fat_methods) + f" | failed cases (Dice < {FAILED_BELOW:g}) warned | good cases (>= {GOOD_FROM:g}) warned |"
-    lines = [head, "|---" * (8 + 5 * len(fat_methods)) + "|"]
-    held_out = [f for f in figures if not f.inside_training]
+def pooled_figures(figures: list[DomainFigures]) -> DomainFigures:
+    """The held-out domains' figures together (the domains that training has since taken in left out)."""
     pooled = DomainFigures("all held-out domains", "")
-    for f in held_out:
+    for f in (f for f in figures if not f.inside_training):
         pooled.dice_right += f.dice_right
         pooled.dice_left += f.dice_left
         pooled.seconds += f.seconds
         pooled.cases += f.cases
+        pooled.area_errors += f.area_errors
+        for level, values in f.level_dice.items():
+            pooled.level_dice.setdefault(level, []).extend(values)
         pooled.fat.update({f"{f.domain}/{p}": v for p, v in f.fat.items()})
         for method, pairs in f.slice_fat.items():
             pooled.slice_fat.setdefault(method, []).extend(pairs)
+    return pooled
+
+
+def held_out_markdown(figures: list[DomainFigures], fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,)) -> str:
+    """One row per domain: Dice right / left / mean, the compartments' mean signed area error, per fat
+    method the mean absolute patient error, the bias and the share of patients within 3 points, then the
+    failed and the good cases that carry a quality warning; a row pools the held-out domains, and the domains that training has since taken in
+    follow it, marked, outside the pool."""
+    head = "| domain | slices | ms per slice | Dice right | Dice left | Dice | CSA bias (%) | " + " | ".join(
+        f"{m}: patient fat MAE (points) | {m}: bias | {m}: within {GOAL_FAT_POINTS:g} | {m}: slice fat MAE | {m}: slice r"
+        for m in fat_methods) + f" | failed cases (Dice < {FAILED_BELOW:g}) warned | good cases (>= {GOOD_FROM:g}) warned |"
+    lines = [head, "|---" * (9 + 5 * len(fat_methods)) + "|"]
+    held_out = [f for f in figures if not f.inside_training]
+    pooled = pooled_figures(figures)
     for f in held_out + [pooled] + [f for f in figures if f.inside_training]:
         name = f.domain + (" (inside training)" if f.inside_training else "")
         cells = [name, str(len(f.dice_right)), f"{1000 * f.seconds / max(len(f.dice_right), 1):.0f}",
-                 f"{np.nanmean(f.dice_right):.3f}", f"{np.nanmean(f.dice_left):.3f}", f"{f.dice:.3f}"]
+                 f"{np.nanmean(f.dice_right):.3f}", f"{np.nanmean(f.dice_left):.3f}", f"{f.dice:.3f}", f"{f.csa_bias_pct:+.1f}"]
         for m in fat_methods:
             error, bias, within, slice_error, slice_r = f.fat_summary(m).values()
             cells += [f"{error:.1f}", f"{bias:+.1f}", f"{100 * within:.0f} %", f"{slice_error:.1f}", f"{slice_r:.2f}"]
         warned = f.warned()
         cells += [f"{warned['failed_warned']} of {warned['failed_cases']}", f"{warned['good_warned']} of {warned['good_cases']}"]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + level_markdown(held_out + [pooled] + [f for f in figures if f.inside_training])
+
+
+def level_markdown(figures: list[DomainFigures]) -> str:
+    """Compartment Dice per vertebral level (a disc with the vertebra below), one row per domain; the
+    number of slices and sides behind each figure in brackets."""
+    levels = [v for v in ALL_VERTEBRAE if any(v in f.level_dice for f in figures)]
+    lines = ["| domain | " + " | ".join(f"Dice at {v}" for v in levels) + " |", "|---" * (1 + len(levels)) + "|"]
+    for f in figures:
+        name = f.domain + (" (inside training)" if f.inside_training else "")
+        cells = [f"{np.mean(f.level_dice[v]):.3f} ({len(f.level_dice[v])})" if f.level_dice.get(v) else "–" for v in levels]
+        lines.append("| " + " | ".join([name] + cells) + " |")
     return "\n".join(lines) + "\n"

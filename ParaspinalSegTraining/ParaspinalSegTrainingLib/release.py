@@ -80,25 +80,33 @@ def held_out_figures(model, folder: Path, patients: int) -> list[dict]:
         out.append({"domain": f.domain, "holds_out": f.holds_out, **inside, "slices": len(f.dice_right),
                     "dice": "mean over slices, per side", "dice_right": round(float(np.nanmean(f.dice_right)), 4),
                     "dice_left": round(float(np.nanmean(f.dice_left)), 4), "dice_mean": round(f.dice, 4),
+                    "csa_bias_pct": round(f.csa_bias_pct, 2),
+                    "dice_per_level": {level: round(float(np.mean(values)), 4) for level, values in f.level_dice.items()},
                     "patients": len(f.fat), "fat_fraction_vs_truth": fat,
                     "quality_warnings": {"failed_below_dice": FAILED_BELOW, "good_from_dice": GOOD_FROM, **f.warned()}})
     return out
 
 
 def release_model(source: Path, destination: Path, shared: Path | None, notes: str = "",
-                  heldout: Path | None = None, patients: int = 8, fat_score_offset: float | None = None) -> ModelCard:
+                  heldout: Path | None = None, patients: int = 8, fat_score_offset: float | None = None,
+                  background_score_offset: float | None = None, version: str | None = None) -> ModelCard:
     """Copy a trained model to `destination` with a card holding its validation figures (the held-out
-    domains' when `heldout`, the folder of their data sets, is given); `fat_score_offset`, chosen on the
-    selection draws, goes into the card's postprocessing before anything is measured."""
+    domains' when `heldout`, the folder of their data sets, is given); `fat_score_offset` and
+    `background_score_offset`, chosen on the selection draws, go into the card's postprocessing before
+    anything is measured. `version`: the released model's, when it is not the trained one's (the same
+    weights released again with other postprocessing give other results, so they get a version of their own)."""
     if destination.exists():
         raise InputError(f"{destination}: already exists; a released model is never replaced")
     model = load_model(source)
     if fat_score_offset is not None:
         model = model.with_fat_score_offset(fat_score_offset)
+    if background_score_offset is not None:
+        model = model.with_background_score_offset(background_score_offset)
     domains = held_out_figures(model, heldout, patients) if heldout else []
     real = validate_real(model, shared) if shared and (shared / "data" / "real").is_dir() else []
     card = model.card.to_dict()
     card["description"] = notes or card["description"]
+    card["version"] = version or card["version"]
     card["training_data"] = {**card["training_data"], "credits": CREDITS}
     card["validation"] = {
         **card["validation"],

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ParaspinalSegLib.errors import InputError, OperationCancelled
-from ParaspinalSegLib.network.inference import choose_device, shift_fat_split
+from ParaspinalSegLib.network.inference import choose_device, postprocessed
+from ParaspinalSegLib.network.model import Postprocessing
 from ParaspinalSegLib.measure.measurement import overlap_counts
 from ParaspinalSegLib.network.model import build_network
 from ParaspinalSegLib.network.modelfile import CARD_FILE, ModelCard, read_card, save_model
@@ -73,21 +74,21 @@ def dice_of_counts(counts: np.ndarray) -> dict[str, float]:
     return scores
 
 
-def window_labels(logits, fat_score_offset: float = 0.0) -> np.ndarray:
-    """The labels the product gives a batch of network windows: the argmax of the class probabilities,
-    each side's fat/muscle split moved by the card's offset (`inference.shift_fat_split`)."""
+def window_labels(logits, post: Postprocessing = Postprocessing()) -> np.ndarray:
+    """The labels the product gives a batch of network windows: the argmax of the class probabilities
+    after the card's offsets (`inference.postprocessed`: background's odds, each side's fat/muscle split)."""
     import torch
 
-    if not fat_score_offset:
+    if post == Postprocessing():
         return logits.argmax(dim=1).cpu().numpy().astype(np.uint8)
     probabilities = torch.softmax(logits, dim=1).cpu().numpy()
-    return shift_fat_split(probabilities, fat_score_offset).argmax(axis=1).astype(np.uint8)
+    return postprocessed(probabilities, post).argmax(axis=1).astype(np.uint8)
 
 
 def validation_scores(network, data: PreparedSlices, loss, device: str, config: TrainingConfig,
-                      world: World | None = None, fat_score_offset: float = 0.0) -> tuple[float, dict]:
+                      world: World | None = None, post: Postprocessing = Postprocessing()) -> tuple[float, dict]:
     """Mean validation loss and per-structure Dice from one pass of the network over the slices, the
-    labels split into fat and muscle as the product does with the card's `fat_score_offset`; with
+    labels taken as the product takes them with the card's postprocessing `post`; with
     several processes, each passes over its share and the sums are added up over all of them."""
     import torch
 
@@ -100,7 +101,7 @@ def validation_scores(network, data: PreparedSlices, loss, device: str, config: 
             logits = network(images).float()
             loss_sum += float(loss(logits, torch.from_numpy(target).to(device)))
             batches += 1
-            counts += structure_counts(window_labels(logits, fat_score_offset), target)
+            counts += structure_counts(window_labels(logits, post), target)
     totals = sum_over_processes([loss_sum, batches, *counts.ravel()], world)
     return totals[0] / totals[1] if totals[1] else float("nan"), dice_of_counts(totals[2:].reshape(counts.shape))
 
@@ -238,8 +239,7 @@ def train_fold(
                              f"fold {split.fold}, epoch {epoch}", should_stop, report)
         broadcast_buffers(network, world)
         train_loss = mean_over_processes(losses, world)
-        validation_loss, dice = validation_scores(network, scored, loss, device, config, world,
-                                                  card.postprocessing.fat_score_offset)
+        validation_loss, dice = validation_scores(network, scored, loss, device, config, world, card.postprocessing)
         mean_dice = float(np.nanmean(list(dice.values())))
         row = {
             "epoch": epoch, "train_loss": f"{train_loss:.5f}", "val_loss": f"{validation_loss:.5f}",

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
 from .modelfile import LoadedModel
+from .model import Postprocessing
 from .preprocess import prepare_slice, restore_labels, softmax
 from ..progress import ProgressCallback
 from .runtime import NetworkRunner, TorchRunner
@@ -80,6 +81,22 @@ def shift_fat_split(probabilities: np.ndarray, fat_score_offset: float) -> np.nd
     return shifted
 
 
+def shift_background(probabilities: np.ndarray, background_score_offset: float) -> np.ndarray:
+    """Class probabilities (batch, classes, rows, columns) with background's odds over every other
+    class multiplied by exp(`background_score_offset`) (the card's postprocessing), renormalised;
+    the other classes keep their ratios. 0 leaves them as they are."""
+    if not background_score_offset:
+        return probabilities
+    shifted = probabilities.copy()
+    shifted[:, 0] *= math.exp(background_score_offset)
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def postprocessed(probabilities: np.ndarray, post: Postprocessing) -> np.ndarray:
+    """Class probabilities with the card's offsets applied: background's first, then the fat/muscle split."""
+    return shift_fat_split(shift_background(probabilities, post.background_score_offset), post.fat_score_offset)
+
+
 def compartment_confidence(probabilities: np.ndarray) -> float:
     """Mean top-class probability over the pixels of the network window that it puts in a compartment.
 
@@ -115,20 +132,19 @@ def predict_series_with_confidence(
     model's confidence per slice (`compartment_confidence`, on the network window). mirror: average
     with the left-right mirrored slice, sides swapped (twice the network time).
 
-    The card's postprocessing moves each side's fat/muscle split (`shift_fat_split`).
+    The card's postprocessing moves the background's odds and each side's fat/muscle split (`postprocessed`).
     Mixed precision (bfloat16) is used on CUDA only: on a CPU without AMX it is several times
     slower than float32 (measured on this project's AMD EPYC machines).
     """
     pre = model.card.preprocessing
     prepared = [prepare_slice(s.pixels, s.geometry, pre) for s in series.slices]
     runner = runner_for(model, device, mixed_precision)
-    fat_score_offset = model.card.postprocessing.fat_score_offset
     labels: list[np.ndarray] = []
     confidence: list[float] = []
     for start in range(0, len(prepared), batch_size):
         chunk = prepared[start : start + batch_size]
         scores = network_scores(runner, np.stack([window for window, _, _ in chunk])[:, None], mirror)
-        probabilities = shift_fat_split(softmax(scores.astype(np.float32, copy=False), axis=1), fat_score_offset)
+        probabilities = postprocessed(softmax(scores.astype(np.float32, copy=False), axis=1), model.card.postprocessing)
         labels += [restore_labels(p, placement) for p, (_, placement, _) in zip(probabilities, chunk)]
         confidence += [compartment_confidence(p) for p in probabilities]
         if progress:

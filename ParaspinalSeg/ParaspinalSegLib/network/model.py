@@ -98,16 +98,24 @@ class Postprocessing:
 
     fat_score_offset: inside each compartment, the fat/muscle split asks fat's odds over muscle to
     exceed exp(offset) (0: the plain argmax); the compartment itself is untouched. It corrects a
-    network that calls too much fat, and is chosen on the held-out domains' selection draws
-    (`paraspinal heldout --fat-score-offset`); a card without the field means 0.
+    network that calls too much fat.
+    background_score_offset: background's odds over every other class are multiplied by exp(offset)
+    before the labels are taken, so a pixel joins a compartment only where its class beats background
+    by that margin. It corrects a network that draws the compartments too large at borders it sees
+    blurred (coarse pixels), where the probabilities change slowly and the border moves most.
+    Both are chosen on the held-out domains' selection draws (`paraspinal heldout --fat-score-offset
+    / --background-score-offset`); a card without a field means 0 for it.
     """
 
     fat_score_offset: float = 0.0
+    background_score_offset: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.fat_score_offset) and abs(self.fat_score_offset) <= MAX_FAT_SCORE_OFFSET):
-            raise ValueError(f"postprocessing fat_score_offset {self.fat_score_offset!r}: needs a number from "
-                             f"-{MAX_FAT_SCORE_OFFSET:g} to {MAX_FAT_SCORE_OFFSET:g}")
+        for name in ("fat_score_offset", "background_score_offset"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and abs(value) <= MAX_FAT_SCORE_OFFSET):
+                raise ValueError(f"postprocessing {name} {value!r}: needs a number from "
+                                 f"-{MAX_FAT_SCORE_OFFSET:g} to {MAX_FAT_SCORE_OFFSET:g}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,5 +125,5 @@ class Postprocessing:
         return cls(**data)
 
 
-MAX_FAT_SCORE_OFFSET = 5.0  # odds of about 150 to 1
+MAX_FAT_SCORE_OFFSET = 5.0  # odds of about 150 to 1 (both offsets)
 

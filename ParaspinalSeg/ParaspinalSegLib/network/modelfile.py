@@ -295,7 +295,12 @@ class LoadedModel:
 
     def with_fat_score_offset(self, offset: float) -> LoadedModel:
         """The same model with another fat/muscle split offset in its card's postprocessing."""
-        return replace(self, card=replace(self.card, postprocessing=Postprocessing(offset)))
+        return replace(self, card=replace(self.card, postprocessing=replace(self.card.postprocessing, fat_score_offset=offset)))
+
+    def with_background_score_offset(self, offset: float) -> LoadedModel:
+        """The same model with another background offset in its card's postprocessing."""
+        post = replace(self.card.postprocessing, background_score_offset=offset)
+        return replace(self, card=replace(self.card, postprocessing=post))
 
 
 def checked_weights(folder: Path, card: ModelCard) -> Path:

@@ -87,6 +87,12 @@ HELD_OUT = (
                   "up to 2.4 mm since model 2.4.0), matrix reduction 1.0-1.3 (T2)",
                   {"contrast_probabilities": {"t2": 1.0}, "pixel_spacing_mm": (2.5, 3.0), "resolution_factor": (1.0, 1.3),
                    "image_size": 144}),
+    HeldOutDomain("thoracolumbar_coarse", "resolution at the thoracolumbar junction: T12-L2, where small compartments "
+                  "lie beside the kidneys, liver, spleen and ribs, at pixels of 2.5-3.0 mm, coarser than any training "
+                  "image (T2 and T1; added after model 2.6.0 was released, so its card lacks it)",
+                  {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "pixel_spacing_mm": (2.5, 3.0),
+                   "resolution_factor": (1.0, 1.3), "image_size": 144, "levels": ("T12", "L1", "L2"),
+                   "slices_per_level": 2}),
 )
 # Seeds: DOMAIN_SEED + the domain's index for the sets that choose (epochs, runs, settings); REPORT_SEED + the
 # index for fresh draws of the same domains that only report a chosen model; training recipes use others.

@@ -31,7 +31,8 @@ class SynthesisSettings:
     distance between a case's slices (slices are independent; only the NIfTI grid uses it).
     levels, slices_per_level: each case has that many slices of each vertebra; each slice is the
     disc below its vertebra with disc_probability (never at S1). levels may add "T12" (with the
-    T12/L1 disc) above the default L1..S1; no data set is made with it unless asked. fat_fraction_pct: range of the
+    T12/L1 disc) above the default L1..S1; no data set is made with it unless asked. A vertebra named
+    twice gets twice the slices (more of the levels a training set is short of). fat_fraction_pct: range of the
     case's intramuscular fat fraction (per-slice and per-side variation stay inside it); fat_fraction_beta: the
     (a, b) of the Beta distribution the case's fraction is drawn from over that range: (1.2, 2) mostly lean
     muscle, sometimes very fatty (the default), (1, 1) uniform.
