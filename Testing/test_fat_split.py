@@ -100,7 +100,7 @@ def test_on_the_sample_a_larger_background_offset_draws_smaller_compartments(shi
 
     series = read_study(sample_folder() / "study").series
     base = shipped.card.postprocessing.background_score_offset
-    plain, tight = (segment_series(series, shipped.with_background_score_offset(x)) for x in (base, base + 1.5))
+    plain, tight = (segment_series(series, shipped.with_postprocessing(background_score_offset=x)) for x in (base, base + 1.5))
     area = lambda result: sum(s.both.total_csa_mm2 for s in result.slices)  # noqa: E731
     assert area(tight) < area(plain) * 0.99
     assert mean_compartment_dice(plain.labels, tight.labels) > 0.95
@@ -117,7 +117,7 @@ def test_on_the_sample_a_larger_offset_calls_less_fat_in_nearly_the_same_compart
 
     series = read_study(sample_folder() / "study").series
     base = shipped.card.postprocessing.fat_score_offset
-    plain, lean = (segment_series(series, shipped.with_fat_score_offset(x)) for x in (base, base + 1.0))
+    plain, lean = (segment_series(series, shipped.with_postprocessing(fat_score_offset=x)) for x in (base, base + 1.0))
     assert lean.summary.mean_fat_fraction_pct < plain.summary.mean_fat_fraction_pct - 1.0
     assert mean_compartment_dice(plain.labels, lean.labels) > 0.99
 
@@ -126,7 +126,7 @@ def test_fine_tuning_keeps_the_parents_offset(shipped):
     from ParaspinalSegTrainingLib.config import TrainingConfig
     from ParaspinalSegTrainingLib.run import card_template
 
-    parent = shipped.with_fat_score_offset(0.7).with_background_score_offset(0.4)
+    parent = shipped.with_postprocessing(fat_score_offset=0.7, background_score_offset=0.4)
     assert card_template(TrainingConfig(), parent, {}).postprocessing == Postprocessing(0.7, 0.4)
     assert card_template(TrainingConfig(), None, {}).postprocessing == Postprocessing(0.0, 0.0)
 

@@ -193,11 +193,8 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
     from .heldout import FAT_FROM_MODEL, FAT_METHODS, evaluate_held_out, held_out_markdown, pooled_figures
     from .synthesis.shapes import real_shapes_available
 
-    model = load_model(resolve_model(args.model))
-    if args.fat_score_offset is not None:
-        model = model.with_fat_score_offset(args.fat_score_offset)
-    if args.background_score_offset is not None:
-        model = model.with_background_score_offset(args.background_score_offset)
+    model = load_model(resolve_model(args.model)).with_postprocessing(
+        fat_score_offset=args.fat_score_offset, background_score_offset=args.background_score_offset)
     methods = FAT_METHODS if args.fat_methods else (FAT_FROM_MODEL,)
     figures = evaluate_held_out(model, Path(args.data), args.patients, methods, available_device(args.device), progress,
                                 args.mirror, args.report, tuple(args.domains or ()))

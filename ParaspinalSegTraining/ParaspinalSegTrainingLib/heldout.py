@@ -38,16 +38,16 @@ GOAL_FAT_POINTS = 3.0
 FAILED_BELOW, GOOD_FROM = 0.80, 0.90  # a case's compartment Dice: a failed segmentation, a good one
 
 
+def side_scores(truth: np.ndarray, prediction: np.ndarray, side) -> tuple[float, float]:
+    """Dice of one side's compartment on one slice (NaN where neither has it) and its area error,
+    (predicted - true) / true (NaN where the truth has none)."""
+    n_t, n_p, n_tp = overlap_counts(truth, prediction, side.labels)
+    return (2.0 * n_tp / (n_t + n_p) if n_t + n_p else math.nan), ((n_p - n_t) / n_t if n_t else math.nan)
+
+
 def side_dice(truth: np.ndarray, prediction: np.ndarray, side) -> float:
     """Dice of one side's compartment on one slice; NaN where neither has it."""
-    n_t, n_p, n_tp = overlap_counts(truth, prediction, side.labels)
-    return 2.0 * n_tp / (n_t + n_p) if n_t + n_p else math.nan
-
-
-def side_area_error(truth: np.ndarray, prediction: np.ndarray, side) -> float:
-    """(predicted - true) / true area of one side's compartment on one slice; NaN where the truth has none."""
-    n_t, n_p, _ = overlap_counts(truth, prediction, side.labels)
-    return (n_p - n_t) / n_t if n_t else math.nan
+    return side_scores(truth, prediction, side)[0]
 
 
 @dataclass
@@ -166,11 +166,12 @@ def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, f
     started = time.perf_counter()
     result = segment_series(study.series, model, device=device, mirror=mirror)
     figures.seconds += time.perf_counter() - started
-    case_dice = [side_dice(t, p, side) for t, p in zip(truth, result.labels) for side in (RIGHT, LEFT)]
+    scores = [side_scores(t, p, side) for t, p in zip(truth, result.labels) for side in (RIGHT, LEFT)]
+    case_dice = [dice for dice, _ in scores]
     figures.dice_right += case_dice[0::2]
     figures.dice_left += case_dice[1::2]
+    figures.area_errors += [area_error for _, area_error in scores]
     add_level_dice(figures, case, [image.source_index for image in study.series.slices], case_dice)
-    figures.area_errors += [side_area_error(t, p, side) for t, p in zip(truth, result.labels) for side in (RIGHT, LEFT)]
     figures.cases.append((float(np.nanmean(case_dice)), bool(result.flags)))
     true_slices = measure_labels(study.series, truth)
     measured = {FAT_FROM_MODEL: result}
@@ -224,15 +225,16 @@ def pooled_figures(figures: list[DomainFigures]) -> DomainFigures:
 def held_out_markdown(figures: list[DomainFigures], fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,)) -> str:
     """One row per domain: Dice right / left / mean, the compartments' mean signed area error, per fat
     method the mean absolute patient error, the bias and the share of patients within 3 points, then the
-    failed and the good cases that carry a quality warning; a row pools the held-out domains, and the domains that training has since taken in
-    follow it, marked, outside the pool."""
+    failed and the good cases that carry a quality warning; a row pools the held-out domains, and the
+    domains that training has since taken in follow it, marked, outside the pool. The table of Dice per
+    vertebral level follows, with the same rows."""
     head = "| domain | slices | ms per slice | Dice right | Dice left | Dice | CSA bias (%) | " + " | ".join(
         f"{m}: patient fat MAE (points) | {m}: bias | {m}: within {GOAL_FAT_POINTS:g} | {m}: slice fat MAE | {m}: slice r"
         for m in fat_methods) + f" | failed cases (Dice < {FAILED_BELOW:g}) warned | good cases (>= {GOOD_FROM:g}) warned |"
     lines = [head, "|---" * (9 + 5 * len(fat_methods)) + "|"]
-    held_out = [f for f in figures if not f.inside_training]
-    pooled = pooled_figures(figures)
-    for f in held_out + [pooled] + [f for f in figures if f.inside_training]:
+    rows = ([f for f in figures if not f.inside_training] + [pooled_figures(figures)]
+            + [f for f in figures if f.inside_training])
+    for f in rows:
         name = f.domain + (" (inside training)" if f.inside_training else "")
         cells = [name, str(len(f.dice_right)), f"{1000 * f.seconds / max(len(f.dice_right), 1):.0f}",
                  f"{np.nanmean(f.dice_right):.3f}", f"{np.nanmean(f.dice_left):.3f}", f"{f.dice:.3f}", f"{f.csa_bias_pct:+.1f}"]
@@ -242,7 +244,7 @@ def held_out_markdown(figures: list[DomainFigures], fat_methods: tuple[str, ...]
         warned = f.warned()
         cells += [f"{warned['failed_warned']} of {warned['failed_cases']}", f"{warned['good_warned']} of {warned['good_cases']}"]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + level_markdown(held_out + [pooled] + [f for f in figures if f.inside_training])
+    return "\n".join(lines) + "\n\n" + level_markdown(rows)
 
 
 def level_markdown(figures: list[DomainFigures]) -> str:

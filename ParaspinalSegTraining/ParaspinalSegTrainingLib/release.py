@@ -98,10 +98,7 @@ def release_model(source: Path, destination: Path, shared: Path | None, notes: s
     if destination.exists():
         raise InputError(f"{destination}: already exists; a released model is never replaced")
     model = load_model(source)
-    if fat_score_offset is not None:
-        model = model.with_fat_score_offset(fat_score_offset)
-    if background_score_offset is not None:
-        model = model.with_background_score_offset(background_score_offset)
+    model = model.with_postprocessing(fat_score_offset=fat_score_offset, background_score_offset=background_score_offset)
     domains = held_out_figures(model, heldout, patients) if heldout else []
     real = validate_real(model, shared) if shared and (shared / "data" / "real").is_dir() else []
     card = model.card.to_dict()

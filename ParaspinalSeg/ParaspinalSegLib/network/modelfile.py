@@ -293,14 +293,11 @@ class LoadedModel:
     def backend(self) -> str:
         return "torch" if self.network is not None else self.runner.backend
 
-    def with_fat_score_offset(self, offset: float) -> LoadedModel:
-        """The same model with another fat/muscle split offset in its card's postprocessing."""
-        return replace(self, card=replace(self.card, postprocessing=replace(self.card.postprocessing, fat_score_offset=offset)))
-
-    def with_background_score_offset(self, offset: float) -> LoadedModel:
-        """The same model with another background offset in its card's postprocessing."""
-        post = replace(self.card.postprocessing, background_score_offset=offset)
-        return replace(self, card=replace(self.card, postprocessing=post))
+    def with_postprocessing(self, **offsets: float | None) -> LoadedModel:
+        """The same model with other offsets in its card's postprocessing (fat_score_offset=...,
+        background_score_offset=...; one given as None keeps the card's)."""
+        changes = {name: value for name, value in offsets.items() if value is not None}
+        return replace(self, card=replace(self.card, postprocessing=replace(self.card.postprocessing, **changes)))
 
 
 def checked_weights(folder: Path, card: ModelCard) -> Path:
