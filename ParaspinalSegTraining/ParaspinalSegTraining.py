@@ -105,6 +105,10 @@ class ParaspinalSegTrainingResult:
                    data["markdown"])
 
     def summaryText(self) -> str:
+        if not self.heldOutCaseIds:
+            return (f"New model {self.modelId} (parent {self.parentId}), trained on {len(self.trainedCaseIds)} case(s) "
+                    "of one patient: nothing was held out to compare it with its parent. Compare both on other "
+                    "studies of the site before making it active.")
         lines = [(f"New model {self.modelId} (parent {self.parentId}), trained on {len(self.trainedCaseIds)} case(s). "
                   f"Mean Dice on {len(self.heldOutCaseIds)} {self.heldOutKind} case(s), parent -> new:")]
         lines += [f"{structure}: {figureText(f['dice_parent'])} -> {figureText(f['dice_new'])}"

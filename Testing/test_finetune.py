@@ -124,6 +124,31 @@ def test_training_process_registers_a_new_model_and_a_cancelled_second_run_loses
     assert (tmp_path / "second run" / "fold_0" / "checkpoint" / "checkpoint.safetensors").is_file()
 
 
+def test_one_corrected_study_fine_tunes_on_all_its_slices_keeps_the_last_epoch_and_says_nothing_was_compared(
+        home, shipped, tmp_path, capsys):
+    """A site with one corrected study (the issue's correction loop): no patient is left to validate with,
+    so every slice is trained on, the last epoch becomes the model, and the output says no comparison
+    was made and how to make one, instead of refusing."""
+    one = corrected_cases(tmp_path / "one study", 1)
+    config = tmp_path / "fast.json"
+    config.write_text(json.dumps(FAST.to_dict() | {"folds": 0, "epochs": 2, "freeze_encoder_epochs": 0}))
+    code, out, err = run_cli(capsys, "train", one, "--out", tmp_path / "run", "--base", shipped, "--register",
+                             "--config", config, "--version", "1.0.0-one")
+    assert code == 0, err
+    assert "no case was held out" in out and "the last epoch (2) was kept" in out and "paraspinal evaluate" in out
+    model = ModelRegistry().get("paraspinalseg-unet-r18-1.0.0-one")
+    assert model.card.parent == shipped and model.card.training_data["trained_case_ids"] == case_ids(one)
+    assert model.card.validation["best_epoch"] == 2 and model.card.validation["validation_dice_mean"] is None
+    assert "last epoch" in model.card.validation["epoch_choice"] and model.card.validation["validation_slices"] == 0
+    assert model.card.validation["comparison_with_parent"] == {"parent": shipped, "cases": [], "kind": "none", "figures": {}}
+    json.loads((model.folder / "model.json").read_text(),  # strict JSON: no NaN in the card
+               parse_constant=lambda name: pytest.fail(f"{name} in the card"))
+    assert sha256_of(model.folder / WEIGHTS_FILE) != sha256_of(resolve_model(shipped) / WEIGHTS_FILE)  # it trained
+    with open(tmp_path / "run" / "fold_0" / "metrics.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["epoch"] for row in rows] == ["1", "2"] and all(float(row["train_loss"]) > 0 for row in rows)
+
+
 def test_command_line_fine_tunes_registers_and_compares_with_the_parent(home, shipped, two_cases, tmp_path, capsys):
     config = tmp_path / "fast.json"
     config.write_text(json.dumps(FAST.to_dict() | {"folds": 0, "epochs": 1, "freeze_encoder_epochs": 0}))

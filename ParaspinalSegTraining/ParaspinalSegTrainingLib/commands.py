@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from ParaspinalSegLib.cli import add_device_option, available_device, positive_int
@@ -128,8 +129,10 @@ def command_train(args: argparse.Namespace, progress) -> int:
     if not writes:
         return 0
     for fold in run.folds:
-        print(f"fold {fold.fold}: best epoch {fold.best_epoch}, validation Dice {fold.best_validation_dice:.3f}, "
-              f"model {fold.model_folder}")
+        chosen = (f"best epoch {fold.best_epoch}, validation Dice {fold.best_validation_dice:.3f}"
+                  if not math.isnan(fold.best_validation_dice)
+                  else f"last epoch {fold.best_epoch} (no patient to validate with)")
+        print(f"fold {fold.fold}: {chosen}, model {fold.model_folder}")
     if run.evaluation:
         print((Path(args.out) / "evaluation" / "pooled_table2.md").read_text())
     if args.register:

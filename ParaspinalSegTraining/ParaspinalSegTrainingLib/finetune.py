@@ -5,7 +5,9 @@ given), so it never replaces the parent; its card names the parent, the cases tr
 validated with, and the figures below. Both the new model and its parent are evaluated with the
 paper's Table 2 on the cases the new model was not trained on: with folds 0 or 1 the validation
 cases (they also chose the best epoch, so the new model's figures lean optimistic), with k >= 2
-folds the test cases of the fold whose model is registered (the one best on its validation).
+folds the test cases of the fold whose model is registered (the one best on its validation). A
+training set of one patient (one corrected study) holds nothing out: the new model is its last
+epoch, and the comparison is left to the user, on other studies (`paraspinal evaluate`).
 
 A run lives in its own folder (default: runs/<model id>-<settings hash> beside the user models):
 cancelled, it keeps its last checkpoint and registers nothing; the same call again resumes it.
@@ -123,17 +125,26 @@ class FineTuneResult:
     run_folder: Path
     trained_case_ids: tuple[str, ...]
     held_out_case_ids: tuple[str, ...]
-    held_out_kind: str  # "validation" or "test"
+    held_out_kind: str  # "validation", "test", or "none" (one patient: nothing held out)
     best_epoch: int
     best_validation_dice: float
-    new_evaluation: EvaluationReport
-    parent_evaluation: EvaluationReport
+    new_evaluation: EvaluationReport | None  # None when nothing was held out
+    parent_evaluation: EvaluationReport | None
 
     def figures(self) -> dict[str, dict[str, float]]:
-        """structure -> mean Dice and CSA error (%) over the held-out slices, new model and parent."""
+        """structure -> mean Dice and CSA error (%) over the held-out slices, new model and parent (none
+        when nothing was held out)."""
+        if self.new_evaluation is None or self.parent_evaluation is None:
+            return {}
         return comparison_figures(self.new_evaluation, self.parent_evaluation)
 
     def markdown(self) -> str:
+        if self.new_evaluation is None or self.parent_evaluation is None:
+            return (f"New model {self.model_id} (parent {self.parent_id}), trained on "
+                    f"{', '.join(self.trained_case_ids)}: one patient, so no case was held out to compare it with its "
+                    f"parent, and the last epoch ({self.best_epoch}) was kept. Compare both on other studies of the "
+                    f"site before making it active: `paraspinal evaluate {self.model_id} DATA` and `paraspinal "
+                    f"evaluate {self.parent_id} DATA`.\n")
         rows = [f"| {structure} | {f['dice_parent']:.3f} | {f['dice_new']:.3f} | {f['dice_new'] - f['dice_parent']:+.3f} | "
                 f"{f['csa_error_pct_parent']:.1f} | {f['csa_error_pct_new']:.1f} |"
                 for structure, f in self.figures().items()]
@@ -152,9 +163,10 @@ class FineTuneResult:
             "model_id": self.model_id, "parent_id": self.parent_id, "model_folder": str(self.model_folder),
             "run_folder": str(self.run_folder), "trained_case_ids": list(self.trained_case_ids),
             "held_out_case_ids": list(self.held_out_case_ids), "held_out_kind": self.held_out_kind,
-            "best_epoch": self.best_epoch, "best_validation_dice": self.best_validation_dice,
+            "best_epoch": self.best_epoch, "best_validation_dice": finite_or_none(self.best_validation_dice),
             "figures": figures_dict(self.figures()), "metrics": list(METRICS),
-            "tables": {"new": table_dict(self.new_evaluation.table), "parent": table_dict(self.parent_evaluation.table)},
+            "tables": {key: table_dict(report.table) if report else {} for key, report in
+                       (("new", self.new_evaluation), ("parent", self.parent_evaluation))},
             "markdown": self.markdown(),
         }
 
@@ -262,24 +274,28 @@ def fine_tune(
                        should_stop=should_stop, on_epoch=on_epoch)
     fold = max(run.folds, key=lambda f: f.best_validation_dice)
     split = run.splits[fold.fold]
-    kind = "test" if split.test else "validation"
     held_out = case_ids_of(cases, split.test or split.validation)
-    if on_phase:
-        on_phase("evaluating")
-    new_report, parent_report = evaluate_both(
-        load_model(fold.model_folder), parent, [c for c in cases if c.case_id in held_out], choose_device(config.device),
-        stopping_progress(progress, should_stop, TRAINING_SHARE, 1.0 - TRAINING_SHARE))
-    new_report.write(run_folder / "comparison", prefix="new_")
-    parent_report.write(run_folder / "comparison", prefix="parent_")
+    kind = "test" if split.test else "validation" if held_out else "none"
+    new_report = parent_report = None
+    if held_out:
+        if on_phase:
+            on_phase("evaluating")
+        new_report, parent_report = evaluate_both(
+            load_model(fold.model_folder), parent, [c for c in cases if c.case_id in held_out],
+            choose_device(config.device), stopping_progress(progress, should_stop, TRAINING_SHARE, 1.0 - TRAINING_SHARE))
+        new_report.write(run_folder / "comparison", prefix="new_")
+        parent_report.write(run_folder / "comparison", prefix="parent_")
     if should_stop and should_stop():
         raise OperationCancelled("fine-tuning cancelled before registering; nothing was registered")
     if on_phase:
         on_phase("registering")
-    card = final_card(fold, split, cases, kind, figures_dict(comparison_figures(new_report, parent_report)))
+    figures = figures_dict(comparison_figures(new_report, parent_report)) if new_report and parent_report else {}
+    card = final_card(fold, split, cases, kind, figures)
     registered = register(registry, fold, card, run_folder)
     result = FineTuneResult(registered.model_id, parent.card.model_id, registered.folder, run_folder,
                             tuple(case_ids_of(cases, split.train)), tuple(held_out), kind, fold.best_epoch,
                             fold.best_validation_dice, new_report, parent_report)
+    (run_folder / "comparison").mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_folder / "comparison" / "comparison.md", result.markdown())
     log.info("registered %s (parent %s) from %s", registered.model_id, parent.card.model_id, run_folder)
     return result

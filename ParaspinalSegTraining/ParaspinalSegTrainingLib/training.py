@@ -2,14 +2,17 @@
 
 Per epoch: augmented batches, loss = Dice + focal, validation Dice of the compartment, muscle tissue
 and fat; metrics appended to metrics.csv; a checkpoint after every epoch; the best epoch on
-validation becomes the fold's model. A run can be interrupted and started again with the same
-output folder: finished folds are kept, an unfinished fold continues from its last checkpoint.
+validation becomes the fold's model. A training set of one patient (one corrected study) has no
+patient to validate with: its slices are all trained on and the last epoch becomes the model. A run
+can be interrupted and started again with the same output folder: finished folds are kept, an
+unfinished fold continues from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -193,7 +196,8 @@ def train_fold(
 
     if (folder / "model" / CARD_FILE).exists():
         finished = read_card(folder / "model")
-        return FoldResult(split.fold, finished.validation["best_epoch"], finished.validation["validation_dice_mean"],
+        dice = finished.validation["validation_dice_mean"]
+        return FoldResult(split.fold, finished.validation["best_epoch"], math.nan if dice is None else dice,
                           folder / "model", finished)
     writes = world is None or world.writes
     if writes:
@@ -201,9 +205,12 @@ def train_fold(
     device = choose_device(config.device)
     train = data.subset(set(split.train))
     validation = validation_data if validation_data is not None else data.subset(set(split.validation))
-    if len(train) == 0 or len(validation) == 0:
-        raise InputError(f"fold {split.fold}: needs slices to train on and to validate with (patients: "
-                         f"{len(split.train)} train, {len(split.validation)} validation)")
+    if len(train) == 0:
+        raise InputError(f"fold {split.fold}: needs slices to train on (patients: {len(split.train)} train, "
+                         f"{len(split.validation)} validation)")
+    if len(validation) == 0:
+        log.warning("fold %d: no patient to validate with (%d patient(s) in all): every epoch trains on all the "
+                    "slices and the last one is kept", split.fold, len(split.train))
     scored = validation_share(validation, world)
     seed_everything(config.seed, split.fold)
     network = build_network(config.architecture)
@@ -239,8 +246,9 @@ def train_fold(
                              f"fold {split.fold}, epoch {epoch}", should_stop, report)
         broadcast_buffers(network, world)
         train_loss = mean_over_processes(losses, world)
-        validation_loss, dice = validation_scores(network, scored, loss, device, config, world, card.postprocessing)
-        mean_dice = float(np.nanmean(list(dice.values())))
+        validation_loss, dice = (validation_scores(network, scored, loss, device, config, world, card.postprocessing)
+                                 if len(validation) else (math.nan, dict.fromkeys(STRUCTURES, math.nan)))
+        mean_dice = float(np.nanmean(list(dice.values()))) if len(validation) else math.nan
         row = {
             "epoch": epoch, "train_loss": f"{train_loss:.5f}", "val_loss": f"{validation_loss:.5f}",
             "val_dice_overall": f"{dice['overall muscle']:.5f}", "val_dice_muscle": f"{dice['muscle tissue']:.5f}",
@@ -249,7 +257,7 @@ def train_fold(
         }
         if writes:
             append_metrics(folder / "metrics.csv", row)
-        if mean_dice > state["best_dice"]:
+        if mean_dice > state["best_dice"] or not len(validation):  # without validation: the last epoch
             state.update(best_dice=mean_dice, best_epoch=epoch, best_scores=dice)
             if writes:
                 save_checkpoint(best_folder, network, optimizer, {"epoch": epoch})
@@ -270,12 +278,17 @@ def train_fold(
 
 def save_fold_model(folder: Path, network, optimizer, card: ModelCard, split: Split, state: dict,
                     validation: PreparedSlices, config: TrainingConfig) -> None:
-    """The fold's best epoch as a model in folder/model, its card carrying the validation figures."""
+    """The fold's best epoch (the last one when nothing validates) as a model in folder/model, its card
+    carrying the validation figures (null without validation slices)."""
     load_checkpoint(folder / "best", network, optimizer)
+    validated = len(validation) > 0
     fold_card = ModelCard.from_dict({
         **card.to_dict(),
         "validation": {**card.validation, "fold": split.fold, "best_epoch": state["best_epoch"],
-                       "validation_dice": state.get("best_scores", {}), "validation_dice_mean": state["best_dice"],
+                       "epoch_choice": "best on the validation slices" if validated else
+                                       "the last epoch: no patient to validate with (one patient in the training set)",
+                       "validation_dice": state.get("best_scores", {}) if validated else {},
+                       "validation_dice_mean": state["best_dice"] if validated else None,
                        "validation_patients": len(set(validation.patient_ids)),
                        "validation_slices": len(validation)},
     })
