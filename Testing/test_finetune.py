@@ -204,3 +204,14 @@ def test_training_process_reports_a_failure_and_an_early_cancel(home, shipped, t
     outcome = early.wait(timeout=PROCESS_TIMEOUT_S)
     assert outcome.status == "cancelled" and outcome.model_id is None
     assert not (tmp_path / "early" / "events.jsonl").read_text().count('"finished"')
+
+
+def test_the_registered_fold_is_one_that_validated_when_another_had_no_patient_to_validate_with():
+    from pathlib import Path
+
+    from ParaspinalSegTrainingLib.finetune import validated_dice
+    from ParaspinalSegTrainingLib.training import FoldResult
+
+    folds = [FoldResult(k, 3, dice, Path(f"fold_{k}"), None) for k, dice in enumerate((float("nan"), 0.4, 0.7, 0.5))]
+    assert max(folds, key=validated_dice).fold == 2
+    assert max(folds[:1], key=validated_dice).fold == 0  # none validated: the only one there is

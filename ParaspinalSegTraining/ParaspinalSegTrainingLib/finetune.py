@@ -228,6 +228,12 @@ def register(registry: ModelRegistry, fold: FoldResult, card: ModelCard, run_fol
         return registry.import_model(Path(staging))
 
 
+def validated_dice(fold: FoldResult) -> float:
+    """The fold's best validation Dice, for choosing the fold to register; a fold with no patient to
+    validate with (NaN) comes last, so it is chosen only when no fold validated."""
+    return -1.0 if math.isnan(fold.best_validation_dice) else fold.best_validation_dice
+
+
 def evaluate_both(new: LoadedModel, parent: LoadedModel, cases: list[CaseFiles], device: str,
                   progress: ProgressCallback) -> tuple[EvaluationReport, EvaluationReport]:
     new_report = evaluate_cases(new, cases, device=device, progress=lambda f, m: progress(f / 2, f"new model: {m}"))
@@ -272,7 +278,7 @@ def fine_tune(
     run = run_training(training_set, run_folder, config, base_model=parent.folder,
                        progress=stopping_progress(progress, should_stop, 0.0, TRAINING_SHARE),
                        should_stop=should_stop, on_epoch=on_epoch)
-    fold = max(run.folds, key=lambda f: f.best_validation_dice)
+    fold = max(run.folds, key=validated_dice)
     split = run.splits[fold.fold]
     held_out = case_ids_of(cases, split.test or split.validation)
     kind = "test" if split.test else "validation" if held_out else "none"
