@@ -32,9 +32,10 @@ CREDITS = (
     "example (Apache-2.0), whose labels are themselves model outputs."
 )
 PROTOCOL = (
-    "Runs, epochs, the starting model, synthesis settings, the fat method and the fat/muscle split offset are "
-    "chosen only on synthetic validation data from held-out synthesis domains (contrast families, resolutions, "
-    "noise and traced shapes that the training data lacked: `paraspinal heldout`); the real labelled cases are a "
+    "Runs, epochs, the starting model, synthesis settings, the fat method and the card's offsets (fat/muscle split, "
+    "background) are chosen only on synthetic validation data from held-out synthesis domains (contrast families, "
+    "resolutions, levels, noise and traced shapes that the training data lacked: `paraspinal heldout`), each by a "
+    "rule written down before its figures; the real labelled cases are a "
     "report, measured once at release (`paraspinal validate-real`), never used to choose."
 )
 DICE_DEFINITIONS = {
