@@ -22,9 +22,8 @@ import numpy as np
 
 from ParaspinalSegLib.errors import InputError, OperationCancelled
 from ParaspinalSegLib.network.inference import choose_device, postprocessed
-from ParaspinalSegLib.network.model import Postprocessing
 from ParaspinalSegLib.measure.measurement import overlap_counts
-from ParaspinalSegLib.network.model import build_network
+from ParaspinalSegLib.network.model import Postprocessing, build_network
 from ParaspinalSegLib.network.modelfile import CARD_FILE, ModelCard, read_card, save_model
 
 from .batches import planned_steps, shuffled_steps
@@ -208,9 +207,10 @@ def train_fold(
     if len(train) == 0:
         raise InputError(f"fold {split.fold}: needs slices to train on (patients: {len(split.train)} train, "
                          f"{len(split.validation)} validation)")
-    if len(validation) == 0:
-        log.warning("fold %d: no patient to validate with (%d patient(s) in all): every epoch trains on all the "
-                    "slices and the last one is kept", split.fold, len(split.train))
+    validating = len(validation) > 0
+    if not validating:
+        log.warning("fold %d: no patient to validate with (%d patient(s) to train on): every epoch trains on all "
+                    "the slices and the last one is kept", split.fold, len(split.train))
     scored = validation_share(validation, world)
     seed_everything(config.seed, split.fold)
     network = build_network(config.architecture)
@@ -247,8 +247,8 @@ def train_fold(
         broadcast_buffers(network, world)
         train_loss = mean_over_processes(losses, world)
         validation_loss, dice = (validation_scores(network, scored, loss, device, config, world, card.postprocessing)
-                                 if len(validation) else (math.nan, dict.fromkeys(STRUCTURES, math.nan)))
-        mean_dice = float(np.nanmean(list(dice.values()))) if len(validation) else math.nan
+                                 if validating else (math.nan, dict.fromkeys(STRUCTURES, math.nan)))
+        mean_dice = float(np.nanmean(list(dice.values()))) if validating else math.nan
         row = {
             "epoch": epoch, "train_loss": f"{train_loss:.5f}", "val_loss": f"{validation_loss:.5f}",
             "val_dice_overall": f"{dice['overall muscle']:.5f}", "val_dice_muscle": f"{dice['muscle tissue']:.5f}",
@@ -257,7 +257,7 @@ def train_fold(
         }
         if writes:
             append_metrics(folder / "metrics.csv", row)
-        if mean_dice > state["best_dice"] or not len(validation):  # without validation: the last epoch
+        if mean_dice > state["best_dice"] or not validating:  # without validation: the last epoch
             state.update(best_dice=mean_dice, best_epoch=epoch, best_scores=dice)
             if writes:
                 save_checkpoint(best_folder, network, optimizer, {"epoch": epoch})
@@ -286,7 +286,7 @@ def save_fold_model(folder: Path, network, optimizer, card: ModelCard, split: Sp
         **card.to_dict(),
         "validation": {**card.validation, "fold": split.fold, "best_epoch": state["best_epoch"],
                        "epoch_choice": "best on the validation slices" if validated else
-                                       "the last epoch: no patient to validate with (one patient in the training set)",
+                                       "the last epoch: no patient to validate with",
                        "validation_dice": state.get("best_scores", {}) if validated else {},
                        "validation_dice_mean": state["best_dice"] if validated else None,
                        "validation_patients": len(set(validation.patient_ids)),
