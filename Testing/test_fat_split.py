@@ -1,6 +1,6 @@
-"""The card's postprocessing offsets (the fat/muscle split, the background's odds): fat fractions and
-compartment areas on probability maps of known composition, the card fields, the product path on the
-sample, fine-tuning and the command line."""
+"""The card's postprocessing (the fat/muscle split, the background's odds, the label decision): fat
+fractions and compartment areas on probability maps of known composition, the card fields, the product
+path on the sample, fine-tuning and the command line."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ParaspinalSegLib.measure.measurement import mean_compartment_dice
 from ParaspinalSegLib.network.inference import postprocessed, shift_background, shift_fat_split
 from ParaspinalSegLib.network.model import Postprocessing
 from ParaspinalSegLib.network.modelfile import ModelCard, load_model
+from ParaspinalSegLib.network.preprocess import class_labels
 from ParaspinalSegLib.network.registry import SHIPPED_MODELS
 from ParaspinalSegLib.pipeline import segment_series
 
@@ -63,11 +64,13 @@ def test_the_offset_moves_each_side_by_its_own_probabilities():
 def test_cards_without_postprocessing_mean_no_offset_and_bad_offsets_are_refused():
     card = ModelCard(name="m", version="1")
     data = card.to_dict()
-    assert data["postprocessing"] == {"fat_score_offset": 0.0, "background_score_offset": 0.0}
+    assert data["postprocessing"] == {"fat_score_offset": 0.0, "background_score_offset": 0.0, "label_decision": "flat"}
     del data["postprocessing"]
-    assert ModelCard.from_dict(data).postprocessing == Postprocessing(0.0, 0.0)
+    assert ModelCard.from_dict(data).postprocessing == Postprocessing(0.0, 0.0, "flat")
     older = ModelCard.from_dict({**data, "postprocessing": {"fat_score_offset": 0.5}}).postprocessing  # a 2.6.0 card
-    assert older.fat_score_offset == 0.5 and older.background_score_offset == 0.0
+    assert older.fat_score_offset == 0.5 and older.background_score_offset == 0.0 and older.label_decision == "flat"
+    with pytest.raises(ValueError, match="label_decision 'sides_first': choose from flat, compartment_first"):
+        Postprocessing(label_decision="sides_first")
     for bad in (float("nan"), 6.0, -7.5):
         with pytest.raises(ValueError, match="fat_score_offset"):
             Postprocessing(bad)
@@ -138,9 +141,17 @@ def test_release_and_heldout_take_an_offset_and_refuse_a_bad_one(shipped, tmp_pa
                              "--version", "0.0.1")
     assert code == 0, err
     card = json.loads((tmp_path / "released" / "model.json").read_text())
-    assert card["postprocessing"] == {"fat_score_offset": 0.25, "background_score_offset": 0.5}
+    assert card["postprocessing"] == {"fat_score_offset": 0.25, "background_score_offset": 0.5, "label_decision": "flat"}
     released = load_model(tmp_path / "released").card
     assert released.postprocessing == Postprocessing(0.25, 0.5)
+    code, _, err = run_cli(capsys, "release", tmp_path / "released", "--out", tmp_path / "first", "--shared",
+                           tmp_path / "shared", "--label-decision", "compartment_first", "--version", "0.0.2")
+    assert code == 0, err
+    assert load_model(tmp_path / "first").card.postprocessing == Postprocessing(0.25, 0.5, "compartment_first")
+    with pytest.raises(SystemExit) as exit:
+        run_cli(capsys, "heldout", shipped.folder, "--data", tmp_path / "h", "--label-decision", "sides")
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "invalid choice: 'sides'" in err and "Traceback" not in err
     assert released.version == "0.0.1" and released.name == shipped.card.name and released.weights_sha256 == shipped.card.weights_sha256
     for option in ("--fat-score-offset", "--background-score-offset"):
         with pytest.raises(SystemExit) as exit:  # argparse's own refusal
@@ -180,3 +191,32 @@ def test_the_training_engine_chooses_epochs_on_the_labels_the_offset_gives():
     background[0, 0] = 2.0
     assert window_labels(background).tolist() == [[[0, RIGHT_FAT, 0]]]
     assert window_labels(background, Postprocessing(background_score_offset=-1.5)).tolist() == [[[RIGHT_FAT, RIGHT_FAT, 0]]]
+
+
+def test_compartment_first_keeps_a_border_pixel_whose_compartment_beats_background_split_between_muscle_and_fat():
+    # 40 pixels: background 0.4, muscle 0.35, fat 0.25 (compartment 0.6); 30: background 0.5, muscle 0.3, fat 0.2
+    # (a tie of compartment and background: background); 30 of clear muscle. Flat: 30 pixels; compartment first: 70
+    probabilities = right_compartment([(40, 0.35, 0.25), (30, 0.3, 0.2), (30, 0.9, 0.05)])
+    flat, first = class_labels(probabilities), class_labels(probabilities, "compartment_first")
+    assert int((flat > 0).sum()) == 30 and int((first > 0).sum()) == 70
+    assert set(np.unique(first[first > 0])) == {RIGHT_MUSCLE}
+    even = right_compartment([(1, 0.3, 0.3)])  # fat ties muscle: muscle, as in the flat argmax
+    assert class_labels(even, "compartment_first").item() == RIGHT_MUSCLE
+    sides = np.zeros((5, 1, 2), dtype=np.float32)
+    sides[[0, RIGHT_MUSCLE, RIGHT_FAT, LEFT_MUSCLE, LEFT_FAT], 0, 0] = 0.32, 0.25, 0.15, 0.28, 0.0  # right 0.4 beats 0.32
+    sides[[0, RIGHT_MUSCLE, RIGHT_FAT, LEFT_MUSCLE, LEFT_FAT], 0, 1] = 0.32, 0.0, 0.0, 0.3, 0.38  # left 0.68: fat
+    assert class_labels(sides).tolist() == [[0, LEFT_FAT]]
+    assert class_labels(sides, "compartment_first").tolist() == [[RIGHT_MUSCLE, LEFT_FAT]]
+
+
+def test_the_training_engine_takes_labels_by_the_cards_decision():
+    import torch
+
+    from ParaspinalSegTrainingLib.training import window_labels
+
+    probabilities = torch.tensor(right_compartment([(2, 0.35, 0.25), (1, 0.05, 0.05)]))
+    logits = torch.log(probabilities.clamp_min(1e-9))
+    assert window_labels(logits).tolist() == [[[0, 0, 0]]]
+    assert window_labels(logits, Postprocessing(label_decision="compartment_first")).tolist() == [[[RIGHT_MUSCLE, RIGHT_MUSCLE, 0]]]
+    # the background offset comes first: at odds e over a compartment of 0.6 the border pixels go to background
+    assert window_labels(logits, Postprocessing(background_score_offset=1.0, label_decision="compartment_first")).tolist() == [[[0, 0, 0]]]

@@ -16,7 +16,8 @@ import pytest
 from ParaspinalSegLib.geometry import DisplayTransform
 from ParaspinalSegLib.network.modelfile import CARD_FILE, ModelFileError, load_model
 from ParaspinalSegLib.network.postprocess import clean_labels, clean_region
-from ParaspinalSegLib.network.preprocess import Placement, resample_antialiased, resize_weights, restore_labels, softmax
+from ParaspinalSegLib.network.preprocess import (Placement, class_labels, resample_antialiased, resize_weights,
+                                                 restore_labels, softmax)
 from ParaspinalSegLib.network.runtime import GRAPH_FILE, choose_backend
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def test_resize_weights_rows_sum_to_one_and_identity_when_sizes_agree():
         weights[0, 0] = 2.0  # cached and shared: read-only
 
 
-def full_restore(scores: np.ndarray, placement: Placement) -> np.ndarray:
+def full_restore(scores: np.ndarray, placement: Placement, decision: str = "flat") -> np.ndarray:
     """restore_labels without its shortcut: every class resized over the whole slice."""
     probabilities = np.zeros((scores.shape[0],) + placement.resampled_shape, dtype=np.float32)
     probabilities[0] = 1.0
@@ -52,14 +53,15 @@ def full_restore(scores: np.ndarray, placement: Placement) -> np.ndarray:
     rs, re = max(r0, 0), min(r0 + placement.size, placement.resampled_shape[0])
     cs, ce = max(c0, 0), min(c0 + placement.size, placement.resampled_shape[1])
     probabilities[:, rs:re, cs:ce] = softmax(scores)[:, rs - r0 : re - r0, cs - c0 : ce - c0]
-    labels = resample_antialiased(probabilities, placement.display_shape).argmax(axis=0).astype(np.uint8)
+    labels = class_labels(resample_antialiased(probabilities, placement.display_shape), decision)
     return placement.transform.from_display(labels)
 
 
+@pytest.mark.parametrize("decision", ["flat", "compartment_first"])
 @pytest.mark.parametrize("display, resampled, origin", [((512, 512), (240, 240), (8, -5)),
                                                         ((200, 180), (240, 216), (10, -4)),
                                                         ((256, 256), (240, 240), (-20, 30))])
-def test_restore_labels_shortcut_equals_the_full_resize(display, resampled, origin):
+def test_restore_labels_shortcut_equals_the_full_resize(display, resampled, origin, decision):
     rng = np.random.default_rng(display[0])
     size = 64
     scores = np.full((5, size, size), -4.0, dtype=np.float32)
@@ -69,10 +71,12 @@ def test_restore_labels_shortcut_equals_the_full_resize(display, resampled, orig
         blob = (rows - r) ** 2 + (columns - c) ** 2 < 60
         scores[label][blob] = 6.0 + rng.normal(size=blob.sum())
     scores[2, 5, 60] = 9.0  # a stray pixel far from the rest widens the region
+    overlap = (scores[1] > 0) & (scores[2] > 0)
+    scores[0][overlap] = np.maximum(scores[1], scores[2])[overlap] + 0.3  # background beats each class, not their sum
     placement = Placement(DisplayTransform(False, False, False), display, resampled, origin, size)
-    restored = restore_labels(softmax(scores), placement)
+    restored = restore_labels(softmax(scores), placement, decision)
     assert set(np.unique(restored)) == {0, 1, 2, 3, 4}
-    np.testing.assert_array_equal(restored, full_restore(scores, placement))
+    np.testing.assert_array_equal(restored, full_restore(scores, placement, decision))
 
 
 def test_restore_labels_of_a_window_with_only_background_is_background():

@@ -10,6 +10,7 @@ from pathlib import Path
 from ParaspinalSegLib.cli import add_device_option, available_device, positive_int
 from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.output.outputs import write_text_atomic
+from ParaspinalSegLib.network.model import LABEL_DECISIONS
 from ParaspinalSegLib.network.registry import resolve_model
 
 
@@ -197,7 +198,8 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
     from .synthesis.shapes import real_shapes_available
 
     model = load_model(resolve_model(args.model)).with_postprocessing(
-        fat_score_offset=args.fat_score_offset, background_score_offset=args.background_score_offset)
+        fat_score_offset=args.fat_score_offset, background_score_offset=args.background_score_offset,
+        label_decision=args.label_decision)
     methods = FAT_METHODS if args.fat_methods else (FAT_FROM_MODEL,)
     figures = evaluate_held_out(model, Path(args.data), args.patients, methods, available_device(args.device), progress,
                                 args.mirror, args.report, tuple(args.domains or ()))
@@ -207,7 +209,7 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
         write_text_atomic(Path(args.out), table)
     print(f"model {model.card.model_id}{' with mirrored test-time augmentation' if args.mirror else ''}, fat/muscle "
           f"split offset {model.card.postprocessing.fat_score_offset:g}, background offset "
-          f"{model.card.postprocessing.background_score_offset:g}, on the "
+          f"{model.card.postprocessing.background_score_offset:g}, labels {model.card.postprocessing.label_decision}, on the "
           f"held-out synthesis domains, {'report' if args.report else 'selection'} draws ({args.patients} patients "
           f"each, data in {args.data}):\n")
     for f in figures:
@@ -255,7 +257,8 @@ def command_release(args: argparse.Namespace, progress) -> int:
 
     card = release_model(Path(args.model), Path(args.out), Path(args.shared), args.notes or "",
                          Path(args.heldout) if args.heldout else None, fat_score_offset=args.fat_score_offset,
-                         background_score_offset=args.background_score_offset, version=args.version)
+                         background_score_offset=args.background_score_offset, label_decision=args.label_decision,
+                         version=args.version)
     print(f"released {card.model_id} to {args.out}: sample compartment Dice {card.validation['sample_compartment_dice']:.3f}")
     for case in card.validation["real_cases"]:
         levels = ", ".join(f"{name} {dice:.3f}" for name, dice in case["dice_per_level"].items())
@@ -276,11 +279,14 @@ def score_offset(name: str):
     return parse
 
 
-def add_score_offset_options(parser, why: str) -> None:
+def add_postprocessing_options(parser, why: str) -> None:
     parser.add_argument("--fat-score-offset", type=score_offset("fat_score_offset"), metavar="X",
                         help=f"fat/muscle split offset: fat needs odds over muscle above exp(X); {why}")
     parser.add_argument("--background-score-offset", type=score_offset("background_score_offset"), metavar="B",
                         help=f"background offset: a compartment's class needs odds over background above exp(B); {why}")
+    parser.add_argument("--label-decision", choices=LABEL_DECISIONS,
+                        help="flat: the most probable of the five classes; compartment_first: background or a side's "
+                             f"compartment (muscle + fat summed) first, then fat or muscle inside; {why}")
 
 
 def add_training_commands(commands) -> None:
@@ -293,7 +299,7 @@ def add_training_commands(commands) -> None:
                                            "one when releasing the same weights with other offsets")
     release.add_argument("--heldout", help="folder of the held-out domains' data sets (`paraspinal heldout --data`): "
                                            "their figures go into the card")
-    add_score_offset_options(release, "chosen on the held-out domains' selection draws (`paraspinal heldout "
+    add_postprocessing_options(release, "chosen on the held-out domains' selection draws (`paraspinal heldout "
                                       "--fat-score-offset / --background-score-offset`); default: the trained model's")
     release.set_defaults(run=command_release, input_paths=("model", "shared"), output_paths=("out", "heldout"))
 
@@ -373,7 +379,7 @@ def add_training_commands(commands) -> None:
                          help="test-time augmentation: average with the left-right mirrored slice, sides swapped")
     heldout.add_argument("--domains", nargs="+", metavar="NAME", help="only these domains (default: all)")
     heldout.add_argument("-o", "--out", help="Markdown file for the table")
-    add_score_offset_options(heldout, "instead of the card's, to choose one")
+    add_postprocessing_options(heldout, "instead of the card's, to choose one")
     add_device_option(heldout)
     heldout.set_defaults(run=command_heldout, input_paths=("model",), output_paths=("data", "out"))
 

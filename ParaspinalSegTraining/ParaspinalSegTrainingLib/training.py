@@ -25,6 +25,7 @@ from ParaspinalSegLib.network.inference import choose_device, postprocessed
 from ParaspinalSegLib.measure.measurement import overlap_counts
 from ParaspinalSegLib.network.model import Postprocessing, build_network
 from ParaspinalSegLib.network.modelfile import CARD_FILE, ModelCard, read_card, save_model
+from ParaspinalSegLib.network.preprocess import class_labels
 
 from .batches import planned_steps, shuffled_steps
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -77,14 +78,15 @@ def dice_of_counts(counts: np.ndarray) -> dict[str, float]:
 
 
 def window_labels(logits, post: Postprocessing = Postprocessing()) -> np.ndarray:
-    """The labels the product gives a batch of network windows: the argmax of the class probabilities
-    after the card's offsets (`inference.postprocessed`: background's odds, each side's fat/muscle split)."""
+    """The labels the product gives a batch of network windows: the card's label decision
+    (`preprocess.class_labels`) on the class probabilities after its offsets (`inference.postprocessed`:
+    background's odds, each side's fat/muscle split)."""
     import torch
 
     if post == Postprocessing():
         return logits.argmax(dim=1).cpu().numpy().astype(np.uint8)
     probabilities = torch.softmax(logits, dim=1).cpu().numpy()
-    return postprocessed(probabilities, post).argmax(axis=1).astype(np.uint8)
+    return class_labels(postprocessed(probabilities, post), post.label_decision)
 
 
 def validation_scores(network, data: PreparedSlices, loss, device: str, config: TrainingConfig,

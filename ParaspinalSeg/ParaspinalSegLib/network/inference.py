@@ -132,7 +132,8 @@ def predict_series_with_confidence(
     model's confidence per slice (`compartment_confidence`, on the network window). mirror: average
     with the left-right mirrored slice, sides swapped (twice the network time).
 
-    The card's postprocessing moves the background's odds and each side's fat/muscle split (`postprocessed`).
+    The card's postprocessing moves the background's odds and each side's fat/muscle split (`postprocessed`)
+    and says how the labels are taken (`preprocess.class_labels`).
     Mixed precision (bfloat16) is used on CUDA only: on a CPU without AMX it is several times
     slower than float32 (measured on this project's AMD EPYC machines).
     """
@@ -145,7 +146,8 @@ def predict_series_with_confidence(
         chunk = prepared[start : start + batch_size]
         scores = network_scores(runner, np.stack([window for window, _, _ in chunk])[:, None], mirror)
         probabilities = postprocessed(softmax(scores.astype(np.float32, copy=False), axis=1), model.card.postprocessing)
-        labels += [restore_labels(p, placement) for p, (_, placement, _) in zip(probabilities, chunk)]
+        decision = model.card.postprocessing.label_decision
+        labels += [restore_labels(p, placement, decision) for p, (_, placement, _) in zip(probabilities, chunk)]
         confidence += [compartment_confidence(p) for p in probabilities]
         if progress:
             progress(len(labels) / len(prepared), f"segmenting, slice {len(labels)}/{len(prepared)}")

@@ -103,14 +103,23 @@ class Postprocessing:
     before the labels are taken, so a pixel joins a compartment only where its class beats background
     by that margin. It corrects a network that draws the compartments too large at borders it sees
     blurred (coarse pixels), where the probabilities change slowly and the border moves most.
-    Both are chosen on the held-out domains' selection draws (`paraspinal heldout --fat-score-offset
-    / --background-score-offset`); a card without a field means 0 for it.
+    label_decision: "flat" takes the most probable of the five classes; "compartment_first" takes
+    background, right or left compartment first (each side's muscle and fat summed), then fat or
+    muscle inside it, so that a border pixel whose compartment probability is split between muscle
+    and fat is not lost to background.
+    All three are chosen on the held-out domains' selection draws (`paraspinal heldout --fat-score-offset
+    / --background-score-offset / --label-decision`); a card without a field means 0 for an offset and
+    "flat" for the decision.
     """
 
     fat_score_offset: float = 0.0
     background_score_offset: float = 0.0
+    label_decision: str = "flat"
 
     def __post_init__(self) -> None:
+        if self.label_decision not in LABEL_DECISIONS:
+            raise ValueError(f"postprocessing label_decision {self.label_decision!r}: choose from "
+                             f"{', '.join(LABEL_DECISIONS)}")
         for name in ("fat_score_offset", "background_score_offset"):
             value = getattr(self, name)
             if not (math.isfinite(value) and abs(value) <= MAX_FAT_SCORE_OFFSET):
@@ -125,5 +134,6 @@ class Postprocessing:
         return cls(**data)
 
 
+LABEL_DECISIONS = ("flat", "compartment_first")
 MAX_FAT_SCORE_OFFSET = 5.0  # odds of about 150 to 1 (both offsets)
 

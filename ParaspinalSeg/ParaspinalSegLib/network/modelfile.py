@@ -293,10 +293,10 @@ class LoadedModel:
     def backend(self) -> str:
         return "torch" if self.network is not None else self.runner.backend
 
-    def with_postprocessing(self, **offsets: float | None) -> LoadedModel:
-        """The same model with other offsets in its card's postprocessing (fat_score_offset=...,
-        background_score_offset=...; one given as None keeps the card's)."""
-        changes = {name: value for name, value in offsets.items() if value is not None}
+    def with_postprocessing(self, **settings: float | str | None) -> LoadedModel:
+        """The same model with other settings in its card's postprocessing (fat_score_offset=...,
+        background_score_offset=..., label_decision=...; one given as None keeps the card's)."""
+        changes = {name: value for name, value in settings.items() if value is not None}
         return replace(self, card=replace(self.card, postprocessing=replace(self.card.postprocessing, **changes)))
 
 

@@ -4,7 +4,7 @@ Forward: display orientation (exact flips), resampling to the model's pixel spac
 filtered where the slice is finer, unless the model was trained with plain linear resampling), a square
 window of the model's input size centred on the body, intensities scaled by percentiles.
 Backward: class probabilities (the softmax of the scores) are put back into the window, resized to the display grid
-(area-weighted where it is coarser), turned into labels, and flipped back to the original
+(area-weighted where it is coarser), turned into labels (the card's label decision), and flipped back to the original
 orientation (exact).
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry import DisplayTransform, SliceGeometry
+from ..labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
 from .model import Preprocessing
 
 
@@ -121,6 +122,33 @@ def prepare_slice(
     return window, placement, label_window
 
 
+def compartment_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """Background, right compartment and left compartment (each side's muscle + fat) along the class
+    axis, the third from last: (..., 3, rows, columns) from (..., 5, rows, columns)."""
+    p = probabilities
+    return np.stack((p[..., 0, :, :], p[..., RIGHT_MUSCLE, :, :] + p[..., RIGHT_FAT, :, :],
+                     p[..., LEFT_MUSCLE, :, :] + p[..., LEFT_FAT, :, :]), axis=-3)
+
+
+def class_labels(probabilities: np.ndarray, decision: str = "flat") -> np.ndarray:
+    """Labels from class probabilities (..., classes, rows, columns). "flat": the most probable class.
+    "compartment_first": background, right or left compartment by their summed probabilities, then
+    fat where its probability exceeds muscle's (a tie is muscle, as in the flat argmax)."""
+    if decision == "flat":
+        return probabilities.argmax(axis=-3).astype(np.uint8)
+    side = compartment_probabilities(probabilities).argmax(axis=-3)
+    p = probabilities
+    right = np.where(p[..., RIGHT_FAT, :, :] > p[..., RIGHT_MUSCLE, :, :], RIGHT_FAT, RIGHT_MUSCLE)
+    left = np.where(p[..., LEFT_FAT, :, :] > p[..., LEFT_MUSCLE, :, :], LEFT_FAT, LEFT_MUSCLE)
+    return np.select([side == 1, side == 2], [right, left], 0).astype(np.uint8)
+
+
+def above_background(probabilities: np.ndarray, decision: str = "flat") -> np.ndarray:
+    """Where a class (flat) or a compartment (compartment_first) is more probable than background."""
+    others = probabilities[1:] if decision == "flat" else compartment_probabilities(probabilities)[1:]
+    return probabilities[0] < others.max(axis=0)
+
+
 def reached_by(weights: np.ndarray, first: int, last: int) -> tuple[slice, slice]:
     """The output pixels of a resize (`resize_weights`) that take any weight from inputs first..last,
     and all the inputs that those output pixels take weight from."""
@@ -130,14 +158,14 @@ def reached_by(weights: np.ndarray, first: int, last: int) -> tuple[slice, slice
     return reached, slice(int(inputs[0]), int(inputs[-1]) + 1)
 
 
-def restore_labels(probabilities: np.ndarray, placement: Placement) -> np.ndarray:
+def restore_labels(probabilities: np.ndarray, placement: Placement, decision: str = "flat") -> np.ndarray:
     """Labels on the slice's original pixel grid from class probabilities (classes, size, size; the
-    softmax of the network's scores).
+    softmax of the network's scores), by the card's label `decision` (`class_labels`).
 
     The class probabilities are resized, area-weighted where the slice's pixels are coarser than the
     model's (antialiased), so that a coarse pixel takes the class that covers most of it. Only the
-    part of the slice that pixels with a class above background reach is resized: elsewhere every
-    weighted mix has background on top, so the label is background exactly."""
+    part of the slice that pixels with a class (or compartment) above background reach is resized:
+    elsewhere every weighted mix has background on top, so the label is background exactly."""
     window = probabilities
     probabilities = np.zeros((window.shape[0],) + placement.resampled_shape, dtype=np.float32)
     probabilities[0] = 1.0
@@ -148,7 +176,7 @@ def restore_labels(probabilities: np.ndarray, placement: Placement) -> np.ndarra
     if rs < re and cs < ce:
         probabilities[:, rs:re, cs:ce] = window[:, rs - r0 : re - r0, cs - c0 : ce - c0]
     labels = np.zeros(placement.display_shape, dtype=np.uint8)
-    candidates = probabilities[0] < probabilities[1:].max(axis=0)
+    candidates = above_background(probabilities, decision)
     if candidates.any():
         rows, columns = np.nonzero(candidates.any(axis=1))[0], np.nonzero(candidates.any(axis=0))[0]
         row_weights = resize_weights(placement.resampled_shape[0], placement.display_shape[0])
@@ -156,5 +184,5 @@ def restore_labels(probabilities: np.ndarray, placement: Placement) -> np.ndarra
         out_rows, in_rows = reached_by(row_weights, rows[0], rows[-1])
         out_columns, in_columns = reached_by(column_weights, columns[0], columns[-1])
         region = row_weights[out_rows, in_rows] @ probabilities[:, in_rows, in_columns] @ column_weights[out_columns, in_columns].T
-        labels[out_rows, out_columns] = region.argmax(axis=0)
+        labels[out_rows, out_columns] = class_labels(region, decision)
     return placement.transform.from_display(labels)
