@@ -300,7 +300,8 @@ def add_training_commands(commands) -> None:
     release.add_argument("--heldout", help="folder of the held-out domains' data sets (`paraspinal heldout --data`): "
                                            "their figures go into the card")
     add_postprocessing_options(release, "chosen on the held-out domains' selection draws (`paraspinal heldout "
-                                      "--fat-score-offset / --background-score-offset`); default: the trained model's")
+                                        "--fat-score-offset / --background-score-offset / --label-decision`); default: "
+                                        "the trained model's")
     release.set_defaults(run=command_release, input_paths=("model", "shared"), output_paths=("out", "heldout"))
 
     synth = commands.add_parser("synth", help="write a synthetic training data set (label maps L1-S1 turned into images)")

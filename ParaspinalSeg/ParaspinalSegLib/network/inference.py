@@ -140,13 +140,13 @@ def predict_series_with_confidence(
     pre = model.card.preprocessing
     prepared = [prepare_slice(s.pixels, s.geometry, pre) for s in series.slices]
     runner = runner_for(model, device, mixed_precision)
+    decision = model.card.postprocessing.label_decision
     labels: list[np.ndarray] = []
     confidence: list[float] = []
     for start in range(0, len(prepared), batch_size):
         chunk = prepared[start : start + batch_size]
         scores = network_scores(runner, np.stack([window for window, _, _ in chunk])[:, None], mirror)
         probabilities = postprocessed(softmax(scores.astype(np.float32, copy=False), axis=1), model.card.postprocessing)
-        decision = model.card.postprocessing.label_decision
         labels += [restore_labels(p, placement, decision) for p, (_, placement, _) in zip(probabilities, chunk)]
         confidence += [compartment_confidence(p) for p in probabilities]
         if progress:
