@@ -611,7 +611,8 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget):
             f"Mean fat fraction: right {percentText(result.meanFatFractionRightPct)}, "
             f"left {percentText(result.meanFatFractionLeftPct)}"
         )
-        self.ui.statusLabel.text = f"Done: {result.measurement.provenance.method}."
+        note = result.measurement.model_note
+        self.ui.statusLabel.text = f"Done: {result.measurement.provenance.method}." + (f"\nModel note: {note}." if note else "")
         self.updateButtons()
 
     def onUpdateButton(self):

@@ -90,3 +90,24 @@ def test_broken_zip_is_refused(tmp_path):
     bad.write_bytes(b"PK not really")
     with pytest.raises(ModelFileError, match="not a zip"):
         ModelRegistry(shipped_dir=tmp_path, user_dir=tmp_path / "u").import_model(bad)
+
+
+def real_case(dice: float, *biases: float) -> dict:
+    return {"case": "c", "dice": dice, "per_level": {f"group {n}": {"csa_bias_pct": b} for n, b in enumerate(biases)}}
+
+
+def test_the_model_note_sums_up_the_cards_real_case_report():
+    from ParaspinalSegLib.network.modelfile import ModelCard, real_case_note
+
+    card = ModelCard(name="m", version="1", validation={"real_cases": [real_case(0.838, -22.8, -31.1), real_case(0.353, -61.7)]})
+    assert real_case_note(card) == (
+        "model m-1 reached a compartment Dice of 0.35-0.84 on the 2 real case(s) of its card (labels made by other "
+        "models) and drew the compartments 23-62 % smaller than their labels, by level group: check the masks before "
+        "using the numbers, or fine-tune on your own corrected cases")
+    larger = ModelCard(name="m", version="2", validation={"real_cases": [real_case(0.9, 4.0, 12.0)]})
+    assert "drew the compartments 4-12 % larger than their labels" in real_case_note(larger)
+    mixed = ModelCard(name="m", version="3", validation={"real_cases": [real_case(0.9, -4.0, 12.0)]})
+    assert ", compartment areas -4 to +12 % against their labels by level group:" in real_case_note(mixed)
+    assert real_case_note(ModelCard(name="m", version="4", validation={"real_cases": [real_case(0.9)]})).startswith(
+        "model m-4 reached a compartment Dice of 0.90-0.90 on the 1 real case(s) of its card (labels made by other models):")
+    assert real_case_note(ModelCard(name="m", version="5")) == ""  # e.g. fine-tuned on a site's own cases

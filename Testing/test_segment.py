@@ -29,6 +29,7 @@ def test_segment_writes_every_output_with_provenance(tiny_model, tmp_path, capsy
     patient = json.loads((tmp_path / "out" / "patient.json").read_text())
     assert patient["provenance"]["model"] == "paraspinal-unet-0.1.0"
     assert patient["provenance"]["method"] == "muscle and fat from model paraspinal-unet-0.1.0"
+    assert patient["model_note"] is None and "model note" not in out  # its card reports no real case
     code, _, err = run_cli(capsys, "segment", sample_folder() / "study", "--model", tiny_model, "--fat-method", "gmm",
                            "-o", tmp_path / "gmm")
     assert code == 0, err

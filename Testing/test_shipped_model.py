@@ -62,6 +62,8 @@ def test_shipped_model_gives_its_stated_dice_and_the_true_grade_on_the_sample(sh
     assert dice == pytest.approx(model.card.validation["sample_compartment_dice"], abs=SAMPLE_TOLERANCE)
     stated = json.loads((sample_folder() / "truth.json").read_text())
     assert result.summary.grade == stated["grade"]
+    worst = min(case["dice"] for case in model.card.validation["real_cases"])
+    assert result.model_note.startswith(f"model {model.card.model_id} reached a compartment Dice of {worst:.2f}-")
 
 
 def test_shipped_model_gives_its_stated_held_out_figures_on_the_gradient_echo_domain(shipped, tmp_path, shared_dir):

@@ -21,6 +21,7 @@ from ParaspinalSegLib.errors import NoSuitableSeriesError, ParaspinalError
 from ParaspinalSegLib.output.export import SLICE_COLUMNS
 from ParaspinalSegLib.labels import SEGMENTS
 from ParaspinalSegLib.read.reading import read_study
+from ParaspinalSegLib.network.modelfile import real_case_note
 from ParaspinalSegLib.network.registry import ModelRegistry
 from ParaspinalSegLib.read.segmentation import load_segmentation
 
@@ -101,6 +102,8 @@ def test_panel_segments_grades_and_updates_after_an_edit(env, sample):
     assert ui.gradeLabel.text == f"Grade {TRUTH['grade']}"
     assert ui.qualityWarningsLabel.text == "" and not ui.qualityWarningsLabel.visible
     assert ui.fatFractionLabel.text.startswith("Mean fat fraction: right ") and ui.fatFractionLabel.text.endswith(" %")
+    note = real_case_note(ModelRegistry().active().card)
+    assert note and ui.statusLabel.text.endswith(f"\nModel note: {note}.")
     attributes = segmentation_node.attributes
     assert attributes[mrml.GRADE_ATTRIBUTE] == TRUTH["grade"] and attributes[mrml.WARNINGS_ATTRIBUTE] == "[]"
     assert attributes[mrml.MODEL_ATTRIBUTE] == ui.modelComboBox.currentData
@@ -132,6 +135,7 @@ def test_panel_segments_grades_and_updates_after_an_edit(env, sample):
         assert np.count_nonzero(np.delete(difference, row)) == 0
     assert status.GetSegmentStatus(right_fat) == status.Completed
     assert attributes[mrml.METHOD_ATTRIBUTE] == "muscle and fat from the edited segmentation"
+    assert "Model note" not in ui.statusLabel.text  # the numbers are the surgeon's now, not the model's
     assert len(env.slicer.mrmlScene.nodes_of_class("vtkMRMLPlotChartNode")) == 2  # the same charts follow the table
 
     ui.showTableButton.click()

@@ -197,6 +197,8 @@ def print_result(result, out: Path) -> None:
     print(f"SGC grade: {s.grade or 'n/a'}{_caution(result)}")
     for warning in result.warnings:
         print(f"warning: {warning}")
+    if result.model_note:
+        print(f"model note: {result.model_note}")
     dicom = ", dicom/ (SEG + SR)" if (Path(out) / "dicom").is_dir() else ""
     print(f"outputs: {out}/ (slices.csv, patient.json, *.seg.nrrd, qc.png{dicom})")
 

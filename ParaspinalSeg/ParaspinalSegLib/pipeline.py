@@ -41,7 +41,8 @@ class Provenance:
 @dataclass
 class MeasurementResult:
     """Label maps (scheme, per slice), measurements per slice, the patient summary, provenance, the
-    warnings (input and quality, in sentences) and the quality flags per slice (quality.py)."""
+    warnings (input and quality, in sentences), the quality flags per slice (quality.py) and, for a
+    model's result, what its card's real-case report says of every result (`modelfile.real_case_note`)."""
 
     labels: list[np.ndarray]
     slices: list[SliceMeasurement]
@@ -50,6 +51,7 @@ class MeasurementResult:
     warnings: tuple[str, ...] = ()
     flags: tuple[SliceFlag, ...] = ()
     confidence: tuple[float, ...] = ()  # the model's, per slice; empty when no model segmented
+    model_note: str = ""
 
 
 def add_fat(
@@ -146,6 +148,7 @@ def segment_series(
     left-right mirrored slice (sides swapped), at twice the network time.
     """
     from .network.inference import predict_series_with_confidence
+    from .network.modelfile import real_case_note
     from .network.postprocess import clean_labels
 
     from_model = fat_method == FAT_FROM_MODEL
@@ -153,7 +156,7 @@ def segment_series(
     predicted = predict_series_with_confidence(model, series, device=device, batch_size=batch_size,
                                                progress=part_of(progress, 0.0, network_share), mirror=mirror)
     labels = [clean_labels(plane) for plane in predicted.labels]
-    return measure_series(
+    result = measure_series(
         series,
         labels,
         needs_fat=not from_model,
@@ -165,3 +168,5 @@ def segment_series(
         confidence=predicted.confidence,
         progress=part_of(progress, network_share, 1.0),
     )
+    result.model_note = real_case_note(model.card)
+    return result

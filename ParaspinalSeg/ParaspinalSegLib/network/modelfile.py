@@ -111,6 +111,28 @@ class ModelCard:
         )
 
 
+def real_case_note(card: ModelCard) -> str:
+    """What the card's real-case report says a user should know about every result of the model:
+    its compartment Dice on those cases and how far its compartment areas were off their labels, by
+    level group (`validation.real_cases`, written at release). "" when the card reports no real case
+    (a model fine-tuned on a site's own corrected cases is validated there, not here)."""
+    cases = [case for case in card.validation.get("real_cases", []) if isinstance(case, dict) and _is_number(case.get("dice"))]
+    if not cases:
+        return ""
+    dice = sorted(float(case["dice"]) for case in cases)
+    biases = sorted(float(group["csa_bias_pct"]) for case in cases for group in case.get("per_level", {}).values()
+                    if isinstance(group, dict) and _is_number(group.get("csa_bias_pct")))
+    note = (f"model {card.model_id} reached a compartment Dice of {dice[0]:.2f}-{dice[-1]:.2f} on the "
+            f"{len(cases)} real case(s) of its card (labels made by other models)")
+    if biases and (biases[-1] < 0 or biases[0] > 0):
+        smallest, largest = sorted(abs(b) for b in (biases[0], biases[-1]))
+        note += (f" and drew the compartments {smallest:.0f}-{largest:.0f} % "
+                 f"{'smaller' if biases[0] < 0 else 'larger'} than their labels, by level group")
+    elif biases:
+        note += f", compartment areas {biases[0]:+.0f} to {biases[-1]:+.0f} % against their labels by level group"
+    return note + ": check the masks before using the numbers, or fine-tune on your own corrected cases"
+
+
 def software_versions() -> dict[str, str]:
     import segmentation_models_pytorch as smp
     import torch

@@ -66,6 +66,7 @@ def patient_document(result: MeasurementResult, series: SliceSeries, segmentatio
         "outputs": segmentation_file_names(series),
         "provenance": asdict(result.provenance),
         "warnings": list(result.warnings),
+        "model_note": result.model_note or None,
         "quality": quality_document(result),
     }
 

@@ -1,7 +1,8 @@
 """The QC picture: a PNG montage of slices in display orientation with the label outlines drawn.
 
-Warnings (pipeline and quality.py) are written in a red banner under the grade; a slice with a
-quality flag gets a red frame and its flags' tags at the foot of its tile.
+Warnings (pipeline and quality.py) are written in a red banner under the grade, the model's note
+(its card's real-case report) in grey under them; a slice with a quality flag gets a red frame and
+its flags' tags at the foot of its tile.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ def montage(series: SliceSeries, result: MeasurementResult):
     columns = min(6, len(indices))
     rows = math.ceil(len(indices) / columns)
     banner = warning_lines(result.warnings, columns * TILE_PX)
-    header = 28 + (len(banner) * LINE_PX + 8 if banner else 0)
+    note = wrapped_lines(f"model note: {result.model_note}" if result.model_note else "", columns * TILE_PX)
+    top_of_note = 28 + (len(banner) * LINE_PX + 8 if banner else 0)
+    header = top_of_note + (len(note) * LINE_PX + 4 if note else 0)
     sheet = Image.new("RGB", (columns * TILE_PX, rows * TILE_PX + header), (0, 0, 0))
     draw = ImageDraw.Draw(sheet)
     s = result.summary
@@ -92,9 +95,11 @@ def montage(series: SliceSeries, result: MeasurementResult):
         fill=(255, 255, 255),
     )
     if banner:
-        draw.rectangle((0, 26, sheet.width - 1, header - 2), fill=WARNING_RED)
+        draw.rectangle((0, 26, sheet.width - 1, top_of_note - 2), fill=WARNING_RED)
         for n, line in enumerate(banner):
             draw.text((6, 30 + n * LINE_PX), line, fill=(255, 255, 255))
+    for n, line in enumerate(note):
+        draw.text((6, top_of_note + n * LINE_PX), line, fill=(190, 190, 190))
     tags = {}
     for flag in result.flags:
         tags.setdefault(flag.slice_index, []).append(flag.tag)
@@ -127,12 +132,14 @@ def montage(series: SliceSeries, result: MeasurementResult):
     return sheet
 
 
+def wrapped_lines(text: str, width_px: int) -> list[str]:
+    """Text wrapped to the picture's width (the default font: 6 px a character), later lines indented."""
+    return textwrap.wrap(text, width=max(20, (width_px - 12) // 6), subsequent_indent="  ")
+
+
 def warning_lines(warnings: tuple[str, ...], width_px: int) -> list[str]:
-    """The warnings as "! ..." lines wrapped to the picture's width (the default font: 6 px a character)."""
-    lines = []
-    for warning in warnings:
-        lines += textwrap.wrap(f"! {warning}", width=max(20, (width_px - 12) // 6), subsequent_indent="  ")
-    return lines
+    """The warnings as "! ..." lines wrapped to the picture's width."""
+    return [line for warning in warnings for line in wrapped_lines(f"! {warning}", width_px)]
 
 
 def write_qc_montage(path: Path, series: SliceSeries, result: MeasurementResult) -> None:
