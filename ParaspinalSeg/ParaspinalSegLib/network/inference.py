@@ -16,7 +16,7 @@ import numpy as np
 from ..labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
 from .modelfile import LoadedModel
 from .model import Postprocessing
-from .preprocess import prepare_slice, restore_labels, softmax
+from .preprocess import compartment_probabilities, prepare_slice, restore_labels, softmax
 from ..progress import ProgressCallback
 from .runtime import NetworkRunner, TorchRunner
 from ..slices import SliceSeries
@@ -105,8 +105,7 @@ def compartment_confidence(probabilities: np.ndarray) -> float:
     `probabilities`: one slice's class probabilities (classes, size, size), the softmax of its
     scores. NaN if no compartment.
     """
-    merged = np.stack((probabilities[0], probabilities[RIGHT_MUSCLE] + probabilities[RIGHT_FAT],
-                       probabilities[LEFT_MUSCLE] + probabilities[LEFT_FAT]))
+    merged = compartment_probabilities(probabilities)
     top, inside = merged.max(axis=0), merged.argmax(axis=0) > 0
     return float(top[inside].mean()) if inside.any() else math.nan
 
