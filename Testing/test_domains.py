@@ -129,7 +129,9 @@ def outside(settings: SynthesisSettings, trained: SynthesisSettings) -> bool:
     finer = settings.pixel_spacing_mm[1] < trained.pixel_spacing_mm[0]
     coarser = settings.pixel_spacing_mm[0] > trained.pixel_spacing_mm[1]
     unseen_shapes = settings.shape_source == "real" and settings.real_shape_split == "heldout"
-    return new_contrast or finer or coarser or unseen_shapes
+    finer_fat = settings.fat_streak_width_mm[1] < trained.fat_streak_width_mm[0]
+    unseen_bands = settings.aponeurosis_probability > 0 and trained.aponeurosis_probability == 0
+    return new_contrast or finer or coarser or unseen_shapes or finer_fat or unseen_bands
 
 
 def test_held_out_domains_lie_outside_the_training_domain_and_those_taken_in_do_not():

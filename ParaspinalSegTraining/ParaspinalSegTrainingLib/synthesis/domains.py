@@ -93,6 +93,16 @@ HELD_OUT = (
                   {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "pixel_spacing_mm": (2.5, 3.0),
                    "resolution_factor": (1.0, 1.3), "image_size": 144, "levels": ("T12", "L1", "L2"),
                    "slices_per_level": 2}),
+    HeldOutDomain("fine_fat", "fat grain: intramuscular fat in streaks 0.3-0.9 mm wide and blotches of 0.8-2 mm, finer "
+                  "than any training image's (1.2-3.5 mm and 2.5-7 mm) and seen only as partial volume, at 5-60 % fat "
+                  "(T2 and T1; added after model 2.6.1 was released)",
+                  {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "fat_streak_width_mm": (0.3, 0.9),
+                   "fat_streak_length_mm": (1.5, 4.0), "fat_patch_mm": (0.8, 2.0), "fat_fraction_pct": (5.0, 60.0),
+                   "fat_fraction_beta": (1.0, 1.0)}),
+    HeldOutDomain("aponeuroses", "anatomy: tendinous bands inside the compartments, which training never drew: the "
+                  "erector spinae aponeurosis behind, the lumbar intermuscular aponeurosis, a tendinous septum (T2 "
+                  "and T1; added after model 2.6.1 was released)",
+                  {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "aponeurosis_probability": 1.0}),
 )
 # Seeds: DOMAIN_SEED + the domain's index for the sets that choose (epochs, runs, settings); REPORT_SEED + the
 # index for fresh draws of the same domains that only report a chosen model; training recipes use others.

@@ -40,18 +40,25 @@ class FatPattern:
     deep: float = 0.0
 
 
-def draw_fat_pattern(rng: np.random.Generator, deep: tuple[float, float] = (0.0, 0.0)) -> FatPattern:
+STREAK_LENGTH_MM, STREAK_WIDTH_MM, PATCH_MM = (3.0, 8.0), (1.2, 3.5), (2.5, 7.0)  # the grain drawn by default
+
+
+def draw_fat_pattern(rng: np.random.Generator, deep: tuple[float, float] = (0.0, 0.0),
+                     streak_length_mm: tuple[float, float] = STREAK_LENGTH_MM,
+                     streak_width_mm: tuple[float, float] = STREAK_WIDTH_MM,
+                     patch_mm: tuple[float, float] = PATCH_MM) -> FatPattern:
     """A case's pattern; the deep (next-to-bone) weight is drawn from `deep` only where its range is not 0, so
-    that data sets made without it draw the same numbers as before."""
+    that data sets made without it draw the same numbers as before. The grain ranges (streak length and width,
+    patch size) take one draw each whatever their bounds, so other ranges change no other draw."""
     return FatPattern(
         streaks=float(rng.uniform(0.3, 1.0)),
         patches=float(rng.uniform(0.0, 0.8)),
         border=float(rng.uniform(0.0, 0.8)),
         septum=float(rng.uniform(0.0, 0.8)),
         multifidus=float(rng.uniform(0.0, 0.6)),
-        streak_length_mm=float(rng.uniform(3.0, 8.0)),
-        streak_width_mm=float(rng.uniform(1.2, 3.5)),
-        patch_mm=float(rng.uniform(2.5, 7.0)),
+        streak_length_mm=float(rng.uniform(*streak_length_mm)),
+        streak_width_mm=float(rng.uniform(*streak_width_mm)),
+        patch_mm=float(rng.uniform(*patch_mm)),
         deep=float(rng.uniform(*deep)) if deep[1] > 0 else 0.0,
     )
 

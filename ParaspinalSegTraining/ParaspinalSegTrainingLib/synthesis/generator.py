@@ -17,6 +17,7 @@ from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.labels import LEFT, RIGHT
 
 from .anatomy import Habitus, draw_habitus, paint_anatomy
+from .aponeuroses import add_aponeuroses, draw_aponeuroses
 from .fat import FatPattern, add_fat, draw_fat_pattern, seal_compartments
 from .intensities import Contrast, draw_contrast, render_image
 from .levels import Level, parse_level
@@ -65,7 +66,8 @@ def draw_patient(rng: np.random.Generator, settings: SynthesisSettings) -> Patie
     return Patient(
         habitus=draw_habitus(rng, settings.habitus_spread),
         contrast=draw_contrast(mode, rng),
-        fat_pattern=draw_fat_pattern(rng, settings.deep_fat),
+        fat_pattern=draw_fat_pattern(rng, settings.deep_fat, settings.fat_streak_length_mm, settings.fat_streak_width_mm,
+                                     settings.fat_patch_mm),
         fat_fraction_pct=float(low + (high - low) * rng.beta(*settings.fat_fraction_beta)),
         fat_gradient_pct_per_level=float(rng.uniform(0.0, 4.0)),
         fat_side_difference_pct=float(rng.normal(0.0, 3.0)),
@@ -160,6 +162,8 @@ def synth_slice(level: Level | str, rng: np.random.Generator, settings: Synthesi
     compartments = paint_anatomy(canvas, position, level.disc, patient.habitus, rng, shapes,
                                  settings.compartment_width_mm, settings.bone_gap_mm)
     tissues = seal_compartments(read_nearest(canvas.codes, grid, x, y))
+    if settings.aponeurosis_probability > 0 and rng.random() < settings.aponeurosis_probability:
+        tissues = add_aponeuroses(tissues, draw_aponeuroses(position, rng), spacing)
     fractions = patient.fat_fractions(position, settings, rng)
     tissues = add_fat(tissues, fractions, patient.fat_pattern, spacing, rng)
     labels = scheme_labels(tissues)

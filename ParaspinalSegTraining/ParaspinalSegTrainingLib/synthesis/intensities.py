@@ -22,7 +22,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from .fields import smooth_random_field
-from .tissues import COMPARTMENT_TISSUES, MATERIAL, Material, Tissue
+from .tissues import APONEUROSES, COMPARTMENT_TISSUES, MATERIAL, Material, Tissue
 
 # Mean intensity ranges (low, high) per material, for each realistic contrast mode.
 PRIORS: dict[str, dict[Material, tuple[float, float]]] = {
@@ -103,12 +103,16 @@ def tissue_table(contrast: Contrast, rng: np.random.Generator) -> tuple[np.ndarr
     """Mean and texture per tissue code (256 entries): the material's, each code a little off it."""
     means, textures = np.zeros(256), np.zeros(256)
     for tissue in Tissue:
+        if tissue in APONEUROSES:
+            continue
         material = MATERIAL[tissue]
         jitter = 1.0 if material in (Material.AIR, Material.FAT, Material.MUSCLE) else rng.uniform(0.9, 1.1)
         means[tissue] = contrast.means[material] * jitter
         textures[tissue] = contrast.textures[material]
     muscle = np.array([t for t in Tissue if MATERIAL[t] is Material.MUSCLE])
     means[muscle] *= rng.uniform(0.93, 1.07, muscle.size)
+    means[list(APONEUROSES)] = contrast.means[Material.TENDON]
+    textures[list(APONEUROSES)] = contrast.textures[Material.TENDON]
     if contrast.mode == "random_tissue":
         redraw_tissues(means, rng)
     return means, textures

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from ParaspinalSegLib.errors import InputError
 
 from .compartments import WIDTH_MM
+from .fat import PATCH_MM, STREAK_LENGTH_MM, STREAK_WIDTH_MM
 from .levels import ALL_VERTEBRAE, VERTEBRAE
 
 SYNTHESIS_VERSION = "2.0.0"
@@ -46,7 +47,10 @@ class SynthesisSettings:
     default the patients' builds are drawn (see anatomy.draw_habitus): 1 the default ranges, 1.5 or 2
     thinner and far more obese bodies, smaller and larger builds, more atrophy and more bulk; below 1
     narrower. deep_fat: range of the per-case weight that draws intramuscular fat towards bone (the deep
-    fibres on the laminae and transverse processes); (0, 0) leaves it out. bone_gap_mm: gaps up to this
+    fibres on the laminae and transverse processes); (0, 0) leaves it out. fat_streak_length_mm,
+    fat_streak_width_mm, fat_patch_mm: ranges of the per-case grain of the intramuscular fat (streaks
+    between fascicles, blotches); widths below the pixel make fine marbling that the image shows only as
+    partial volume, the truth still counting each fat pixel whole. bone_gap_mm: gaps up to this
     size between a compartment and the posterior elements it lies on are filled with its muscle (0:
     the outlines as drawn). contrast_probabilities: (mode, weight) pairs
     of the per-case contrast. rotation_deg, scale, elastic_mm: in-plane spatial augmentation.
@@ -59,7 +63,9 @@ class SynthesisSettings:
     blended with the anatomy slightly further along the spine (a thick slice); ghost_probability:
     share with motion ghosts; wrap_probability: share with wrap-around; crop_probability: share whose
     field of view is cut down to a random rectangle that still holds both compartments;
-    real_shape_split: which traced masks may be used, "all", "train" (four in five) or "heldout" (every
+    aponeurosis_probability: share of slices whose compartments carry tendinous bands inside the fascia
+    (the erector spinae aponeurosis behind, the lumbar intermuscular aponeurosis, a tendinous septum; see
+    aponeuroses.py), labelled as the compartment's muscle; real_shape_split: which traced masks may be used, "all", "train" (four in five) or "heldout" (every
     fifth, by file name order), so that validation can use traced shapes that training never saw.
     """
 
@@ -77,6 +83,9 @@ class SynthesisSettings:
     shapes_zip: str = ""
     compartment_width_mm: tuple[float, float, float, float, float, float] = WIDTH_MM
     deep_fat: tuple[float, float] = (0.0, 0.0)
+    fat_streak_length_mm: tuple[float, float] = STREAK_LENGTH_MM
+    fat_streak_width_mm: tuple[float, float] = STREAK_WIDTH_MM
+    fat_patch_mm: tuple[float, float] = PATCH_MM
     habitus_spread: float = 1.0
     bone_gap_mm: float = 0.0
     contrast_probabilities: tuple[tuple[str, float], ...] = (
@@ -94,6 +103,7 @@ class SynthesisSettings:
     ghost_probability: float = 0.1
     wrap_probability: float = 0.0
     crop_probability: float = 0.0
+    aponeurosis_probability: float = 0.0
     real_shape_split: str = "all"
     seed: int = 0
 
@@ -102,11 +112,12 @@ class SynthesisSettings:
             raise InputError(f"synthesis setting compartment_width_mm={self.compartment_width_mm}: needs "
                              f"{len(VERTEBRAE)} positive widths, one per level {VERTEBRAE[0]}..{VERTEBRAE[-1]}")
         for name in ("pixel_spacing_mm", "slice_spacing_mm", "fat_fraction_pct", "scale", "snr", "resolution_factor",
-                     "deep_fat"):
+                     "deep_fat", "fat_streak_length_mm", "fat_streak_width_mm", "fat_patch_mm"):
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise InputError(f"synthesis setting {name}={getattr(self, name)}: needs 0 <= low <= high")
-        for name in ("partial_volume_probability", "ghost_probability", "wrap_probability", "crop_probability"):
+        for name in ("partial_volume_probability", "ghost_probability", "wrap_probability", "crop_probability",
+                     "aponeurosis_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"synthesis setting {name}={getattr(self, name)}: needs a probability 0..1")
         if self.real_shape_split not in SHAPE_SPLITS:
@@ -164,7 +175,8 @@ class SynthesisSettings:
             raise InputError(f"unknown synthesis settings {unknown}; known: {sorted(known)}")
         data = dict(data)
         for name in ("pixel_spacing_mm", "slice_spacing_mm", "fat_fraction_pct", "fat_fraction_beta", "scale", "snr",
-                     "resolution_factor", "levels", "real_shape_levels", "compartment_width_mm", "deep_fat"):
+                     "resolution_factor", "levels", "real_shape_levels", "compartment_width_mm", "deep_fat",
+                     "fat_streak_length_mm", "fat_streak_width_mm", "fat_patch_mm"):
             if name in data:
                 data[name] = tuple(data[name])
         if isinstance(data.get("contrast_probabilities"), dict):

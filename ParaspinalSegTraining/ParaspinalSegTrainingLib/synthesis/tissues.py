@@ -55,6 +55,8 @@ class Tissue(IntEnum):
     LEFT_MULTIFIDUS = 43
     LEFT_ERECTOR_SPINAE = 44
     LEFT_INTRAMUSCULAR_FAT = 45
+    RIGHT_APONEUROSIS = 46
+    LEFT_APONEUROSIS = 47
 
 
 class Material(str, Enum):
@@ -122,10 +124,17 @@ MATERIAL: dict[Tissue, Material] = {
     Tissue.LEFT_MULTIFIDUS: Material.MUSCLE,
     Tissue.LEFT_ERECTOR_SPINAE: Material.MUSCLE,
     Tissue.LEFT_INTRAMUSCULAR_FAT: Material.FAT,
+    Tissue.RIGHT_APONEUROSIS: Material.TENDON,
+    Tissue.LEFT_APONEUROSIS: Material.TENDON,
 }
 
-RIGHT_COMPARTMENT = (Tissue.RIGHT_MULTIFIDUS, Tissue.RIGHT_ERECTOR_SPINAE, Tissue.RIGHT_INTRAMUSCULAR_FAT)
-LEFT_COMPARTMENT = (Tissue.LEFT_MULTIFIDUS, Tissue.LEFT_ERECTOR_SPINAE, Tissue.LEFT_INTRAMUSCULAR_FAT)
+RIGHT_COMPARTMENT = (Tissue.RIGHT_MULTIFIDUS, Tissue.RIGHT_ERECTOR_SPINAE, Tissue.RIGHT_INTRAMUSCULAR_FAT,
+                     Tissue.RIGHT_APONEUROSIS)
+LEFT_COMPARTMENT = (Tissue.LEFT_MULTIFIDUS, Tissue.LEFT_ERECTOR_SPINAE, Tissue.LEFT_INTRAMUSCULAR_FAT,
+                    Tissue.LEFT_APONEUROSIS)
+# Drawn only when a data set asks for them (synthesis setting aponeurosis_probability); their intensity is the
+# tendon material's own, so that data sets made without them draw the same random numbers as before.
+APONEUROSES = (Tissue.RIGHT_APONEUROSIS, Tissue.LEFT_APONEUROSIS)
 COMPARTMENT_TISSUES = RIGHT_COMPARTMENT + LEFT_COMPARTMENT
 BONE_TISSUES = (
     Tissue.CORTICAL_BONE, Tissue.VERTEBRAL_BODY, Tissue.POSTERIOR_ARCH, Tissue.SACRUM, Tissue.ILIUM, Tissue.RIB,
@@ -138,6 +147,8 @@ SCHEME_OF_TISSUE: dict[Tissue, int] = {
     Tissue.LEFT_MULTIFIDUS: LEFT_MUSCLE,
     Tissue.LEFT_ERECTOR_SPINAE: LEFT_MUSCLE,
     Tissue.LEFT_INTRAMUSCULAR_FAT: LEFT_FAT,
+    Tissue.RIGHT_APONEUROSIS: RIGHT_MUSCLE,
+    Tissue.LEFT_APONEUROSIS: LEFT_MUSCLE,
 }
 
 
