@@ -65,15 +65,21 @@ def draw_aponeuroses(position: float, rng: np.random.Generator) -> Aponeuroses:
     )
 
 
+def across(side: np.ndarray, lateral: int, share: float) -> float:
+    """The column `share` of the compartment's width out from its medial edge (`lateral`: +1 when the
+    columns grow outwards, -1 when they shrink)."""
+    columns = np.nonzero(side.any(axis=0))[0]
+    medial = columns.min() if lateral > 0 else columns.max()
+    return float(medial + lateral * share * (columns.max() - columns.min()))
+
+
 def posterior_band(side: np.ndarray, lateral: int, bands: Aponeuroses, spacing: float) -> np.ndarray:
     """The pixels of `side` (one compartment) between inset and inset + thickness above its back, per column,
     over the share of its width next to the midline."""
     out = np.zeros_like(side)
-    columns = np.nonzero(side.any(axis=0))[0]
-    if bands.posterior_mm <= 0 or columns.size == 0:
+    if bands.posterior_mm <= 0 or not side.any():
         return out
-    medial, far = (columns.min(), columns.max()) if lateral > 0 else (columns.max(), columns.min())
-    reach = medial + lateral * bands.posterior_reach * abs(far - medial)
+    reach = across(side, lateral, bands.posterior_reach)
     rows = np.arange(side.shape[0])[:, None]
     back = np.where(side, rows, -1).max(axis=0)
     inset, thick = bands.posterior_inset_mm / spacing, max(bands.posterior_mm / spacing, 0.5)
@@ -87,11 +93,9 @@ def intermuscular_band(erector: np.ndarray, side: np.ndarray, lateral: int, band
     """A band through the erector spinae from its back forward, leaning outwards: the lumbar intermuscular
     aponeurosis between longissimus and iliocostalis."""
     out = np.zeros_like(side)
-    columns = np.nonzero(side.any(axis=0))[0]
-    if bands.intermuscular_mm <= 0 or columns.size == 0 or not erector.any():
+    if bands.intermuscular_mm <= 0 or not side.any() or not erector.any():
         return out
-    medial, far = (columns.min(), columns.max()) if lateral > 0 else (columns.max(), columns.min())
-    start = int(round(medial + lateral * bands.intermuscular_at * abs(far - medial)))
+    start = int(round(across(side, lateral, bands.intermuscular_at)))
     rows_in = np.nonzero(side[:, start])[0]
     if rows_in.size == 0:
         return out

@@ -65,8 +65,9 @@ class SynthesisSettings:
     field of view is cut down to a random rectangle that still holds both compartments;
     aponeurosis_probability: share of slices whose compartments carry tendinous bands inside the fascia
     (the erector spinae aponeurosis behind, the lumbar intermuscular aponeurosis, a tendinous septum; see
-    aponeuroses.py), labelled as the compartment's muscle; real_shape_split: which traced masks may be used, "all", "train" (four in five) or "heldout" (every
-    fifth, by file name order), so that validation can use traced shapes that training never saw.
+    aponeuroses.py), labelled as the compartment's muscle; real_shape_split: which traced masks may be
+    used, "all", "train" (four in five) or "heldout" (every fifth, by file name order), so that
+    validation can use traced shapes that training never saw.
     """
 
     image_size: int = 256
