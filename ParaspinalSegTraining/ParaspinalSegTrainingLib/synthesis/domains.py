@@ -103,6 +103,11 @@ HELD_OUT = (
                   "erector spinae aponeurosis behind, the lumbar intermuscular aponeurosis, a tendinous septum (T2 "
                   "and T1; added after model 2.6.1 was released)",
                   {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "aponeurosis_probability": 1.0}),
+    HeldOutDomain("strong_coil", "coil: a spine coil's fall-off uncorrected, every slice 4-7 times as bright at the "
+                  "back of the body as deep inside, falling off within 20-50 mm, where training's is at most 2.5 "
+                  "times over 50-150 mm (T2 and T1; added after model 2.6.1 was released)",
+                  {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "coil_probability": 1.0, "coil_gain": (3.0, 6.0),
+                   "coil_falloff_mm": (20.0, 50.0)}),
 )
 # Seeds: DOMAIN_SEED + the domain's index for the sets that choose (epochs, runs, settings); REPORT_SEED + the
 # index for fresh draws of the same domains that only report a chosen model; training recipes use others.

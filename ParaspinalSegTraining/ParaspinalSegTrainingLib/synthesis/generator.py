@@ -19,7 +19,7 @@ from ParaspinalSegLib.labels import LEFT, RIGHT
 from .anatomy import Habitus, draw_habitus, paint_anatomy
 from .aponeuroses import add_aponeuroses, draw_aponeuroses
 from .fat import FatPattern, add_fat, draw_fat_pattern, seal_compartments
-from .intensities import Contrast, draw_contrast, render_image
+from .intensities import CoilProfile, Contrast, draw_contrast, render_image
 from .levels import Level, parse_level
 from .raster import Canvas
 from .settings import SynthesisSettings
@@ -174,6 +174,7 @@ def synth_slice(level: Level | str, rng: np.random.Generator, settings: Synthesi
         bias_strength=settings.bias_strength, normalise=settings.normalise,
         partner=neighbouring_anatomy(tissues, labels, spacing, rng) if thick else None,
         ghost_probability=settings.ghost_probability, wrap_probability=settings.wrap_probability,
+        coil=CoilProfile(settings.coil_probability, settings.coil_gain, settings.coil_falloff_mm),
     )
     if settings.crop_probability > 0 and rng.random() < settings.crop_probability:
         image = crop_field_of_view(image, labels, spacing, rng)

@@ -129,16 +129,27 @@ def redraw_tissues(means: np.ndarray, rng: np.random.Generator) -> None:
             means[tissue] = rng.uniform(0.0, 1.0)
 
 
+@dataclass(frozen=True)
+class CoilProfile:
+    """The spine coil under the patient's back: with `probability` a slice is brighter towards the back by
+    1 + gain x exp(-depth / fall-off), gain and fall-off (mm) drawn from their ranges."""
+
+    probability: float = 0.8
+    gain: tuple[float, float] = (0.0, 1.5)
+    falloff_mm: tuple[float, float] = (50.0, 150.0)
+
+
 def bias_field(shape: tuple[int, int], body: np.ndarray, spacing: float, strength: float,
-               rng: np.random.Generator) -> np.ndarray:
+               rng: np.random.Generator, coil: CoilProfile = CoilProfile()) -> np.ndarray:
     """exp(smooth random field) times a coil profile brighter towards the back (the patient lies on the coil)."""
     smooth = smooth_random_field(shape, 4, rng)
     field = np.exp(strength * smooth / max(float(np.abs(smooth).max()), 1e-6))
     rows = np.nonzero(body.any(axis=1))[0]
-    if rows.size and rng.random() < 0.8:
+    if rows.size and rng.random() < coil.probability:
         back = rows.max()
         depth_mm = (back - np.arange(shape[0]))[:, None] * spacing
-        field = field * (1.0 + rng.uniform(0.0, 1.5) * np.exp(-np.clip(depth_mm, 0, None) / rng.uniform(50.0, 150.0)))
+        gain = rng.uniform(*coil.gain)
+        field = field * (1.0 + gain * np.exp(-np.clip(depth_mm, 0, None) / rng.uniform(*coil.falloff_mm)))
     return field
 
 
@@ -152,7 +163,7 @@ def lowpass(shape: tuple[int, int], factors: tuple[float, float]) -> np.ndarray:
 def render_image(tissues: np.ndarray, contrast: Contrast, spacing: float, rng: np.random.Generator, *,
                  snr: tuple[float, float], resolution_factor: tuple[float, float], bias_strength: float,
                  normalise: bool, partner: np.ndarray | None = None, ghost_probability: float = 0.1,
-                 wrap_probability: float = 0.0) -> np.ndarray:
+                 wrap_probability: float = 0.0, coil: CoilProfile = CoilProfile()) -> np.ndarray:
     """An MR-like float32 image of a tissue map.
 
     partner: the anatomy a little further along the spine, blended in with a random weight up to
@@ -166,7 +177,7 @@ def render_image(tissues: np.ndarray, contrast: Contrast, spacing: float, rng: n
         image = (1.0 - weight) * image + weight * (means[partner] + textures[partner] * texture)
     image = gaussian_filter(image, rng.uniform(0.3, 0.9))
     body = tissues != Tissue.BACKGROUND
-    image *= bias_field(tissues.shape, body, spacing, rng.uniform(0.0, bias_strength), rng)
+    image *= bias_field(tissues.shape, body, spacing, rng.uniform(0.0, bias_strength), rng, coil)
     factors = (float(rng.uniform(*resolution_factor)), float(rng.uniform(*resolution_factor)))
     mask = lowpass(tissues.shape, factors)
     level = float(np.mean(image[body])) if body.any() else 1.0

@@ -56,6 +56,9 @@ class SynthesisSettings:
     of the per-case contrast. rotation_deg, scale, elastic_mm: in-plane spatial augmentation.
     snr: signal-to-noise range of the Rician noise; resolution_factor: range of the acquisition
     matrix reduction (1 = full); bias_strength: amplitude of the smooth multiplicative bias field.
+    coil_probability, coil_gain, coil_falloff_mm: the spine coil's brightness behind the back, on that
+    share of slices: 1 + gain x exp(-depth / fall-off), depth in mm from the back of the body (a gain of
+    1.5 makes the skin of the back 2.5 times as bright as deep tissue).
     normalise: each slice scaled so that its 1st..99th percentile is 0..1, values beyond kept (else
     raw: material means of 0..1 times the bias field, with noise).
     Domain randomisation (synthesis 2.0; the defaults make the 1.x data sets): contrast_per_slice: a
@@ -98,6 +101,9 @@ class SynthesisSettings:
     snr: tuple[float, float] = (8.0, 50.0)
     resolution_factor: tuple[float, float] = (1.0, 2.2)
     bias_strength: float = 0.3
+    coil_probability: float = 0.8
+    coil_gain: tuple[float, float] = (0.0, 1.5)
+    coil_falloff_mm: tuple[float, float] = (50.0, 150.0)
     normalise: bool = True
     contrast_per_slice: bool = False
     partial_volume_probability: float = 0.0
@@ -113,12 +119,13 @@ class SynthesisSettings:
             raise InputError(f"synthesis setting compartment_width_mm={self.compartment_width_mm}: needs "
                              f"{len(VERTEBRAE)} positive widths, one per level {VERTEBRAE[0]}..{VERTEBRAE[-1]}")
         for name in ("pixel_spacing_mm", "slice_spacing_mm", "fat_fraction_pct", "scale", "snr", "resolution_factor",
-                     "deep_fat", "fat_streak_length_mm", "fat_streak_width_mm", "fat_patch_mm"):
+                     "deep_fat", "fat_streak_length_mm", "fat_streak_width_mm", "fat_patch_mm", "coil_gain",
+                     "coil_falloff_mm"):
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise InputError(f"synthesis setting {name}={getattr(self, name)}: needs 0 <= low <= high")
         for name in ("partial_volume_probability", "ghost_probability", "wrap_probability", "crop_probability",
-                     "aponeurosis_probability"):
+                     "aponeurosis_probability", "coil_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"synthesis setting {name}={getattr(self, name)}: needs a probability 0..1")
         if self.real_shape_split not in SHAPE_SPLITS:
@@ -127,6 +134,8 @@ class SynthesisSettings:
         if not 0 < self.habitus_spread <= MAX_HABITUS_SPREAD:
             raise InputError(f"synthesis setting habitus_spread={self.habitus_spread}: needs more than 0 and at "
                              f"most {MAX_HABITUS_SPREAD} (1: the default builds)")
+        if self.coil_falloff_mm[0] <= 0:
+            raise InputError(f"synthesis setting coil_falloff_mm={self.coil_falloff_mm}: needs a fall-off above 0 mm")
         if self.bone_gap_mm < 0:
             raise InputError(f"synthesis setting bone_gap_mm={self.bone_gap_mm}: needs 0 or more")
         if self.image_size < 64:
@@ -177,7 +186,7 @@ class SynthesisSettings:
         data = dict(data)
         for name in ("pixel_spacing_mm", "slice_spacing_mm", "fat_fraction_pct", "fat_fraction_beta", "scale", "snr",
                      "resolution_factor", "levels", "real_shape_levels", "compartment_width_mm", "deep_fat",
-                     "fat_streak_length_mm", "fat_streak_width_mm", "fat_patch_mm"):
+                     "fat_streak_length_mm", "fat_streak_width_mm", "fat_patch_mm", "coil_gain", "coil_falloff_mm"):
             if name in data:
                 data[name] = tuple(data[name])
         if isinstance(data.get("contrast_probabilities"), dict):
