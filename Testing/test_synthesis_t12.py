@@ -214,3 +214,14 @@ def test_a_vertebra_named_twice_in_levels_gets_twice_the_slices():
         assert [level.vertebra for level in levels].count("T12") == 4 and len(levels) == 8
         assert [level.vertebra for level in levels].count("L1") == 2
         assert [level.position for level in levels] == sorted((level.position for level in levels), reverse=True)
+
+
+def test_a_body_whose_cavity_ends_close_to_the_spine_still_gets_drawn():
+    """Case 14 of the training domain at seed 2038 draws a build whose abdominal cavity ends less than 18 mm in
+    front of the vertebral body, where the bowel loops are placed; that used to stop the whole data set."""
+    from ParaspinalSegTrainingLib.synthesis.domains import training_settings
+
+    case = synth_case(14, training_settings(2038, image_size=96))
+    assert len(case.slices) == 14
+    for made in case.slices:
+        assert min(side_areas_mm2(made)) > 0

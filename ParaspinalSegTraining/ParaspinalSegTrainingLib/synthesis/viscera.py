@@ -47,7 +47,7 @@ def paint_bowel(canvas: Canvas, spine: Spine, inner_half_width: float, front_y: 
                 rng: np.random.Generator) -> None:
     """Small-bowel loops in front of the spine (few at T12, above the mesocolon), colon in the flanks,
     stomach at T12-L1, mesenteric vessels."""
-    limit = spine.body_front_y - 18.0
+    limit = max(spine.body_front_y - 18.0, front_y)  # a shallow cavity (a thin build) leaves no room: loops at its front
     loops = int(rng.integers(12, 40) * (1.0 - 0.6 * visceral) * (1.0 - 0.7 * thoracic_weight(spine.position)))
     for _ in range(loops):
         centre = (rng.uniform(-inner_half_width, inner_half_width) * 0.85, rng.uniform(front_y, limit))
