@@ -41,7 +41,7 @@ def muscle_brightness_back_to_front(settings: SynthesisSettings, seed: int) -> f
     return float(slice_.image[muscle & (by_row >= back)].mean() / slice_.image[muscle & (by_row <= front)].mean())
 
 
-def test_the_strong_coil_domain_makes_the_back_of_the_compartments_far_brighter_than_training_at_most():
+def test_the_strong_coil_domain_brightens_the_back_of_the_compartments_more_than_trainings_steepest_coil():
     quiet = {"normalise": False, "snr": (1000.0, 1000.0), "bias_strength": 0.0, "ghost_probability": 0.0,
              "wrap_probability": 0.0, "partial_volume_probability": 0.0, "fat_fraction_pct": (0.0, 0.0),
              "contrast_probabilities": (("t2", 1.0),), "contrast_per_slice": False}
@@ -49,10 +49,11 @@ def test_the_strong_coil_domain_makes_the_back_of_the_compartments_far_brighter_
     trained = training_settings(1)
     assert strong.coil_gain[0] > trained.coil_gain[1] and strong.coil_falloff_mm[1] <= trained.coil_falloff_mm[0]
     # the same anatomy under training's steepest coil (its highest gain at its shortest fall-off)
-    steepest_trained = replace(strong, coil_gain=(trained.coil_gain[1],) * 2, coil_falloff_mm=(trained.coil_falloff_mm[0],) * 2)
+    steepest_trained = replace(strong, coil_gain=(trained.coil_gain[1],) * 2,
+                               coil_falloff_mm=(trained.coil_falloff_mm[0],) * 2)
     for seed in range(4):
-        gain = muscle_brightness_back_to_front(strong, seed) - 1.0
-        assert gain > 1.5 * (muscle_brightness_back_to_front(steepest_trained, seed) - 1.0)
+        excess = muscle_brightness_back_to_front(strong, seed) - 1.0
+        assert excess > 1.5 * (muscle_brightness_back_to_front(steepest_trained, seed) - 1.0)
 
 
 @pytest.mark.parametrize("change", [{"coil_probability": 1.5}, {"coil_gain": (2.0, 1.0)}, {"coil_falloff_mm": (0.0, 50.0)}])
