@@ -257,3 +257,17 @@ def test_summary_is_valid_csv_for_odd_names(materials, tmp_path, capsys, monkeyp
     with open(out / "summary.csv", newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     assert sorted(r["study"] for r in rows) == ['plain', 'quote"and,comma']
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_an_unexpected_error_is_one_line_and_verbose_shows_its_traceback(verbose, tmp_path):
+    import subprocess
+    import sys
+
+    crash = ("import sys; import ParaspinalSegLib.cli as cli\n"
+             "def broken(args): raise ZeroDivisionError('a bug')\n"
+             "cli.check_paths = broken\n"
+             f"sys.exit(cli.main({['-v'] * verbose + ['series', str(tmp_path)]!r}))\n")
+    done = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "error: unexpected ZeroDivisionError (a bug); please report it" in done.stderr
+    assert ("Traceback" in done.stderr) == verbose

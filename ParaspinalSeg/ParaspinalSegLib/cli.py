@@ -396,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {display_name(error.filename or 'a file')}: {error.strerror or error}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as error:  # no traceback for the user; -v logs it for a bug report
-        log.debug("unexpected error", exc_info=True)
+        log.info("unexpected error", exc_info=True)  # shown with -v, which logs from INFO
         print(f"error: unexpected {type(error).__name__} ({display_name(error)}); please report it (-v shows the "
               "details)", file=sys.stderr)
         return EXIT_INTERNAL
