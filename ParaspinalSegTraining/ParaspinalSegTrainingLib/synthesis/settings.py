@@ -184,11 +184,9 @@ class SynthesisSettings:
         if unknown:
             raise InputError(f"unknown synthesis settings {unknown}; known: {sorted(known)}")
         data = dict(data)
-        for name in ("pixel_spacing_mm", "slice_spacing_mm", "fat_fraction_pct", "fat_fraction_beta", "scale", "snr",
-                     "resolution_factor", "levels", "real_shape_levels", "compartment_width_mm", "deep_fat",
-                     "fat_streak_length_mm", "fat_streak_width_mm", "fat_patch_mm", "coil_gain", "coil_falloff_mm"):
-            if name in data:
-                data[name] = tuple(data[name])
+        for field in fields(cls):  # JSON gives lists where the settings hold tuples
+            if field.name in data and field.name != "contrast_probabilities" and field.type.startswith("tuple"):
+                data[field.name] = tuple(data[field.name])
         if isinstance(data.get("contrast_probabilities"), dict):
             data["contrast_probabilities"] = tuple(data["contrast_probabilities"].items())
         elif "contrast_probabilities" in data:
