@@ -37,6 +37,7 @@ class TrainingConfig:
     freeze_encoder_epochs: int = 0
     dice_weight: float = 1.0
     focal_weight: float = 1.0
+    compartment_dice_weight: float = 0.0  # a per-slice Dice of each side's compartment, added to the loss
     device: str = "auto"
     workers: int = -1  # -1: none on the CPU, 8 on a GPU
     mixed_precision: bool = True

@@ -1,6 +1,6 @@
 """The training engine: one fold's epochs (resumable, seeded), k-fold runs, and the resulting models.
 
-Per epoch: augmented batches, loss = Dice + focal, validation Dice of the compartment, muscle tissue
+Per epoch: augmented batches, loss = Dice + focal (+ optionally a per-slice compartment Dice), validation Dice of the compartment, muscle tissue
 and fat; metrics appended to metrics.csv; a checkpoint after every epoch; the best epoch on
 validation becomes the fold's model. A training set of one patient (one corrected study) has no
 patient to validate with: its slices are all trained on and the last epoch becomes the model. A run
@@ -22,6 +22,7 @@ import numpy as np
 
 from ParaspinalSegLib.errors import InputError, OperationCancelled
 from ParaspinalSegLib.network.inference import choose_device, postprocessed
+from ParaspinalSegLib.labels import SIDES
 from ParaspinalSegLib.measure.measurement import overlap_counts
 from ParaspinalSegLib.network.model import Postprocessing, build_network
 from ParaspinalSegLib.network.modelfile import CARD_FILE, ModelCard, read_card, save_model
@@ -53,11 +54,38 @@ def seed_everything(*keys: int) -> np.random.Generator:
     return rng
 
 
+def compartment_dice_loss(logits, target, smooth: float = 1.0):
+    """1 - soft Dice of each side's compartment (muscle + fat probabilities summed), per slice, averaged over
+    the (slice, side) pairs whose truth holds that side (0 if none does). Each slice counts alike, so a small
+    compartment (T12, coarse pixels) weighs as much as a large one, unlike the class Dice over the batch."""
+    import torch
+
+    probabilities = logits.float().softmax(dim=1)
+    losses = []
+    for side in SIDES:
+        predicted = probabilities[:, side.muscle] + probabilities[:, side.fat]
+        truth = ((target == side.muscle) | (target == side.fat)).to(predicted.dtype)
+        overlap = (predicted * truth).sum(dim=(1, 2))
+        total = predicted.sum(dim=(1, 2)) + truth.sum(dim=(1, 2))
+        present = truth.sum(dim=(1, 2)) > 0
+        losses.append((1.0 - (2.0 * overlap + smooth) / (total + smooth))[present])
+    losses = torch.cat(losses)
+    return losses.mean() if losses.numel() else logits.sum() * 0.0
+
+
 def loss_function(config: TrainingConfig):
+    """The recipe's loss: class Dice over the batch + focal, + the per-slice compartment Dice where weighted."""
     from segmentation_models_pytorch.losses import DiceLoss, FocalLoss
 
     dice, focal = DiceLoss("multiclass", from_logits=True), FocalLoss("multiclass")
-    return lambda logits, target: config.dice_weight * dice(logits, target) + config.focal_weight * focal(logits, target)
+
+    def loss(logits, target):
+        value = config.dice_weight * dice(logits, target) + config.focal_weight * focal(logits, target)
+        if config.compartment_dice_weight:
+            value = value + config.compartment_dice_weight * compartment_dice_loss(logits, target)
+        return value
+
+    return loss
 
 
 def structure_counts(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -1,0 +1,72 @@
+"""The training loss: the recipe's class Dice + focal, and the optional per-slice compartment Dice."""
+
+import numpy as np
+import pytest
+import torch
+
+from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
+from ParaspinalSegTrainingLib.config import TrainingConfig
+from ParaspinalSegTrainingLib.training import compartment_dice_loss, loss_function
+
+
+def confident_logits(target: torch.Tensor, margin: float = 30.0) -> torch.Tensor:
+    """Logits that put the truth's class far above the others at every pixel."""
+    return torch.nn.functional.one_hot(target, 5).permute(0, 3, 1, 2).float() * margin
+
+
+def square(size: int, side: int, label: int, shape: int = 64) -> torch.Tensor:
+    out = torch.zeros(shape, shape, dtype=torch.long)
+    out[8:8 + side, 8:8 + side] = label
+    return out
+
+
+def test_compartment_dice_is_zero_on_a_right_answer_and_one_on_a_missed_compartment():
+    target = square(64, 20, RIGHT_MUSCLE)[None]
+    target[0, 40:50, 40:50] = LEFT_FAT
+    assert compartment_dice_loss(confident_logits(target), target).item() == pytest.approx(0.0, abs=1e-3)
+    missed = torch.zeros_like(target)
+    loss = compartment_dice_loss(confident_logits(missed), target).item()
+    assert loss == pytest.approx(1.0, abs=0.01)
+
+
+def test_muscle_called_fat_inside_the_compartment_costs_nothing():
+    """The term scores the compartment, whatever the split into muscle and fat inside it."""
+    target = square(64, 20, RIGHT_MUSCLE)[None]
+    as_fat = torch.where(target == RIGHT_MUSCLE, RIGHT_FAT, 0)
+    assert compartment_dice_loss(confident_logits(as_fat), target).item() == pytest.approx(0.0, abs=1e-3)
+    swapped = torch.where(target == RIGHT_MUSCLE, LEFT_MUSCLE, 0)  # the wrong side scores as a miss
+    assert compartment_dice_loss(confident_logits(swapped), target).item() == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_small_compartment_missed_weighs_as_much_as_a_large_one_found():
+    """Per slice: a missed 4x4 compartment beside a found 40x40 one gives about half the loss, where the
+    class Dice over the batch barely notices it."""
+    target = torch.stack([square(64, 40, RIGHT_MUSCLE), square(64, 4, RIGHT_MUSCLE)])
+    predicted = target.clone()
+    predicted[1] = 0
+    per_slice = compartment_dice_loss(confident_logits(predicted), target).item()
+    assert per_slice == pytest.approx((0.0 + (1 - 1 / 17)) / 2, abs=0.01)  # smoothing 1: 1 - 1/(16 + 1)
+    from segmentation_models_pytorch.losses import DiceLoss
+
+    over_batch = DiceLoss("multiclass", from_logits=True, classes=[RIGHT_MUSCLE])(confident_logits(predicted), target)
+    assert over_batch.item() < 0.02
+
+
+def test_the_term_is_off_by_default_and_adds_its_weight_when_on():
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy(rng.integers(0, 5, size=(2, 32, 32)))
+    logits = torch.from_numpy(rng.normal(size=(2, 5, 32, 32))).float().requires_grad_()
+    plain = loss_function(TrainingConfig())(logits, target)
+    weighted = loss_function(TrainingConfig(compartment_dice_weight=0.5))(logits, target)
+    assert weighted.item() == pytest.approx(plain.item() + 0.5 * compartment_dice_loss(logits, target).item(), rel=1e-6)
+    weighted.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_a_batch_without_any_compartment_gives_zero_and_a_gradient():
+    target = torch.zeros(2, 16, 16, dtype=torch.long)
+    logits = torch.randn(2, 5, 16, 16, requires_grad=True)
+    loss = compartment_dice_loss(logits, target)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert logits.grad is not None
