@@ -14,14 +14,15 @@ def confident_logits(target: torch.Tensor, margin: float = 30.0) -> torch.Tensor
     return torch.nn.functional.one_hot(target, 5).permute(0, 3, 1, 2).float() * margin
 
 
-def square(size: int, side: int, label: int, shape: int = 64) -> torch.Tensor:
+def square(side: int, label: int, shape: int = 64) -> torch.Tensor:
+    """A label map holding one side x side square of `label`."""
     out = torch.zeros(shape, shape, dtype=torch.long)
     out[8:8 + side, 8:8 + side] = label
     return out
 
 
 def test_compartment_dice_is_zero_on_a_right_answer_and_one_on_a_missed_compartment():
-    target = square(64, 20, RIGHT_MUSCLE)[None]
+    target = square(20, RIGHT_MUSCLE)[None]
     target[0, 40:50, 40:50] = LEFT_FAT
     assert compartment_dice_loss(confident_logits(target), target).item() == pytest.approx(0.0, abs=1e-3)
     missed = torch.zeros_like(target)
@@ -31,7 +32,7 @@ def test_compartment_dice_is_zero_on_a_right_answer_and_one_on_a_missed_compartm
 
 def test_muscle_called_fat_inside_the_compartment_costs_nothing():
     """The term scores the compartment, whatever the split into muscle and fat inside it."""
-    target = square(64, 20, RIGHT_MUSCLE)[None]
+    target = square(20, RIGHT_MUSCLE)[None]
     as_fat = torch.where(target == RIGHT_MUSCLE, RIGHT_FAT, 0)
     assert compartment_dice_loss(confident_logits(as_fat), target).item() == pytest.approx(0.0, abs=1e-3)
     swapped = torch.where(target == RIGHT_MUSCLE, LEFT_MUSCLE, 0)  # the wrong side scores as a miss
@@ -41,7 +42,7 @@ def test_muscle_called_fat_inside_the_compartment_costs_nothing():
 def test_a_small_compartment_missed_weighs_as_much_as_a_large_one_found():
     """Per slice: a missed 4x4 compartment beside a found 40x40 one gives about half the loss, where the
     class Dice over the batch barely notices it."""
-    target = torch.stack([square(64, 40, RIGHT_MUSCLE), square(64, 4, RIGHT_MUSCLE)])
+    target = torch.stack([square(40, RIGHT_MUSCLE), square(4, RIGHT_MUSCLE)])
     predicted = target.clone()
     predicted[1] = 0
     per_slice = compartment_dice_loss(confident_logits(predicted), target).item()

@@ -1,11 +1,11 @@
 """The training engine: one fold's epochs (resumable, seeded), k-fold runs, and the resulting models.
 
-Per epoch: augmented batches, loss = Dice + focal (+ optionally a per-slice compartment Dice), validation Dice of the compartment, muscle tissue
-and fat; metrics appended to metrics.csv; a checkpoint after every epoch; the best epoch on
-validation becomes the fold's model. A training set of one patient (one corrected study) has no
-patient to validate with: its slices are all trained on and the last epoch becomes the model. A run
-can be interrupted and started again with the same output folder: finished folds are kept, an
-unfinished fold continues from its last checkpoint.
+Per epoch: augmented batches, loss = Dice + focal (+ optionally a per-slice compartment Dice),
+validation Dice of the compartment, muscle tissue and fat; metrics appended to metrics.csv; a
+checkpoint after every epoch; the best epoch on validation becomes the fold's model. A training set
+of one patient (one corrected study) has no patient to validate with: its slices are all trained on
+and the last epoch becomes the model. A run can be interrupted and started again with the same
+output folder: finished folds are kept, an unfinished fold continues from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -65,10 +65,9 @@ def compartment_dice_loss(logits, target, smooth: float = 1.0):
     for side in SIDES:
         predicted = probabilities[:, side.muscle] + probabilities[:, side.fat]
         truth = ((target == side.muscle) | (target == side.fat)).to(predicted.dtype)
-        overlap = (predicted * truth).sum(dim=(1, 2))
-        total = predicted.sum(dim=(1, 2)) + truth.sum(dim=(1, 2))
-        present = truth.sum(dim=(1, 2)) > 0
-        losses.append((1.0 - (2.0 * overlap + smooth) / (total + smooth))[present])
+        overlap, true_area = (predicted * truth).sum(dim=(1, 2)), truth.sum(dim=(1, 2))
+        dice = (2.0 * overlap + smooth) / (predicted.sum(dim=(1, 2)) + true_area + smooth)
+        losses.append((1.0 - dice)[true_area > 0])
     losses = torch.cat(losses)
     return losses.mean() if losses.numel() else logits.sum() * 0.0
 
