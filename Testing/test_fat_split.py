@@ -1,6 +1,6 @@
-"""The card's postprocessing (the fat/muscle split, the background's odds, the label decision): fat
-fractions and compartment areas on probability maps of known composition, the card fields, the product
-path on the sample, fine-tuning and the command line."""
+"""The card's postprocessing (the fat/muscle split, the background's odds, the label decision, the
+fat split by expected area): fat fractions and compartment areas on probability maps of known
+composition, the card fields, the product path on the sample, fine-tuning and the command line."""
 
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ def test_the_offset_moves_each_side_by_its_own_probabilities():
 def test_cards_without_postprocessing_mean_no_offset_and_bad_offsets_are_refused():
     card = ModelCard(name="m", version="1")
     data = card.to_dict()
-    assert data["postprocessing"] == {"fat_score_offset": 0.0, "background_score_offset": 0.0, "label_decision": "flat"}
+    assert data["postprocessing"] == {"fat_score_offset": 0.0, "background_score_offset": 0.0, "label_decision": "flat",
+                                      "fat_split": "per_pixel"}
     del data["postprocessing"]
     assert ModelCard.from_dict(data).postprocessing == Postprocessing(0.0, 0.0, "flat")
     older = ModelCard.from_dict({**data, "postprocessing": {"fat_score_offset": 0.5}}).postprocessing  # a 2.6.0 card
@@ -141,17 +142,23 @@ def test_release_and_heldout_take_an_offset_and_refuse_a_bad_one(shipped, tmp_pa
                              "--version", "0.0.1")
     assert code == 0, err
     card = json.loads((tmp_path / "released" / "model.json").read_text())
-    assert card["postprocessing"] == {"fat_score_offset": 0.25, "background_score_offset": 0.5, "label_decision": "flat"}
+    assert card["postprocessing"] == {"fat_score_offset": 0.25, "background_score_offset": 0.5, "label_decision": "flat",
+                                      "fat_split": "per_pixel"}
     released = load_model(tmp_path / "released").card
     assert released.postprocessing == Postprocessing(0.25, 0.5)
     code, _, err = run_cli(capsys, "release", tmp_path / "released", "--out", tmp_path / "first", "--shared",
-                           tmp_path / "shared", "--label-decision", "compartment_first", "--version", "0.0.2")
+                           tmp_path / "shared", "--label-decision", "compartment_first", "--fat-split", "expected_area",
+                           "--version", "0.0.2")
     assert code == 0, err
-    assert load_model(tmp_path / "first").card.postprocessing == Postprocessing(0.25, 0.5, "compartment_first")
+    assert load_model(tmp_path / "first").card.postprocessing == Postprocessing(0.25, 0.5, "compartment_first", "expected_area")
     with pytest.raises(SystemExit) as exit:
         run_cli(capsys, "heldout", shipped.folder, "--data", tmp_path / "h", "--label-decision", "sides")
     err = capsys.readouterr().err
     assert exit.value.code == 2 and "invalid choice: 'sides'" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit:
+        run_cli(capsys, "heldout", shipped.folder, "--data", tmp_path / "h", "--fat-split", "soft")
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "invalid choice: 'soft'" in err and "Traceback" not in err
     assert released.version == "0.0.1" and released.name == shipped.card.name and released.weights_sha256 == shipped.card.weights_sha256
     for option in ("--fat-score-offset", "--background-score-offset"):
         with pytest.raises(SystemExit) as exit:  # argparse's own refusal
@@ -220,3 +227,49 @@ def test_the_training_engine_takes_labels_by_the_cards_decision():
     assert window_labels(logits, Postprocessing(label_decision="compartment_first")).tolist() == [[[RIGHT_MUSCLE, RIGHT_MUSCLE, 0]]]
     # the background offset comes first: at odds e over a compartment of 0.6 the border pixels go to background
     assert window_labels(logits, Postprocessing(background_score_offset=1.0, label_decision="compartment_first")).tolist() == [[[0, 0, 0]]]
+
+
+def test_expected_area_gives_each_side_the_sum_of_fats_share_in_the_same_compartments():
+    # right: 60 pixels where fat's share of the compartment is 0.3 (muscle 0.63, fat 0.27) and 40 at 0.05: the per-pixel
+    # split finds no fat, the expected area 0.3 x 60 + 0.05 x 40 = 20 pixels, all where the share is highest
+    probabilities = right_compartment([(60, 0.63, 0.27), (40, 0.855, 0.045)])
+    per_pixel, expected = class_labels(probabilities), class_labels(probabilities, fat_split="expected_area")
+    assert not (per_pixel == RIGHT_FAT).any()
+    assert int((expected == RIGHT_FAT).sum()) == 20 and (expected[..., :60] == RIGHT_FAT).sum() == 20
+    np.testing.assert_array_equal(expected > 0, per_pixel > 0)
+    import torch
+
+    from ParaspinalSegTrainingLib.training import window_labels
+
+    scores = torch.log(torch.from_numpy(probabilities))  # the training engine's epoch choice takes the same split
+    assert int((window_labels(scores, Postprocessing(fat_split="expected_area")) == RIGHT_FAT).sum()) == 20
+    # a batch of two slices, each side its own count: left fat at share 0.75 on 8 pixels and 0.25 on 8 (8 pixels)
+    batch = np.zeros((2, 5, 1, 16), dtype=np.float32)
+    batch[:, 0] = 1.0
+    batch[0] = right_compartment([(16, 0.5, 0.5)])[0]  # a tie everywhere: muscle per pixel, half fat by area
+    batch[1, 0] = 0.0
+    batch[1, LEFT_MUSCLE], batch[1, LEFT_FAT] = np.repeat([0.25, 0.75], 8), np.repeat([0.75, 0.25], 8)
+    labels = class_labels(batch, fat_split="expected_area")
+    assert int((labels[0] == RIGHT_FAT).sum()) == 8 and not (labels[0] == LEFT_FAT).any()
+    assert labels[1].tolist() == [[LEFT_FAT] * 8 + [LEFT_MUSCLE] * 8]
+    assert class_labels(batch).tolist()[1] == labels[1].tolist()  # there the per-pixel split agrees
+
+
+def test_the_fat_split_is_a_card_field_with_a_default_and_refuses_an_unknown_one():
+    assert Postprocessing.from_dict({"fat_score_offset": 1.5}).fat_split == "per_pixel"
+    assert Postprocessing.from_dict(Postprocessing(fat_split="expected_area").to_dict()).fat_split == "expected_area"
+    with pytest.raises(ValueError, match="fat_split 'soft': choose from per_pixel, expected_area"):
+        Postprocessing(fat_split="soft")
+
+
+def test_on_the_sample_the_expected_area_split_keeps_each_compartment_and_moves_only_its_fat(shipped):
+    from ParaspinalSegLib.cli import sample_folder
+    from ParaspinalSegLib.read.reading import read_study
+
+    series = read_study(sample_folder() / "study").series
+    per_pixel = segment_series(series, shipped)
+    expected = segment_series(series, shipped.with_postprocessing(fat_split="expected_area"))
+    for a, b in zip(per_pixel.labels, expected.labels):
+        for side in ((RIGHT_MUSCLE, RIGHT_FAT), (LEFT_MUSCLE, LEFT_FAT)):
+            np.testing.assert_array_equal(np.isin(a, side), np.isin(b, side))
+    assert expected.summary.mean_fat_fraction_pct != per_pixel.summary.mean_fat_fraction_pct

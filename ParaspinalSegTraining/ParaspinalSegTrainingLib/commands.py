@@ -10,7 +10,7 @@ from pathlib import Path
 from ParaspinalSegLib.cli import add_device_option, available_device, positive_int
 from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.output.outputs import write_text_atomic
-from ParaspinalSegLib.network.model import LABEL_DECISIONS
+from ParaspinalSegLib.network.model import FAT_SPLITS, LABEL_DECISIONS
 from ParaspinalSegLib.network.registry import resolve_model
 
 
@@ -199,7 +199,7 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
 
     model = load_model(resolve_model(args.model)).with_postprocessing(
         fat_score_offset=args.fat_score_offset, background_score_offset=args.background_score_offset,
-        label_decision=args.label_decision)
+        label_decision=args.label_decision, fat_split=args.fat_split)
     methods = FAT_METHODS if args.fat_methods else (FAT_FROM_MODEL,)
     figures = evaluate_held_out(model, Path(args.data), args.patients, methods, available_device(args.device), progress,
                                 args.mirror, args.report, tuple(args.domains or ()))
@@ -209,7 +209,8 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
         write_text_atomic(Path(args.out), table)
     print(f"model {model.card.model_id}{' with mirrored test-time augmentation' if args.mirror else ''}, fat/muscle "
           f"split offset {model.card.postprocessing.fat_score_offset:g}, background offset "
-          f"{model.card.postprocessing.background_score_offset:g}, labels {model.card.postprocessing.label_decision}, on the "
+          f"{model.card.postprocessing.background_score_offset:g}, labels {model.card.postprocessing.label_decision}, fat "
+          f"split {model.card.postprocessing.fat_split}, on the "
           f"held-out synthesis domains, {'report' if args.report else 'selection'} draws ({args.patients} patients "
           f"each, data in {args.data}):\n")
     for f in figures:
@@ -258,7 +259,7 @@ def command_release(args: argparse.Namespace, progress) -> int:
     card = release_model(Path(args.model), Path(args.out), Path(args.shared), args.notes or "",
                          Path(args.heldout) if args.heldout else None, fat_score_offset=args.fat_score_offset,
                          background_score_offset=args.background_score_offset, label_decision=args.label_decision,
-                         version=args.version)
+                         fat_split=args.fat_split, version=args.version)
     print(f"released {card.model_id} to {args.out}: sample compartment Dice {card.validation['sample_compartment_dice']:.3f}")
     for case in card.validation["real_cases"]:
         levels = ", ".join(f"{name} {dice:.3f}" for name, dice in case["dice_per_level"].items())
@@ -287,6 +288,10 @@ def add_postprocessing_options(parser, why: str) -> None:
     parser.add_argument("--label-decision", choices=LABEL_DECISIONS,
                         help="flat: the most probable of the five classes; compartment_first: background or a side's "
                              f"compartment (muscle + fat summed) first, then fat or muscle inside; {why}")
+    parser.add_argument("--fat-split", choices=FAT_SPLITS,
+                        help="per_pixel: a compartment pixel is fat where fat's odds beat muscle's; expected_area: each "
+                             "side's fat area on a slice is the sum of fat's share of its compartment probability, "
+                             f"given to the pixels with the highest share; {why}")
 
 
 def add_training_commands(commands) -> None:
@@ -300,8 +305,8 @@ def add_training_commands(commands) -> None:
     release.add_argument("--heldout", help="folder of the held-out domains' data sets (`paraspinal heldout --data`): "
                                            "their figures go into the card")
     add_postprocessing_options(release, "chosen on the held-out domains' selection draws (`paraspinal heldout "
-                                        "--fat-score-offset / --background-score-offset / --label-decision`); default: "
-                                        "the trained model's")
+                                        "--fat-score-offset / --background-score-offset / --label-decision / "
+                                        "--fat-split`); default: the trained model's")
     release.set_defaults(run=command_release, input_paths=("model", "shared"), output_paths=("out", "heldout"))
 
     synth = commands.add_parser("synth", help="write a synthetic training data set (label maps L1-S1 turned into images)")

@@ -105,7 +105,7 @@ def dice_of_counts(counts: np.ndarray) -> dict[str, float]:
 
 
 def window_labels(logits, post: Postprocessing = Postprocessing()) -> np.ndarray:
-    """The labels the product gives a batch of network windows: the card's label decision
+    """The labels the product gives a batch of network windows: the card's label decision and fat split
     (`preprocess.class_labels`) on the class probabilities after its offsets (`inference.postprocessed`:
     background's odds, each side's fat/muscle split)."""
     import torch
@@ -113,7 +113,7 @@ def window_labels(logits, post: Postprocessing = Postprocessing()) -> np.ndarray
     if post == Postprocessing():
         return logits.argmax(dim=1).cpu().numpy().astype(np.uint8)
     probabilities = torch.softmax(logits, dim=1).cpu().numpy()
-    return class_labels(postprocessed(probabilities, post), post.label_decision)
+    return class_labels(postprocessed(probabilities, post), post.label_decision, post.fat_split)
 
 
 def validation_scores(network, data: PreparedSlices, loss, device: str, config: TrainingConfig,

@@ -132,21 +132,22 @@ def predict_series_with_confidence(
     with the left-right mirrored slice, sides swapped (twice the network time).
 
     The card's postprocessing moves the background's odds and each side's fat/muscle split (`postprocessed`)
-    and says how the labels are taken (`preprocess.class_labels`).
+    and says how the labels are taken and fat is split (`preprocess.class_labels`).
     Mixed precision (bfloat16) is used on CUDA only: on a CPU without AMX it is several times
     slower than float32 (measured on this project's AMD EPYC machines).
     """
     pre = model.card.preprocessing
     prepared = [prepare_slice(s.pixels, s.geometry, pre) for s in series.slices]
     runner = runner_for(model, device, mixed_precision)
-    decision = model.card.postprocessing.label_decision
+    post = model.card.postprocessing
     labels: list[np.ndarray] = []
     confidence: list[float] = []
     for start in range(0, len(prepared), batch_size):
         chunk = prepared[start : start + batch_size]
         scores = network_scores(runner, np.stack([window for window, _, _ in chunk])[:, None], mirror)
-        probabilities = postprocessed(softmax(scores.astype(np.float32, copy=False), axis=1), model.card.postprocessing)
-        labels += [restore_labels(p, placement, decision) for p, (_, placement, _) in zip(probabilities, chunk)]
+        probabilities = postprocessed(softmax(scores.astype(np.float32, copy=False), axis=1), post)
+        labels += [restore_labels(p, placement, post.label_decision, post.fat_split)
+                   for p, (_, placement, _) in zip(probabilities, chunk)]
         confidence += [compartment_confidence(p) for p in probabilities]
         if progress:
             progress(len(labels) / len(prepared), f"segmenting, slice {len(labels)}/{len(prepared)}")

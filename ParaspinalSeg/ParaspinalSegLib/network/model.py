@@ -107,19 +107,25 @@ class Postprocessing:
     background, right or left compartment first (each side's muscle and fat summed), then fat or
     muscle inside it, so that a border pixel whose compartment probability is split between muscle
     and fat is not lost to background.
-    All three are chosen on the held-out domains' selection draws (`paraspinal heldout --fat-score-offset
-    / --background-score-offset / --label-decision`); a card without a field means 0 for an offset and
-    "flat" for the decision.
+    fat_split: "per_pixel" calls a compartment pixel fat where fat's odds over muscle (after the offset)
+    win; "expected_area" gives each side's compartment on a slice as many fat pixels as the sum of
+    fat's share of its pixels' compartment probability, p_fat / (p_fat + p_muscle) after the offset,
+    and gives them to the pixels with the highest share, so that fat the pixels average away (fine
+    marbling seen as partial volume) still counts by its expected area; the compartments do not move.
+    All four are chosen on the held-out domains' selection draws (`paraspinal heldout --fat-score-offset
+    / --background-score-offset / --label-decision / --fat-split`); a card without a field means 0 for an
+    offset, "flat" for the decision and "per_pixel" for the split.
     """
 
     fat_score_offset: float = 0.0
     background_score_offset: float = 0.0
     label_decision: str = "flat"
+    fat_split: str = "per_pixel"
 
     def __post_init__(self) -> None:
-        if self.label_decision not in LABEL_DECISIONS:
-            raise ValueError(f"postprocessing label_decision {self.label_decision!r}: choose from "
-                             f"{', '.join(LABEL_DECISIONS)}")
+        for name, choices in (("label_decision", LABEL_DECISIONS), ("fat_split", FAT_SPLITS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"postprocessing {name} {getattr(self, name)!r}: choose from {', '.join(choices)}")
         for name in ("fat_score_offset", "background_score_offset"):
             value = getattr(self, name)
             if not (math.isfinite(value) and abs(value) <= MAX_FAT_SCORE_OFFSET):
@@ -135,5 +141,6 @@ class Postprocessing:
 
 
 LABEL_DECISIONS = ("flat", "compartment_first")
+FAT_SPLITS = ("per_pixel", "expected_area")
 MAX_FAT_SCORE_OFFSET = 5.0  # odds of about 150 to 1 (both offsets)
 

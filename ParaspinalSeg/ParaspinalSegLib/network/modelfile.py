@@ -317,7 +317,7 @@ class LoadedModel:
 
     def with_postprocessing(self, **settings: float | str | None) -> LoadedModel:
         """The same model with other settings in its card's postprocessing (fat_score_offset=...,
-        background_score_offset=..., label_decision=...; one given as None keeps the card's)."""
+        background_score_offset=..., label_decision=..., fat_split=...; one given as None keeps the card's)."""
         changes = {name: value for name, value in settings.items() if value is not None}
         return replace(self, card=replace(self.card, postprocessing=replace(self.card.postprocessing, **changes)))
 

@@ -4,8 +4,8 @@ Forward: display orientation (exact flips), resampling to the model's pixel spac
 filtered where the slice is finer, unless the model was trained with plain linear resampling), a square
 window of the model's input size centred on the body, intensities scaled by percentiles.
 Backward: class probabilities (the softmax of the scores) are put back into the window, resized to the display grid
-(area-weighted where it is coarser), turned into labels (the card's label decision), and flipped back to the original
-orientation (exact).
+(area-weighted where it is coarser), turned into labels (the card's label decision and fat split), and flipped back
+to the original orientation (exact).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry import DisplayTransform, SliceGeometry
-from ..labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
+from ..labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, SIDES
 from .model import Preprocessing
 
 
@@ -130,7 +130,37 @@ def compartment_probabilities(probabilities: np.ndarray) -> np.ndarray:
                      p[..., LEFT_MUSCLE, :, :] + p[..., LEFT_FAT, :, :]), axis=-3)
 
 
-def class_labels(probabilities: np.ndarray, decision: str = "flat") -> np.ndarray:
+def class_labels(probabilities: np.ndarray, decision: str = "flat", fat_split: str = "per_pixel") -> np.ndarray:
+    """Labels from class probabilities (..., classes, rows, columns) by the card's label `decision`
+    (`decided_labels`), their fat redrawn by `fat_split` "expected_area" (`fat_by_expected_area`, per
+    slice) or left as the decision took it ("per_pixel")."""
+    labels = decided_labels(probabilities, decision)
+    if fat_split == "per_pixel":
+        return labels
+    slices = zip(labels.reshape((-1,) + labels.shape[-2:]), probabilities.reshape((-1,) + probabilities.shape[-3:]))
+    return np.stack([fat_by_expected_area(*pair) for pair in slices]).reshape(labels.shape)
+
+
+def fat_by_expected_area(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """One slice's labels (rows, columns) with each side's fat redrawn by its expected area: as many
+    fat pixels as the sum, over the compartment's pixels, of fat's share of the compartment
+    probability p_fat / (p_fat + p_muscle) (rounded), given to the pixels with the highest share
+    (equal shares in raster order). The compartments keep their pixels. `probabilities`: (classes,
+    rows, columns)."""
+    out = labels.copy()
+    for side in SIDES:
+        inside = np.isin(labels, side.labels)
+        if not inside.any():
+            continue
+        fat, muscle = probabilities[side.fat][inside], probabilities[side.muscle][inside]
+        share = fat / np.maximum(fat + muscle, 1e-12)
+        split = np.full(share.shape, side.muscle, dtype=np.uint8)
+        split[np.argsort(-share, kind="stable")[: int(round(float(share.sum())))]] = side.fat
+        out[inside] = split
+    return out
+
+
+def decided_labels(probabilities: np.ndarray, decision: str = "flat") -> np.ndarray:
     """Labels from class probabilities (..., classes, rows, columns). "flat": the most probable class.
     "compartment_first": background, right or left compartment by their summed probabilities, then
     fat where its probability exceeds muscle's (a tie is muscle, as in the flat argmax)."""
@@ -158,9 +188,11 @@ def reached_by(weights: np.ndarray, first: int, last: int) -> tuple[slice, slice
     return reached, slice(int(inputs[0]), int(inputs[-1]) + 1)
 
 
-def restore_labels(probabilities: np.ndarray, placement: Placement, decision: str = "flat") -> np.ndarray:
+def restore_labels(
+    probabilities: np.ndarray, placement: Placement, decision: str = "flat", fat_split: str = "per_pixel"
+) -> np.ndarray:
     """Labels on the slice's original pixel grid from class probabilities (classes, size, size; the
-    softmax of the network's scores), by the card's label `decision` (`class_labels`).
+    softmax of the network's scores), by the card's label `decision` and `fat_split` (`class_labels`).
 
     The class probabilities are resized, area-weighted where the slice's pixels are coarser than the
     model's (antialiased), so that a coarse pixel takes the class that covers most of it. Only the
@@ -184,5 +216,5 @@ def restore_labels(probabilities: np.ndarray, placement: Placement, decision: st
         out_rows, in_rows = reached_by(row_weights, rows[0], rows[-1])
         out_columns, in_columns = reached_by(column_weights, columns[0], columns[-1])
         region = row_weights[out_rows, in_rows] @ probabilities[:, in_rows, in_columns] @ column_weights[out_columns, in_columns].T
-        labels[out_rows, out_columns] = class_labels(region, decision)
+        labels[out_rows, out_columns] = class_labels(region, decision, fat_split)
     return placement.transform.from_display(labels)
