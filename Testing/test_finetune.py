@@ -186,7 +186,9 @@ def test_fine_tuning_on_a_contrast_the_parent_never_saw_improves_dice_on_new_hel
     unseen = [phantom_series(slices=2, seed=seed, fat_fraction=0.1 + 0.1 * (seed - 20), contrast=inverted)
               for seed in (20, 21, 22)]
     parent_dice, new_dice = series_dice(shipped, unseen), series_dice(result.model_folder, unseen)
-    assert new_dice > parent_dice + 0.3, (parent_dice, new_dice)
+    # 2.9.0, the parent since, already reaches 0.63 there (2.6.2: 0.41), so the gain asked is 0.15 (it was 0.3), and
+    # the fine-tuned model must end above 0.8
+    assert new_dice > parent_dice + 0.15 and new_dice > 0.8, (parent_dice, new_dice)
 
 
 def test_training_process_reports_a_failure_and_an_early_cancel(home, shipped, tmp_path):
