@@ -51,7 +51,7 @@ def checks(report):
 
 
 def test_a_normal_series_raises_nothing():
-    report = assess_quality(series_of(NORMAL), confidence=[0.97] * 5)
+    report = assess_quality(series_of(NORMAL), confidence=[0.985] * 5)  # as sure as on the sample (0.98-0.99)
     assert report.flags == () and report.warnings == () and grade_caution(report.warnings) == ""
 
 
@@ -115,9 +115,25 @@ def test_a_3_to_1_asymmetry_is_flagged_and_a_1_3_to_1_is_not():
 
 def test_low_confidence_slices_are_flagged_and_a_slice_without_compartment_is_not():
     report = assess_quality(series_of(NORMAL), confidence=[0.98, 0.55, math.nan, 0.95, 0.89])
-    assert checks(report) == {(1, Check.LOW_CONFIDENCE, "both"), (4, Check.LOW_CONFIDENCE, "both")}
-    assert report.warnings == ("low model confidence (below 0.90) on 2 of 5 slices (1, 4)",)
+    # the study's mean (0.84, the slice without compartment left out) is low too: slice 3 (0.95) is flagged for it
+    assert checks(report) == {(1, Check.LOW_CONFIDENCE, "both"), (4, Check.LOW_CONFIDENCE, "both"),
+                              (3, Check.LOW_STUDY_CONFIDENCE, "both")}
+    assert report.warnings == ("low model confidence (below 0.90) on 2 of 5 slices (1, 4)",
+                               "low model confidence over the study (mean below 0.98); below it also on 1 of 5 "
+                               "slices (3)")
     assert "0.55" in report.flags[0].message
+
+
+def test_a_study_whose_mean_confidence_is_low_is_flagged_though_no_slice_is_below_the_slice_minimum():
+    report = assess_quality(series_of(NORMAL), confidence=[0.97, 0.96, 0.97, 0.965, 0.99])  # mean 0.971
+    assert checks(report) == {(n, Check.LOW_STUDY_CONFIDENCE, "both") for n in range(4)}
+    assert report.warnings == ("low model confidence over the study (mean below 0.98); below it also on 4 of 5 "
+                               "slices (0, 1, 2, 3)",)
+    assert report.flags[0].message == "mean probability 0.97 in the compartments, in a study whose mean is 0.971"
+    assert grade_caution(report.warnings).endswith("the segmentation may have failed")
+    # one unsure slice in a sure study: the mean holds (0.986), nothing is flagged
+    assert assess_quality(series_of(NORMAL), confidence=[0.99, 0.99, 0.97, 0.99, 0.99]).flags == ()
+    assert assess_quality(series_of(NORMAL), confidence=[math.nan] * 5).flags == ()
 
 
 def test_thresholds_are_the_callers_to_change():

@@ -6,7 +6,7 @@ left are the patient's) and, for a model's result, the network's confidence per 
 - a side missing where the other side is present;
 - a compartment area outside a plausible adult range, or far from the series' own median;
 - strong left/right asymmetry of the compartment areas;
-- low confidence of the network in its compartments.
+- low confidence of the network in its compartments, on a slice or over the study as a whole.
 
 Each finding is a `SliceFlag`; `study_warnings` sums them up in sentences for the user ("left
 compartment missing on 10 of 29 slices: ..."). Any flag makes a study warning, so a grade from a
@@ -56,6 +56,14 @@ class Thresholds:
     Calibrated on synthetic images only: 0.98-0.99 on every slice of the sample, 0.96-0.98 on the
     sample with its contrast inverted (segmented well), 0.66-0.95 on the sample under heavy noise
     (segmented badly). It says nothing about a model confidently wrong; the other checks do.
+
+    min_study_confidence: the same confidence averaged over the study's slices. Unlike the others, chosen
+    by a rule written before its figures, on synthetic data only (model 2.9.0): the highest of 0.90-0.98
+    that warns at most 5 % of the good studies (compartment Dice >= 0.9) of the ten held-out domains'
+    selection draws that no other check warns (0.98: 2 of 66; 0.97 and below: none), adopted because it
+    also warned the one failed study (Dice 0.72, mean 0.965) of 32 coarse, noisy calibration studies
+    that the other checks let pass. Good studies there start at 0.978; the shipped sample is at 0.986.
+    When a study falls below it, the slices below it that `min_confidence` leaves are flagged.
     """
 
     area_range_mm2: tuple[float, float] = (400.0, 5000.0)
@@ -63,6 +71,7 @@ class Thresholds:
     min_slices_for_median: int = 3
     asymmetry_ratio: float = 1.5
     min_confidence: float = 0.90
+    min_study_confidence: float = 0.98
 
 
 class Check(str, Enum):
@@ -73,6 +82,7 @@ class Check(str, Enum):
     AREA_MEDIAN = "area far from the median"
     ASYMMETRY = "asymmetry"
     LOW_CONFIDENCE = "low confidence"
+    LOW_STUDY_CONFIDENCE = "low study confidence"
 
 
 SHORT_NAMES = {  # the tags on the QC picture's tiles
@@ -81,6 +91,7 @@ SHORT_NAMES = {  # the tags on the QC picture's tiles
     Check.AREA_MEDIAN: "area vs median",
     Check.ASYMMETRY: "asymmetry",
     Check.LOW_CONFIDENCE: "low confidence",
+    Check.LOW_STUDY_CONFIDENCE: "study confidence",
 }
 
 
@@ -173,6 +184,19 @@ def low_confidence_slices(confidence: Sequence[float], minimum: float) -> list[S
     ]
 
 
+def low_confidence_study(confidence: Sequence[float], minimum_slice: float, minimum_study: float) -> list[SliceFlag]:
+    """When the mean confidence over the study's slices (NaN: no compartment, left out) is below
+    `minimum_study`, a flag for each slice below it that `low_confidence_slices` leaves (at or above
+    `minimum_slice`); such a study always has a flagged slice, from one check or the other."""
+    values = [(index, value) for index, value in enumerate(confidence) if not math.isnan(value)]
+    mean = sum(value for _, value in values) / len(values) if values else math.nan
+    if not mean < minimum_study:
+        return []
+    return [SliceFlag(index, Check.LOW_STUDY_CONFIDENCE, "both",
+                      f"mean probability {value:.2f} in the compartments, in a study whose mean is {mean:.3f}")
+            for index, value in values if minimum_slice <= value < minimum_study]
+
+
 def _slice_list(indices: Sequence[int]) -> str:
     return ", ".join(str(i) for i in sorted(set(indices)))
 
@@ -193,6 +217,9 @@ def study_warnings(flags: Sequence[SliceFlag], slices: int, thresholds: Threshol
                                   "slices ({which})"),
         (Check.LOW_CONFIDENCE, "both", f"low model confidence (below {thresholds.min_confidence:.2f}) on {{n}} of "
                                        "{total} slices ({which})"),
+        (Check.LOW_STUDY_CONFIDENCE, "both", f"low model confidence over the study (mean below "
+                                             f"{thresholds.min_study_confidence:.2f}); below it also on {{n}} of "
+                                             "{total} slices ({which})"),
     ]
     sentences = []
     for check, side, template in templates:
@@ -214,6 +241,7 @@ def assess_quality(
         + areas_far_from_median(slices, thresholds.median_factor, thresholds.min_slices_for_median)
         + asymmetric_slices(slices, thresholds.asymmetry_ratio)
         + low_confidence_slices(confidence or (), thresholds.min_confidence)
+        + low_confidence_study(confidence or (), thresholds.min_confidence, thresholds.min_study_confidence)
     )
     flags.sort(key=lambda f: f.slice_index)
     return QualityReport(tuple(flags), study_warnings(flags, len(slices), thresholds))
