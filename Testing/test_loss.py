@@ -1,4 +1,4 @@
-"""The training loss: the recipe's class Dice + focal, and the optional per-slice compartment Dice."""
+"""The training loss: the recipe's class Dice + focal, and the optional per-slice compartment Dice and fat split."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
 from ParaspinalSegTrainingLib.config import TrainingConfig
-from ParaspinalSegTrainingLib.training import compartment_dice_loss, loss_function
+from ParaspinalSegTrainingLib.training import compartment_dice_loss, fat_split_loss, loss_function
 
 
 def confident_logits(target: torch.Tensor, margin: float = 30.0) -> torch.Tensor:
@@ -71,3 +71,41 @@ def test_a_batch_without_any_compartment_gives_zero_and_a_gradient():
     assert loss.item() == 0.0
     loss.backward()
     assert logits.grad is not None
+
+
+def test_fat_split_is_zero_on_the_right_split_and_the_fat_share_when_fat_is_called_muscle():
+    """A 10 x 10 right compartment whose upper 3 rows are fat (30 %): the right split costs nothing, all of it
+    called muscle costs 0.30, all of it called fat 0.70."""
+    target = square(10, RIGHT_MUSCLE)[None]
+    target[0, 8:11, 8:18] = RIGHT_FAT
+    assert fat_split_loss(confident_logits(target), target).item() == pytest.approx(0.0, abs=1e-4)
+    as_muscle = torch.where(target == RIGHT_FAT, RIGHT_MUSCLE, target)
+    assert fat_split_loss(confident_logits(as_muscle), target).item() == pytest.approx(0.30, abs=1e-4)
+    as_fat = torch.where(target == RIGHT_MUSCLE, RIGHT_FAT, target)
+    assert fat_split_loss(confident_logits(as_fat), target).item() == pytest.approx(0.70, abs=1e-4)
+
+
+def test_fat_split_ignores_the_outline_and_averages_over_slices_and_sides():
+    """Background called compartment outside the truth costs nothing here (the compartment Dice's job); each
+    (slice, side) pair with a compartment counts once: a right side 20 % off and a left side exact give 0.10."""
+    target = square(10, RIGHT_MUSCLE)[None]
+    target[0, 40:50, 40:50] = LEFT_MUSCLE
+    grown = target.clone()
+    grown[0, 20:30, 8:18] = RIGHT_FAT
+    assert fat_split_loss(confident_logits(grown), target).item() == pytest.approx(0.0, abs=1e-4)
+    off = target.clone()
+    off[0, 8:10, 8:18] = RIGHT_FAT  # 20 of 100 right pixels called fat where the truth has none
+    assert fat_split_loss(confident_logits(off), target).item() == pytest.approx(0.10, abs=1e-4)
+
+
+def test_fat_split_is_off_by_default_adds_its_weight_and_is_zero_without_a_compartment():
+    rng = np.random.default_rng(1)
+    target = torch.from_numpy(rng.integers(0, 5, size=(2, 32, 32)))
+    logits = torch.from_numpy(rng.normal(size=(2, 5, 32, 32))).float().requires_grad_()
+    plain = loss_function(TrainingConfig())(logits, target)
+    weighted = loss_function(TrainingConfig(fat_split_weight=2.0))(logits, target)
+    assert weighted.item() == pytest.approx(plain.item() + 2.0 * fat_split_loss(logits, target).item(), rel=1e-6)
+    weighted.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    empty = torch.zeros(2, 16, 16, dtype=torch.long)
+    assert fat_split_loss(torch.randn(2, 5, 16, 16), empty).item() == 0.0

@@ -38,6 +38,7 @@ class TrainingConfig:
     dice_weight: float = 1.0
     focal_weight: float = 1.0
     compartment_dice_weight: float = 0.0  # a per-slice Dice of each side's compartment, added to the loss
+    fat_split_weight: float = 0.0  # a per-slice error of each side's fat share inside its true compartment, added
     device: str = "auto"
     workers: int = -1  # -1: none on the CPU, 8 on a GPU
     mixed_precision: bool = True

@@ -1,6 +1,7 @@
 """The training engine: one fold's epochs (resumable, seeded), k-fold runs, and the resulting models.
 
-Per epoch: augmented batches, loss = Dice + focal (+ optionally a per-slice compartment Dice),
+Per epoch: augmented batches, loss = Dice + focal (+ optionally a per-slice compartment Dice and a
+per-slice fat-split error),
 validation Dice of the compartment, muscle tissue and fat; metrics appended to metrics.csv; a
 checkpoint after every epoch; the best epoch on validation becomes the fold's model. A training set
 of one patient (one corrected study) has no patient to validate with: its slices are all trained on
@@ -72,8 +73,30 @@ def compartment_dice_loss(logits, target, smooth: float = 1.0):
     return losses.mean() if losses.numel() else logits.sum() * 0.0
 
 
+def fat_split_loss(logits, target):
+    """Mean absolute error of each side's soft fat fraction inside its true compartment, per slice: the fat
+    probability summed over the truth's compartment over the muscle + fat probability summed there, against the
+    truth's fat share, averaged over the (slice, side) pairs whose truth holds that side (0 if none does). It
+    scores the split the product measures, apart from the compartment's outline (the compartment Dice's job)."""
+    import torch
+
+    probabilities = logits.float().softmax(dim=1)
+    errors = []
+    for side in SIDES:
+        truth = ((target == side.muscle) | (target == side.fat)).to(probabilities.dtype)
+        true_area = truth.sum(dim=(1, 2))
+        fat = (probabilities[:, side.fat] * truth).sum(dim=(1, 2))
+        tissue = ((probabilities[:, side.muscle] + probabilities[:, side.fat]) * truth).sum(dim=(1, 2))
+        true_fat = (target == side.fat).to(probabilities.dtype).sum(dim=(1, 2))
+        present = true_area > 0
+        errors.append((fat[present] / tissue[present].clamp(min=1e-6) - true_fat[present] / true_area[present]).abs())
+    errors = torch.cat(errors)
+    return errors.mean() if errors.numel() else logits.sum() * 0.0
+
+
 def loss_function(config: TrainingConfig):
-    """The recipe's loss: class Dice over the batch + focal, + the per-slice compartment Dice where weighted."""
+    """The recipe's loss: class Dice over the batch + focal, + the per-slice compartment Dice and fat-split
+    error where weighted."""
     from segmentation_models_pytorch.losses import DiceLoss, FocalLoss
 
     dice, focal = DiceLoss("multiclass", from_logits=True), FocalLoss("multiclass")
@@ -82,6 +105,8 @@ def loss_function(config: TrainingConfig):
         value = config.dice_weight * dice(logits, target) + config.focal_weight * focal(logits, target)
         if config.compartment_dice_weight:
             value = value + config.compartment_dice_weight * compartment_dice_loss(logits, target)
+        if config.fat_split_weight:
+            value = value + config.fat_split_weight * fat_split_loss(logits, target)
         return value
 
     return loss
