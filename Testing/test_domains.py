@@ -404,3 +404,5 @@ def test_heldout_prints_the_pooled_dice_that_chooses_and_the_offsets_it_ran_with
     table_dice = float(row.split("|")[6])
     pooled = float(re.search(r"the figure that chooses: (\d\.\d{4}) \(6 slices\)", out).group(1))
     assert 0.8 < pooled <= 1.0 and abs(pooled - table_dice) <= 0.0006  # both rounded
+    within, patients = map(int, re.search(r"within 3 points of the truth: (\d+) of (\d+)", out).groups())
+    assert patients == 1 and within == round(float(row.split("|")[10].strip().rstrip(" %")) / 100)

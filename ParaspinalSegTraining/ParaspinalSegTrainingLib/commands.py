@@ -194,7 +194,8 @@ def command_validate_real(args: argparse.Namespace, progress) -> int:
 def command_heldout(args: argparse.Namespace, progress) -> int:
     from ParaspinalSegLib.network.modelfile import load_model
 
-    from .heldout import FAT_FROM_MODEL, FAT_METHODS, evaluate_held_out, held_out_markdown, pooled_figures
+    from .heldout import (FAT_FROM_MODEL, FAT_METHODS, GOAL_FAT_POINTS, evaluate_held_out, held_out_markdown,
+                          pooled_figures)
     from .synthesis.shapes import real_shapes_available
 
     model = load_model(resolve_model(args.model)).with_postprocessing(
@@ -222,6 +223,10 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
     pooled = pooled_figures(figures)
     print(f"pooled compartment Dice of the held-out domains, the figure that chooses: {pooled.dice:.4f} "
           f"({len(pooled.dice_right)} slices)")
+    within, patients = pooled.fat_within_count(FAT_FROM_MODEL)
+    print(f"patients of the held-out domains with the model's fat fraction within {GOAL_FAT_POINTS:g} points of the "
+          f"truth: {within} of {patients} (mean absolute error "
+          f"{pooled.fat_summary(FAT_FROM_MODEL)['mean_abs_error_points']:.2f} points)")
     return 0
 
 

@@ -88,6 +88,11 @@ class DomainFigures:
     def fat_errors(self, method: str) -> np.ndarray:
         return np.array([predicted[method] - truth for truth, predicted in self.fat.values() if method in predicted])
 
+    def fat_within_count(self, method: str, points: float = GOAL_FAT_POINTS) -> tuple[int, int]:
+        """How many patients' mean fat fraction lies within `points` of the truth, and of how many."""
+        errors = self.fat_errors(method)
+        return int(np.sum(np.abs(errors) <= points)), int(errors.size)
+
     def fat_within(self, method: str, points: float = GOAL_FAT_POINTS) -> float:
         errors = self.fat_errors(method)
         return float(np.mean(np.abs(errors) <= points)) if errors.size else math.nan
