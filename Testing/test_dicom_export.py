@@ -260,13 +260,13 @@ def test_every_export_has_new_uids(exported, tmp_path):
 def test_corrected_segments_of_a_model_result_say_so(exported, tmp_path):
     _, series = exported
     labels = [scheme_labels(s.source_index) for s in series.slices]
-    result = measure_series(series, labels, needs_fat=False, model="paraspinalseg-unet-r18-2.9.0")
+    result = measure_series(series, labels, needs_fat=False, model="paraspinalseg-unet-r18-2.12.0")
     written = write_dicom_export(tmp_path / "corrected", result, series, corrected={2})
     ds = pydicom.dcmread(written.segmentations[0])
     assert [item.SegmentAlgorithmType for item in ds.SegmentSequence] == ["AUTOMATIC", "SEMIAUTOMATIC", "AUTOMATIC",
                                                                          "AUTOMATIC"]
     algorithm = ds.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
-    assert "paraspinalseg-unet-r18-2.9.0" in algorithm.AlgorithmParameters
+    assert "paraspinalseg-unet-r18-2.12.0" in algorithm.AlgorithmParameters
     assert algorithm.AlgorithmFamilyCodeSequence[0].CodeValue == codes.DCM.ArtificialIntelligence.value
     assert ds.SeriesDescription == "ParaspinalSeg segmentation, corrected"
     assert pydicom.dcmread(written.report).SeriesDescription == "ParaspinalSeg measurements, corrected"
@@ -372,7 +372,7 @@ def test_segment_writes_seg_and_sr_from_the_model(study, tmp_path, capsys):
     folder = tmp_path / "out" / "dicom"
     assert sorted(p.name for p in folder.iterdir()) == ["seg_block01.dcm", "seg_block02.dcm", "sr.dcm"]
     seg = pydicom.dcmread(folder / "seg_block01.dcm")
-    assert seg.ManufacturerModelName == "paraspinalseg-unet-r18-2.9.0"
+    assert seg.ManufacturerModelName == "paraspinalseg-unet-r18-2.12.0"
     assert {item.SegmentAlgorithmType for item in seg.SegmentSequence} == {"AUTOMATIC"}
     rows = list(csv.DictReader((tmp_path / "out" / "slices.csv").open()))
     groups = sr_groups(pydicom.dcmread(folder / "sr.dcm"))

@@ -311,7 +311,7 @@ def test_segment_with_the_mirror_says_so_in_its_provenance(tmp_path, capsys):
 
 @pytest.mark.parametrize("version, domain", [("2.1.0", TRAINING_2_1), ("2.2.0", TRAINING_2_2), ("2.3.0", TRAINING_2_2), ("2.4.0", TRAINING_2_4), ("2.5.0", TRAINING_2_4),
                                              ("2.6.0", TRAINING), ("2.7.0", TRAINING), ("2.8.0", TRAINING),
-                                             ("2.9.0", TRAINING)])
+                                             ("2.9.0", TRAINING), ("2.10.0", TRAINING), ("2.11.0", TRAINING)])
 def test_the_recipes_draw_from_their_training_domains(version, domain):
     recipe = json.loads((Path(__file__).parents[1] / "Resources" / "Recipes" / f"paraspinalseg-unet-r18-{version}"
                          / "synth.json").read_text())

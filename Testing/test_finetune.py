@@ -164,6 +164,11 @@ def test_command_line_fine_tunes_registers_and_compares_with_the_parent(home, sh
     assert code == 2 and "already exists" in err
 
 
+def removed_share(parent_dice: float, new_dice: float) -> float:
+    """The share of the parent's shortfall from a Dice of 1 that the new model removes."""
+    return (new_dice - parent_dice) / (1.0 - parent_dice)
+
+
 def test_fine_tuning_on_a_contrast_the_parent_never_saw_improves_dice_on_new_held_out_slices(home, shipped, tmp_path,
                                                                                               monkeypatch):
     def inverted(image):
@@ -178,17 +183,20 @@ def test_fine_tuning_on_a_contrast_the_parent_never_saw_improves_dice_on_new_hel
     figures = result.figures()
     shown = result.markdown().split("\n\nParent")[0]
     assert result.held_out_kind == "validation" and len(result.held_out_case_ids) == 1
+    # The gain asked is a share of what the parent leaves to gain, so that it means the same as parents improve
+    # (a fixed +0.3 suited 2.6.2; 2.12.0 already reaches 0.57 and 0.49 on this validation case): fine-tuning must
+    # remove at least a third of the parent's shortfall from a Dice of 1, and the overall muscle end above 0.8.
     for structure in ("overall muscle", "muscle tissue"):
-        assert figures[structure]["dice_new"] > figures[structure]["dice_parent"] + 0.3, shown
+        assert removed_share(figures[structure]["dice_parent"], figures[structure]["dice_new"]) > 1 / 3, shown
+    assert figures["overall muscle"]["dice_new"] > 0.8, shown
     assert result.parent_id == shipped and result.model_id.startswith(f"{shipped}-ft")
     assert load_model(result.model_folder).card.parent == shipped
     # Slices of the same domain that neither training nor the choice of epoch saw: new seeds.
     unseen = [phantom_series(slices=2, seed=seed, fat_fraction=0.1 + 0.1 * (seed - 20), contrast=inverted)
               for seed in (20, 21, 22)]
     parent_dice, new_dice = series_dice(shipped, unseen), series_dice(result.model_folder, unseen)
-    # 2.9.0, the parent since, already reaches 0.63 there (2.6.2: 0.41), so the gain asked is 0.15 (it was 0.3), and
-    # the fine-tuned model must end above 0.8
-    assert new_dice > parent_dice + 0.15 and new_dice > 0.8, (parent_dice, new_dice)
+    # The same share on slices of new seeds (parents there: 2.6.2 0.41, 2.9.0 0.63, 2.12.0 0.72)
+    assert removed_share(parent_dice, new_dice) > 1 / 3 and new_dice > 0.8, (parent_dice, new_dice)
 
 
 def test_training_process_reports_a_failure_and_an_early_cancel(home, shipped, tmp_path):

@@ -22,7 +22,7 @@ def shipped(request):
 
 
 def test_models_are_shipped_and_the_newest_is_the_default():
-    assert [folder.name for folder in SHIPPED] == ["paraspinalseg-unet-r18-2.9.0"]
+    assert [folder.name for folder in SHIPPED] == ["paraspinalseg-unet-r18-2.12.0"]
     assert ModelRegistry(user_dir=SHIPPED_MODELS / "none").active().model_id == SHIPPED[-1].name
 
 

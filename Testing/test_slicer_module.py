@@ -391,7 +391,7 @@ def dicom_volume(env, tmp_path):
     segmentation = env.slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "t2 paraspinal")
     planes = [scheme_labels(s.source_index) for s in series.slices]
     logic.setSegments(segmentation, volume, mrml.volume_from_series(series, planes).array)
-    segmentation.SetAttribute(mrml.MODEL_ATTRIBUTE, "paraspinalseg-unet-r18-2.9.0")
+    segmentation.SetAttribute(mrml.MODEL_ATTRIBUTE, "paraspinalseg-unet-r18-2.12.0")
     return SimpleNamespace(volume=volume, segmentation=segmentation, logic=logic, series=series)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "Resources" / "Models" / "paraspinalseg-unet-r18-2.9.0"
+SHIPPED = ROOT / "Resources" / "Models" / "paraspinalseg-unet-r18-2.12.0"
 
 
 @pytest.fixture(scope="module")

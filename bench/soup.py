@@ -1,4 +1,4 @@
-"""Benchmark helper: a model whose weights are the weighted mean of other models' weights (a "model soup").
+"""A model whose weights are the weighted mean of other models' weights (a "model soup"); made 2.12.0.
 
     python bench/soup.py OUT WEIGHT=MODEL [WEIGHT=MODEL ...]
     paraspinal heldout OUT --data heldout --background-score-offset B
@@ -8,7 +8,7 @@ al. 2022; SWAD, Cha et al. 2021) can hold better off the training distribution a
 time. The members must share architecture and preprocessing (2.4.0 -> 2.5.0 -> 2.6.0 are successive
 fine-tunes). Floating-point tensors, BatchNorm running statistics included, are averaged in float32
 and stored as float16; the card is the last member's (its postprocessing too), with a version and
-description that name the soup's members, and an ONNX graph is exported beside the weights. OUT must
+description that name the soup's members (`paraspinal release` then gives it its own version and notes), and an ONNX graph is exported beside the weights. OUT must
 not exist: nothing is overwritten.
 """
 
