@@ -53,21 +53,24 @@ def test_a_small_compartment_missed_weighs_as_much_as_a_large_one_found():
     assert over_batch.item() < 0.02
 
 
-def test_the_term_is_off_by_default_and_adds_its_weight_when_on():
+@pytest.mark.parametrize("setting, term, weight", [("compartment_dice_weight", compartment_dice_loss, 0.5),
+                                                    ("fat_split_weight", fat_split_loss, 2.0)])
+def test_each_term_is_off_by_default_and_adds_its_weight_when_on(setting, term, weight):
     rng = np.random.default_rng(0)
     target = torch.from_numpy(rng.integers(0, 5, size=(2, 32, 32)))
     logits = torch.from_numpy(rng.normal(size=(2, 5, 32, 32))).float().requires_grad_()
     plain = loss_function(TrainingConfig())(logits, target)
-    weighted = loss_function(TrainingConfig(compartment_dice_weight=0.5))(logits, target)
-    assert weighted.item() == pytest.approx(plain.item() + 0.5 * compartment_dice_loss(logits, target).item(), rel=1e-6)
+    weighted = loss_function(TrainingConfig(**{setting: weight}))(logits, target)
+    assert weighted.item() == pytest.approx(plain.item() + weight * term(logits, target).item(), rel=1e-6)
     weighted.backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
 
 
-def test_a_batch_without_any_compartment_gives_zero_and_a_gradient():
+@pytest.mark.parametrize("term", [compartment_dice_loss, fat_split_loss])
+def test_a_batch_without_any_compartment_gives_zero_and_a_gradient(term):
     target = torch.zeros(2, 16, 16, dtype=torch.long)
     logits = torch.randn(2, 5, 16, 16, requires_grad=True)
-    loss = compartment_dice_loss(logits, target)
+    loss = term(logits, target)
     assert loss.item() == 0.0
     loss.backward()
     assert logits.grad is not None
@@ -96,16 +99,3 @@ def test_fat_split_ignores_the_outline_and_averages_over_slices_and_sides():
     off = target.clone()
     off[0, 8:10, 8:18] = RIGHT_FAT  # 20 of 100 right pixels called fat where the truth has none
     assert fat_split_loss(confident_logits(off), target).item() == pytest.approx(0.10, abs=1e-4)
-
-
-def test_fat_split_is_off_by_default_adds_its_weight_and_is_zero_without_a_compartment():
-    rng = np.random.default_rng(1)
-    target = torch.from_numpy(rng.integers(0, 5, size=(2, 32, 32)))
-    logits = torch.from_numpy(rng.normal(size=(2, 5, 32, 32))).float().requires_grad_()
-    plain = loss_function(TrainingConfig())(logits, target)
-    weighted = loss_function(TrainingConfig(fat_split_weight=2.0))(logits, target)
-    assert weighted.item() == pytest.approx(plain.item() + 2.0 * fat_split_loss(logits, target).item(), rel=1e-6)
-    weighted.backward()
-    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
-    empty = torch.zeros(2, 16, 16, dtype=torch.long)
-    assert fat_split_loss(torch.randn(2, 5, 16, 16), empty).item() == 0.0

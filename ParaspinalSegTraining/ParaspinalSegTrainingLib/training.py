@@ -55,12 +55,18 @@ def seed_everything(*keys: int) -> np.random.Generator:
     return rng
 
 
+def mean_over_pairs(values: list, logits):
+    """The mean of the per-side tensors of (slice, side) values; 0, still joined to the graph, when there is none."""
+    import torch
+
+    values = torch.cat(values)
+    return values.mean() if values.numel() else logits.sum() * 0.0
+
+
 def compartment_dice_loss(logits, target, smooth: float = 1.0):
     """1 - soft Dice of each side's compartment (muscle + fat probabilities summed), per slice, averaged over
     the (slice, side) pairs whose truth holds that side (0 if none does). Each slice counts alike, so a small
     compartment (T12, coarse pixels) weighs as much as a large one, unlike the class Dice over the batch."""
-    import torch
-
     probabilities = logits.float().softmax(dim=1)
     losses = []
     for side in SIDES:
@@ -69,8 +75,7 @@ def compartment_dice_loss(logits, target, smooth: float = 1.0):
         overlap, true_area = (predicted * truth).sum(dim=(1, 2)), truth.sum(dim=(1, 2))
         dice = (2.0 * overlap + smooth) / (predicted.sum(dim=(1, 2)) + true_area + smooth)
         losses.append((1.0 - dice)[true_area > 0])
-    losses = torch.cat(losses)
-    return losses.mean() if losses.numel() else logits.sum() * 0.0
+    return mean_over_pairs(losses, logits)
 
 
 def fat_split_loss(logits, target):
@@ -78,8 +83,6 @@ def fat_split_loss(logits, target):
     probability summed over the truth's compartment over the muscle + fat probability summed there, against the
     truth's fat share, averaged over the (slice, side) pairs whose truth holds that side (0 if none does). It
     scores the split the product measures, apart from the compartment's outline (the compartment Dice's job)."""
-    import torch
-
     probabilities = logits.float().softmax(dim=1)
     errors = []
     for side in SIDES:
@@ -90,8 +93,7 @@ def fat_split_loss(logits, target):
         true_fat = (target == side.fat).to(probabilities.dtype).sum(dim=(1, 2))
         present = true_area > 0
         errors.append((fat[present] / tissue[present].clamp(min=1e-6) - true_fat[present] / true_area[present]).abs())
-    errors = torch.cat(errors)
-    return errors.mean() if errors.numel() else logits.sum() * 0.0
+    return mean_over_pairs(errors, logits)
 
 
 def loss_function(config: TrainingConfig):
