@@ -94,8 +94,8 @@ class DomainFigures:
         return int(np.sum(np.abs(errors) <= points)), int(errors.size)
 
     def fat_within(self, method: str, points: float = GOAL_FAT_POINTS) -> float:
-        errors = self.fat_errors(method)
-        return float(np.mean(np.abs(errors) <= points)) if errors.size else math.nan
+        within, patients = self.fat_within_count(method, points)
+        return within / patients if patients else math.nan
 
     def slice_agreement(self, method: str) -> tuple[float, float]:
         """Per slice (both sides together): the mean absolute fat fraction error in points and Pearson's r
