@@ -273,6 +273,14 @@ def command_release(args: argparse.Namespace, progress) -> int:
     return 0
 
 
+def command_soup(args: argparse.Namespace, progress) -> int:
+    from .soup import make_soup, parse_member
+
+    names = make_soup(Path(args.out), [parse_member(text) for text in args.members])
+    print(f"wrote {args.out}: {names}")
+    return 0
+
+
 def score_offset(name: str):
     """The argument type of a postprocessing offset (`name`, a Postprocessing field), refused with the card's own bounds."""
     from ParaspinalSegLib.network.model import Postprocessing
@@ -314,6 +322,12 @@ def add_training_commands(commands) -> None:
                                         "--fat-split`); default: the trained model's")
     release.set_defaults(run=command_release, input_paths=("model", "shared"), output_paths=("out", "heldout"))
 
+    soup = commands.add_parser("soup", help="a new model whose weights are the weighted mean of other models' "
+                                            "(a model soup of fine-tunes of one parent)")
+    soup.add_argument("out", help="new model folder (must not exist)")
+    soup.add_argument("members", nargs="+", metavar="WEIGHT=MODEL",
+                      help="a member's weight and model folder, e.g. 1=run-a/fold_0/model 1=run-b/fold_0/model")
+    soup.set_defaults(run=command_soup, output_paths=("out",))
     synth = commands.add_parser("synth", help="write a synthetic training data set (label maps L1-S1 turned into images)")
     synth.add_argument("out", help="data set folder to create")
     synth.add_argument("--cases", type=positive_int, required=True, help="number of synthetic patients")
