@@ -46,5 +46,7 @@ def test_a_soup_of_a_model_with_itself_is_that_model_and_nothing_is_overwritten(
     code, _, err = run_cli(capsys, "soup", out, f"1={SHIPPED}")
     assert code != 0 and "already exists" in err and "Traceback" not in err
     assert (out / "model.json").read_bytes() == before
+    code, _, err = run_cli(capsys, "soup", out / "inside", f"1={out}")
+    assert code != 0 and "lies inside the input" in err and not (out / "inside").exists()
     code, _, err = run_cli(capsys, "soup", tmp_path / "other", "one=folder")
     assert code != 0 and "needs WEIGHT=MODEL_FOLDER" in err and not (tmp_path / "other").exists()

@@ -274,9 +274,15 @@ def command_release(args: argparse.Namespace, progress) -> int:
 
 
 def command_soup(args: argparse.Namespace, progress) -> int:
+    from ParaspinalSegLib.cli import check_paths
+
     from .soup import make_soup, parse_member
 
-    names = make_soup(Path(args.out), [parse_member(text) for text in args.members])
+    members = [parse_member(text) for text in args.members]
+    # the members' folders are inputs, checked as every command's are (the output never inside one)
+    check_paths(argparse.Namespace(folders=[str(folder) for _, folder in members], out=args.out,
+                                   input_paths=("folders",), output_paths=("out",)))
+    names = make_soup(Path(args.out), members)
     print(f"wrote {args.out}: {names}")
     return 0
 
@@ -327,7 +333,7 @@ def add_training_commands(commands) -> None:
     soup.add_argument("out", help="new model folder (must not exist)")
     soup.add_argument("members", nargs="+", metavar="WEIGHT=MODEL",
                       help="a member's weight and model folder, e.g. 1=run-a/fold_0/model 1=run-b/fold_0/model")
-    soup.set_defaults(run=command_soup, output_paths=("out",))
+    soup.set_defaults(run=command_soup)  # its paths are checked once the members are parsed
     synth = commands.add_parser("synth", help="write a synthetic training data set (label maps L1-S1 turned into images)")
     synth.add_argument("out", help="data set folder to create")
     synth.add_argument("--cases", type=positive_int, required=True, help="number of synthetic patients")
