@@ -42,6 +42,10 @@ def test_a_soup_of_a_model_with_itself_is_that_model_and_nothing_is_overwritten(
         assert np.array_equal(made.network.state_dict()[key].numpy(), value.numpy()), key
     assert made.card.postprocessing == shipped.card.postprocessing and made.card.version.endswith("-soup")
     assert made.card.graph is not None
+    for field in ("training_data", "training_settings"):
+        listed = getattr(made.card, field)["soup_members"]
+        assert [(m.pop("model"), m.pop("weight")) for m in listed] == [(shipped.card.model_id, 1.0)] * 2
+        assert listed == [getattr(shipped.card, field)] * 2
     before = (out / "model.json").read_bytes()
     code, _, err = run_cli(capsys, "soup", out, f"1={SHIPPED}")
     assert code != 0 and "already exists" in err and "Traceback" not in err

@@ -5,8 +5,8 @@ Wortsman et al. 2022; SWAD, Cha et al. 2021) can hold better off the training di
 time: model 2.12.0 is the uniform soup of two sibling fine-tunes of 2.9.0. The members must share architecture
 and preprocessing. Floating-point tensors, BatchNorm running statistics included, are averaged in float32 and
 stored as float16; the card is the last member's (its postprocessing too), with a version and description that
-name the members (`paraspinal release` then gives it its own version and notes), and an ONNX graph is exported
-beside the weights. The output folder must not exist: nothing is overwritten.
+name the members, and training data and settings that list each member's own under "soup_members" (`paraspinal
+release` then gives it its own version and notes); an ONNX graph is exported beside the weights. The output folder must not exist: nothing is overwritten.
 """
 
 from __future__ import annotations
@@ -38,6 +38,12 @@ def averaged_state(states: list[tuple[float, dict]]) -> dict:
             else value for key, value in last.items()}
 
 
+def members_record(models: list, field: str) -> dict:
+    """One card field ("training_data" or "training_settings") of every member, with its model id and weight."""
+    return {"soup_members": [{"model": model.card.model_id, "weight": weight, **getattr(model.card, field)}
+                             for weight, model in models]}
+
+
 def make_soup(out: Path, members: list[tuple[float, Path]]) -> str:
     """Write the weighted mean of the member models to the new folder `out`; returns the members as text."""
     from ParaspinalSegLib.network.modelfile import load_model, save_model
@@ -55,7 +61,9 @@ def make_soup(out: Path, members: list[tuple[float, Path]]) -> str:
     last.network.load_state_dict(averaged_state([(weight, m.network.state_dict()) for weight, m in models]))
     card = dataclasses.replace(last.card, version=f"{last.card.version}-soup", graph=None,
                                description=f"weight average (model soup) of {names}; release it to give it its "
-                                           "own version and notes")
+                                           "own version and notes",
+                               training_data=members_record(models, "training_data"),
+                               training_settings=members_record(models, "training_settings"))
     save_model(out, last.network, card, half_precision=True)
     add_graph(out)
     return names
