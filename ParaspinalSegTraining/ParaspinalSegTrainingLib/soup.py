@@ -6,7 +6,8 @@ time: model 2.12.0 is the uniform soup of two sibling fine-tunes of 2.9.0. The m
 and preprocessing. Floating-point tensors, BatchNorm running statistics included, are averaged in float32 and
 stored as float16; the card is the last member's (its postprocessing too), with a version and description that
 name the members, and training data and settings that list each member's own under "soup_members" (`paraspinal
-release` then gives it its own version and notes); an ONNX graph is exported beside the weights. The output folder must not exist: nothing is overwritten.
+release` then gives it its own version and notes); an ONNX graph is exported beside the weights. The output folder
+must not exist: nothing is overwritten.
 """
 
 from __future__ import annotations
