@@ -12,6 +12,7 @@ from ParaspinalSegLib.network.modelfile import load_model, sha256_of
 from ParaspinalSegLib.network.registry import SHIPPED_MODELS, ModelRegistry
 
 SHIPPED = sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))
+RECIPES = SHIPPED_MODELS.parent / "Recipes"
 REAL_TOLERANCE = 0.005  # real-case Dice: inference is deterministic on the CPU, up to float rounding
 SAMPLE_TOLERANCE = 0.005  # the sample and its figure are fixed; the superseded 1.x models live in git history only
 
@@ -31,6 +32,18 @@ def test_shipped_model_loads_and_its_hash_matches_its_card(shipped):
     assert model.card.model_id == folder.name
     assert sha256_of(folder / "model.safetensors") == model.card.weights_sha256
     assert (folder / "model.safetensors").stat().st_size < 50e6
+
+
+def test_a_shipped_weight_average_lists_each_member_with_the_recipe_it_was_trained_by(shipped):
+    folder, model = shipped
+    settings, data = model.card.training_settings, model.card.training_data
+    is_soup = "model soup" in model.card.description
+    assert is_soup == ("soup_members" in settings) == ("soup_members" in data)
+    for member_settings, member_data in zip(settings.get("soup_members", []), data.get("soup_members", [])):
+        recipe = json.loads((RECIPES / member_settings["model"] / "train.json").read_text())
+        assert member_settings["model"] == member_data["model"] == f"{recipe['name']}-{recipe['version']}"
+        assert member_settings["seed"] == recipe["seed"] and member_settings["epochs"] == recipe["epochs"]
+        assert member_data["patients"] == 120 and len(member_data["sha256"]) == 64
 
 
 def test_shipped_model_gives_its_stated_dice_on_real_cases(shipped, shared_dir):
