@@ -54,7 +54,7 @@ PIP_REQUIREMENTS = {
     "safetensors": "safetensors>=0.4",
     "PIL": "pillow>=10",
     "onnxruntime": "onnxruntime>=1.17",  # runs the model on the CPU (1.5x torch's speed, README: Speed)
-    "openvino": "openvino>=2024.0",  # faster still once loaded (bfloat16 on CPUs with AMX), with onnx
+    "openvino": "openvino>=2024.0",  # faster still once loaded (bfloat16 on CPUs with AMX or AVX-512 BF16), with onnx
     "onnx": "onnx>=1.16",
 }
 KEPT_DISTRIBUTIONS = ("torch", "torchvision", "numpy", "SimpleITK", "pydicom")

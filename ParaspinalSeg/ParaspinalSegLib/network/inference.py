@@ -133,8 +133,8 @@ def predict_series_with_confidence(
 
     The card's postprocessing moves the background's odds and each side's fat/muscle split (`postprocessed`)
     and says how the labels are taken and fat is split (`preprocess.class_labels`).
-    Mixed precision (bfloat16) is used on CUDA only: on a CPU without AMX it is several times
-    slower than float32 (measured on this project's AMD EPYC machines).
+    Mixed precision (bfloat16) is used on CUDA only: the CPU's fast paths are ONNX Runtime and
+    OpenVINO (the README's Speed section), and torch's float32 keeps this path exact there.
     """
     pre = model.card.preprocessing
     prepared = [prepare_slice(s.pixels, s.geometry, pre) for s in series.slices]

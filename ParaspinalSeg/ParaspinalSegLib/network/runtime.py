@@ -6,8 +6,9 @@ only; its weights are the model's own safetensors file, read with numpy and hand
 as it starts, so that both backends run the very same weights and nothing is stored twice.
 
 OpenVINO (the optional extra `paraspinalseg[openvino]`) runs the same graph in bfloat16 where the
-CPU has AMX, float32 elsewhere: on a CPU with AMX five times faster than ONNX Runtime once
-started, but its import and compilation take what it saves on one study.
+CPU has it natively (AMX or AVX-512 BF16), float32 elsewhere: once started, five times faster than
+ONNX Runtime on a CPU with AMX and twice as fast on the AMD EPYC with AVX-512 BF16 only, but its
+import and compilation take what it saves on one study.
 
 Which backend runs where: `auto` is ONNX Runtime on the CPU when the model has a graph and
 onnxruntime is installed, torch otherwise (GPU, Apple MPS, models without a graph); for a model
@@ -133,8 +134,8 @@ class OpenVinoRunner:
 
 def openvino_runner(graph: Path, weights: dict[str, np.ndarray], threads: int | None = None) -> OpenVinoRunner:
     """The graph with its weights filled in (float32), compiled by OpenVINO for this CPU at OpenVINO's
-    own default precision for it: bfloat16 where the CPU has AMX, float32 otherwise (torch's bfloat16
-    on a CPU with AVX-512 BF16 but no AMX was several times slower than float32)."""
+    own default precision for it: bfloat16 where the CPU has it natively (AMX or AVX-512 BF16), float32
+    otherwise."""
     import onnx
     import openvino
     from onnx import numpy_helper
