@@ -11,7 +11,10 @@ from .compartments import WIDTH_MM
 from .fat import PATCH_MM, STREAK_LENGTH_MM, STREAK_WIDTH_MM
 from .levels import ALL_VERTEBRAE, VERTEBRAE
 
-SYNTHESIS_VERSION = "2.0.0"
+# The generator's version, written into every dataset.json beside the settings that made the set. 2.0.0:
+# domain randomisation. 2.1.0: the settings added since (T12 in levels, habitus_spread, fat_fraction_beta, the
+# fat grain, aponeuroses, the coil profile), each at a default that makes 2.0.0's data sets again to the byte.
+SYNTHESIS_VERSION = "2.1.0"
 SHAPE_SOURCES = ("auto", "procedural", "real")
 CONTRASTS = ("t2", "t1", "fat_suppressed", "pd", "gre_in_phase", "inverted", "random", "random_tissue")
 SHAPE_SPLITS = ("all", "train", "heldout")
