@@ -39,6 +39,7 @@ def test_a_shipped_weight_average_lists_each_member_with_the_recipe_it_was_train
     settings, data = model.card.training_settings, model.card.training_data
     is_soup = "model soup" in model.card.description
     assert is_soup == ("soup_members" in settings) == ("soup_members" in data)
+    assert len(settings.get("soup_members", [])) == len(data.get("soup_members", [])) != 1
     for member_settings, member_data in zip(settings.get("soup_members", []), data.get("soup_members", [])):
         recipe = json.loads((RECIPES / member_settings["model"] / "train.json").read_text())
         assert member_settings["model"] == member_data["model"] == f"{recipe['name']}-{recipe['version']}"
