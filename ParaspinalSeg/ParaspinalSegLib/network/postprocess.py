@@ -10,11 +10,15 @@ from ..labels import SIDES
 def components(mask: np.ndarray, fully_connected: bool) -> np.ndarray:
     """Connected components of a 2D mask numbered 1, 2, ... in raster order (0 outside), 8-connected
     if fully_connected, 4-connected otherwise. SimpleITK, already loaded to read the images, rather
-    than scipy.ndimage, whose import alone costs the command line 0.3 s."""
+    than scipy.ndimage, whose import alone costs the command line 0.3 s. One work unit: the masks are
+    a compartment's box, too small for splitting the image to pay (a 40-slice study's cleaning took
+    0.10 s instead of 0.15 s on 2 cores)."""
     import SimpleITK as sitk
 
-    image = sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8))
-    return sitk.GetArrayFromImage(sitk.ConnectedComponent(image, fully_connected))
+    labeller = sitk.ConnectedComponentImageFilter()
+    labeller.SetFullyConnected(fully_connected)
+    labeller.SetNumberOfWorkUnits(1)
+    return sitk.GetArrayFromImage(labeller.Execute(sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8))))
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
