@@ -18,7 +18,8 @@ def components(mask: np.ndarray, fully_connected: bool) -> np.ndarray:
     labeller = sitk.ConnectedComponentImageFilter()
     labeller.SetFullyConnected(fully_connected)
     labeller.SetNumberOfWorkUnits(1)
-    return sitk.GetArrayFromImage(labeller.Execute(sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8))))
+    image = sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8))
+    return sitk.GetArrayFromImage(labeller.Execute(image))
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
