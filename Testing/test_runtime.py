@@ -109,6 +109,28 @@ def test_choose_backend():
         choose_backend("tensorrt", "cpu", True)
 
 
+def test_groups_and_batches_of_any_size_give_the_same_labels_and_progress(monkeypatch):
+    """The network's scores made a group at a time (`NETWORK_GROUP`), then labelled a batch at a time: groups
+    of 5 slices in batches of 2 (a group ends on a half batch) give each slice the labels and confidence
+    of one group of batches of 8, and the progress counts every slice once, up to the whole series."""
+    from ParaspinalSegLib.cli import sample_folder
+    from ParaspinalSegLib.network import inference
+    from ParaspinalSegLib.read.reading import read_study
+
+    series = read_study(sample_folder() / "study").series
+    model = load_model(SHIPPED, backend="onnxruntime")
+    whole = inference.predict_series_with_confidence(model, series)
+    monkeypatch.setattr(inference, "NETWORK_GROUP", 5)
+    seen = []
+    grouped = inference.predict_series_with_confidence(model, series, batch_size=2,
+                                                       progress=lambda fraction, message: seen.append(message))
+    assert sum((labels > 0).any() for labels in whole.labels) >= len(series) - 2  # compartments to compare
+    for x, y in zip(whole.labels, grouped.labels, strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_allclose(whole.confidence, grouped.confidence, rtol=1e-6)
+    assert len(series) == 12 and seen == [f"segmenting, slice {k}/12" for k in (2, 4, 5, 7, 9, 10, 12)]
+
+
 def test_onnx_runtime_gives_the_torch_labels_on_the_sample():
     """Both backends on the shipped sample: scores within 1e-3, and the pipeline's labels the same on
     all but a handful of border pixels (compartment Dice between them at least 0.999)."""
