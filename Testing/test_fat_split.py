@@ -13,10 +13,10 @@ import pytest
 from helpers import run_cli
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
 from ParaspinalSegLib.measure.measurement import mean_compartment_dice
-from ParaspinalSegLib.network.inference import postprocessed, shift_background, shift_fat_split
+from ParaspinalSegLib.network.inference import class_probabilities, postprocessed, shift_background, shift_fat_split
 from ParaspinalSegLib.network.model import Postprocessing
 from ParaspinalSegLib.network.modelfile import ModelCard, load_model
-from ParaspinalSegLib.network.preprocess import class_labels
+from ParaspinalSegLib.network.preprocess import class_labels, softmax
 from ParaspinalSegLib.network.registry import SHIPPED_MODELS
 from ParaspinalSegLib.pipeline import segment_series
 
@@ -96,6 +96,20 @@ def test_the_background_offset_keeps_only_compartment_whose_odds_over_background
     assert both.argmax(axis=1).item() == 0  # background first (3/7 beats fat 5/14 and muscle)
     fat_first = postprocessed(mixed, Postprocessing(fat_score_offset=math.log(2.0)))
     assert fat_first.argmax(axis=1).item() == RIGHT_MUSCLE  # fat at odds 5/3, below 2: muscle
+
+
+@pytest.mark.parametrize("fat_offset, background_offset", [(0.0, 0.0), (1.5, 0.0), (0.0, -1.0), (1.5, 1.5)])
+def test_the_offsets_taken_on_the_scores_equal_those_taken_on_the_probabilities(fat_offset, background_offset):
+    """`class_probabilities` adds the background offset to its score before the softmax: the same
+    probabilities as the softmax followed by `postprocessed`, and the scores are left as they were."""
+    scores = (np.random.default_rng(7).standard_normal((3, 5, 16, 16)) * 4).astype(np.float32)
+    given = scores.copy()
+    post = Postprocessing(fat_score_offset=fat_offset, background_score_offset=background_offset)
+    expected = postprocessed(softmax(scores, axis=1), post)
+    np.testing.assert_allclose(class_probabilities(scores, post), expected, atol=1e-6)
+    np.testing.assert_array_equal(scores, given)
+    if background_offset:
+        assert not np.allclose(expected, postprocessed(softmax(scores, axis=1), Postprocessing(fat_offset)), atol=1e-3)
 
 
 def test_on_the_sample_a_larger_background_offset_draws_smaller_compartments(shipped):

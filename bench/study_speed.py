@@ -7,7 +7,8 @@ model loaded, as in Slicer or a batch), stage by stage, against the naive baseli
 Studies: the shipped synthetic sample (12 slices of 256²) and a DICOM study of `--slices` slices of
 `--size`² made from it (its slices upsampled and repeated at new positions, 4 mm apart). Cold: the
 command line's wall time and peak memory, the median of `--repeats` fresh processes, and the import
-time of what a segment run imports. Warm: each stage timed on its own. The naive baseline is the
+time of what a segment run imports. Warm: each stage timed on its own, and the whole study as a batch
+or Slicer runs it (`segment_study`, the figure for the warm goal). The naive baseline is the
 same network in torch, one slice at a time, float32, autograd on; the optimised path is what the
 command line runs with `--backend` (default auto: ONNX Runtime). Prints one Markdown table per study.
 """
@@ -77,10 +78,10 @@ def cold_figures(study: Path, scratch: Path, repeats: int, model: str | None, ba
 def warm_stages(study: Path, scratch: Path, model, repeats: int, device: str, batch_size: int = 8) -> dict[str, float]:
     """Seconds per stage of a warm run (model loaded), each stage the median of `repeats`."""
     from ParaspinalSegLib.output.export import patient_document, slices_csv_text, write_segmentations
-    from ParaspinalSegLib.network.inference import compartment_confidence, postprocessed, runner_for
+    from ParaspinalSegLib.network.inference import class_probabilities, compartment_confidence, runner_for
     from ParaspinalSegLib.pipeline import measure_series
     from ParaspinalSegLib.network.postprocess import clean_labels
-    from ParaspinalSegLib.network.preprocess import prepare_slice, restore_labels, softmax
+    from ParaspinalSegLib.network.preprocess import prepare_slice, restore_labels
     from ParaspinalSegLib.output.qc import write_qc_montage
     from ParaspinalSegLib.read.reading import read_study
 
@@ -91,8 +92,7 @@ def warm_stages(study: Path, scratch: Path, model, repeats: int, device: str, ba
     runner = runner_for(model, device, mixed_precision=True)  # bfloat16 autocast on CUDA only
     scores = np.concatenate([runner.scores(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
     post = model.card.postprocessing
-    plain = softmax(scores, axis=1)
-    probabilities = postprocessed(plain, post)
+    probabilities = class_probabilities(scores, post)
     raw = [restore_labels(p, placement) for p, (_, placement, _) in zip(probabilities, prepared)]
     labels = [clean_labels(label) for label in raw]
     result = measure_series(series, labels, needs_fat=False, label_kind="model", model=model.card.model_id)
@@ -102,9 +102,8 @@ def warm_stages(study: Path, scratch: Path, model, repeats: int, device: str, ba
         "read and decode DICOM": lambda: read_study(study),
         "preprocess": lambda: [prepare_slice(s.pixels, s.geometry, pre) for s in series.slices],
         "network": lambda: [runner.scores(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)],
-        "class probabilities (softmax)": lambda: softmax(scores, axis=1),
-        f"card offsets (fat/muscle {post.fat_score_offset:g}, background {post.background_score_offset:g})":
-            lambda: postprocessed(plain, post),
+        f"class probabilities with the card's offsets (fat/muscle {post.fat_score_offset:g}, background "
+        f"{post.background_score_offset:g})": lambda: class_probabilities(scores, post),
         "labels back on the slices": lambda: [restore_labels(p, placement) for p, (_, placement, _) in
                                               zip(probabilities, prepared)],
         "confidence": lambda: [compartment_confidence(p) for p in probabilities],
@@ -117,6 +116,17 @@ def warm_stages(study: Path, scratch: Path, model, repeats: int, device: str, ba
         "qc.png": lambda: write_qc_montage(out / "qc.png", series, result),
     }
     return {name: median_time(stage, repeats) for name, stage in stages.items()}
+
+
+def warm_end_to_end(study: Path, scratch: Path, model, repeats: int, device: str) -> float:
+    """Seconds for one warm study as a batch or Slicer runs it (`segment_study`: read, segment, clean,
+    measure, write every output), the median of `repeats`. It need not equal the stages' sum: the
+    outputs go into a folder that is renamed when complete, and the network's speed depends on the
+    work done between its batches (README, Speed)."""
+    from ParaspinalSegLib.cohorts.batch import segment_study
+
+    return median_time(lambda: segment_study(study, scratch / "end_to_end", model, device=device, overwrite=True),
+                       repeats)
 
 
 def baseline_network(model_folder: Path, batch: np.ndarray, repeats: int, device: str) -> float:
@@ -165,7 +175,7 @@ def machine() -> str:
     return f"{name}, {len(os.sched_getaffinity(0))} cores usable, {', '.join(features) or 'no avx512_bf16/AMX/VNNI'}"
 
 
-def report(name: str, slices: int, cold: dict, warm: dict, load: float, baseline: float) -> str:
+def report(name: str, slices: int, cold: dict, warm: dict, end_to_end: float, load: float, baseline: float) -> str:
     network = warm["network"]
     warm_total = sum(warm.values())
     lines = [f"### {name}: {slices} slices", "", "| stage | seconds | ms per slice |", "|---|---:|---:|"]
@@ -173,7 +183,8 @@ def report(name: str, slices: int, cold: dict, warm: dict, load: float, baseline
     lines.append(f"| cold: imports | {cold['imports']:.2f} | |")
     lines.append(f"| model load (graph and weights) | {load:.2f} | |")
     lines += [f"| warm: {stage} | {seconds:.3f} | {1000 * seconds / slices:.1f} |" for stage, seconds in warm.items()]
-    lines.append(f"| **warm study, all stages** | **{warm_total:.2f}** | {1000 * warm_total / slices:.1f} |")
+    lines.append(f"| warm study, the stages above summed | {warm_total:.2f} | {1000 * warm_total / slices:.1f} |")
+    lines.append(f"| **warm study end to end (`segment_study`)** | **{end_to_end:.2f}** | {1000 * end_to_end / slices:.1f} |")
     lines.append(f"| **cold `paraspinal segment`, all outputs** | **{cold['cold_wall']:.2f}** | peak {cold['cold_peak_mb']:.0f} MB |")
     lines.append(f"| naive baseline network (torch, batch 1, float32, autograd) | {baseline:.2f} | "
                  f"{1000 * baseline / slices:.1f} |")
@@ -212,7 +223,9 @@ def main(argv=None) -> int:
             batch = np.stack([prepare_slice(s.pixels, s.geometry, model.card.preprocessing)[0] for s in series.slices])[:, None]
             cold = cold_figures(study, scratch / f"cold{index}", args.repeats, args.model, args.backend, args.device)
             warm = warm_stages(study, scratch, model, args.repeats, args.device)
-            print(report(name, len(series), cold, warm, model_load_time(folder, args.repeats, args.backend, args.device),
+            end_to_end = warm_end_to_end(study, scratch, model, args.repeats, args.device)
+            print(report(name, len(series), cold, warm, end_to_end,
+                         model_load_time(folder, args.repeats, args.backend, args.device),
                          baseline_network(folder, batch, args.repeats, args.device)) + "\n")
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0

@@ -16,7 +16,7 @@ import numpy as np
 from ..labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
 from .modelfile import LoadedModel
 from .model import Postprocessing
-from .preprocess import Placement, compartment_probabilities, prepare_slice, restore_labels, softmax
+from .preprocess import Placement, prepare_slice, restore_labels, softmax
 from ..progress import ProgressCallback
 from .runtime import NetworkRunner, TorchRunner
 from ..slices import SliceSeries
@@ -97,17 +97,29 @@ def postprocessed(probabilities: np.ndarray, post: Postprocessing) -> np.ndarray
     return shift_fat_split(shift_background(probabilities, post.background_score_offset), post.fat_score_offset)
 
 
+def class_probabilities(scores: np.ndarray, post: Postprocessing) -> np.ndarray:
+    """Class probabilities (batch, classes, rows, columns) from the network's scores with the card's
+    offsets: background's added to its score before the softmax (what `shift_background` does to the
+    probabilities, without renormalising them again), then the fat/muscle split (`shift_fat_split`)."""
+    if post.background_score_offset:
+        scores = scores.copy()
+        scores[:, 0] += post.background_score_offset
+    return shift_fat_split(softmax(scores, axis=1), post.fat_score_offset)
+
+
 def compartment_confidence(probabilities: np.ndarray) -> float:
     """Mean top-class probability over the pixels of the network window that it puts in a compartment.
 
     The classes are merged into background, right compartment (muscle + fat) and left compartment
     first: the muscle/fat border inside a fatty muscle is uncertain by nature and is not what fails.
-    `probabilities`: one slice's class probabilities (classes, size, size), the softmax of its
-    scores. NaN if no compartment.
+    A pixel is in a compartment where the larger side's sum beats background (a tie is background,
+    as in an argmax), and that sum is its top probability. `probabilities`: one slice's class
+    probabilities (classes, size, size), the softmax of its scores. NaN if no compartment.
     """
-    merged = compartment_probabilities(probabilities)
-    top, inside = merged.max(axis=0), merged.argmax(axis=0) > 0
-    return float(top[inside].mean()) if inside.any() else math.nan
+    p = probabilities
+    compartment = np.maximum(p[RIGHT_MUSCLE] + p[RIGHT_FAT], p[LEFT_MUSCLE] + p[LEFT_FAT])
+    inside = compartment > p[0]
+    return float(compartment[inside].mean()) if inside.any() else math.nan
 
 
 def runner_for(model: LoadedModel, device: str, mixed_precision: bool) -> NetworkRunner:
@@ -131,7 +143,7 @@ def predict_series_with_confidence(
     model's confidence per slice (`compartment_confidence`, on the network window). mirror: average
     with the left-right mirrored slice, sides swapped (twice the network time).
 
-    The card's postprocessing moves the background's odds and each side's fat/muscle split (`postprocessed`)
+    The card's postprocessing moves the background's odds and each side's fat/muscle split (`class_probabilities`)
     and says how the labels are taken and fat is split (`preprocess.class_labels`).
     Mixed precision (bfloat16) is used on CUDA only: the CPU's fast paths are ONNX Runtime and
     OpenVINO (the README's Speed section), and torch's float32 keeps this path exact there.
@@ -188,7 +200,7 @@ def labels_from_scores(
 ) -> tuple[list[np.ndarray], list[float]]:
     """Label maps on the slices' own grids and the confidence per slice, from a batch's class scores
     and the card's postprocessing."""
-    probabilities = postprocessed(softmax(scores, axis=1), post)
+    probabilities = class_probabilities(scores, post)
     labels = [restore_labels(p, placement, post.label_decision, post.fat_split)
               for p, placement in zip(probabilities, placements)]
     return labels, [compartment_confidence(p) for p in probabilities]

@@ -54,7 +54,7 @@ def crop_around_labels(
     pixels: np.ndarray, labels: np.ndarray, spacing: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Both arrays cut to the labels' bounding box plus MARGIN_MM (the whole slice if no labels)."""
-    rows, columns = np.nonzero(labels)
+    rows, columns = np.flatnonzero(labels.any(axis=1)), np.flatnonzero(labels.any(axis=0))
     if rows.size == 0:
         return pixels, labels
     pad_rows, pad_columns = (int(math.ceil(MARGIN_MM / s)) for s in spacing)
