@@ -2,7 +2,7 @@
 model loaded, as in Slicer or a batch), stage by stage, against the naive baseline.
 
     python bench/study_speed.py [--slices 40] [--size 512] [--repeats 3] [--model MODEL] [--backend auto]
-                                [--device cpu|cuda]
+                                [--device cpu|cuda] [--whole-study-only]
 
 Studies: the shipped synthetic sample (12 slices of 256²) and a DICOM study of `--slices` slices of
 `--size`² made from it (its slices upsampled and repeated at new positions, 4 mm apart). Cold: the
@@ -208,6 +208,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "torch"))
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cuda: the torch path on the GPU")
+    parser.add_argument("--whole-study-only", action="store_true",
+                        help="time only the whole warm study (segment_study), which every version of the "
+                             "library has: to compare commits, run it with PYTHONPATH=<checkout>/ParaspinalSeg")
     args = parser.parse_args(argv)
     folder = resolve_model(args.model)
     model = load_model(folder, device=args.device, backend=args.backend)
@@ -219,6 +222,10 @@ def main(argv=None) -> int:
                    f"{args.slices}-slice study at {args.size}²": upsampled_study(sample_folder() / "study", args.slices,
                                                                                 args.size, scratch / "big")}
         for index, (name, study) in enumerate(studies.items()):
+            if args.whole_study_only:
+                print(f"{name}: whole warm study (segment_study), median of {args.repeats}: "
+                      f"{warm_end_to_end(study, scratch, model, args.repeats, args.device):.2f} s")
+                continue
             series = read_study(study).series
             batch = np.stack([prepare_slice(s.pixels, s.geometry, model.card.preprocessing)[0] for s in series.slices])[:, None]
             cold = cold_figures(study, scratch / f"cold{index}", args.repeats, args.model, args.backend, args.device)
