@@ -132,7 +132,9 @@ def outside(settings: SynthesisSettings, trained: SynthesisSettings) -> bool:
     finer_fat = settings.fat_streak_width_mm[1] < trained.fat_streak_width_mm[0]
     unseen_bands = settings.aponeurosis_probability > 0 and trained.aponeurosis_probability == 0
     stronger_coil = settings.coil_gain[0] > trained.coil_gain[1]
-    return new_contrast or finer or coarser or unseen_shapes or finer_fat or unseen_bands or stronger_coil
+    fainter_fascia = settings.fascia_contrast[1] < trained.fascia_contrast[0]
+    return (new_contrast or finer or coarser or unseen_shapes or finer_fat or unseen_bands or stronger_coil
+            or fainter_fascia)
 
 
 def test_held_out_domains_lie_outside_the_training_domain_and_those_taken_in_do_not():

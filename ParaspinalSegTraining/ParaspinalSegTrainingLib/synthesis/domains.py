@@ -108,6 +108,12 @@ HELD_OUT = (
                   "times over 50-150 mm (T2 and T1; added after model 2.6.1 was released)",
                   {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "coil_probability": 1.0, "coil_gain": (3.0, 6.0),
                    "coil_falloff_mm": (20.0, 50.0)}),
+    HeldOutDomain("faint_fascia", "fascia: the fascia around the compartments nearly as grey as their muscle (a "
+                  "quarter of its contrast at most), so that a compartment's border with the muscles beside it shows "
+                  "only by its shape, where training drew it at tendon's intensity (dark in T2 and T1, a random grey "
+                  "in the random contrasts, near the muscle's only by chance) (T2 and T1; added after model 2.12.0 "
+                  "was released)",
+                  {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "fascia_contrast": (0.0, 0.25)}),
 )
 # Seeds: DOMAIN_SEED + the domain's index for the sets that choose (epochs, runs, settings); REPORT_SEED + the
 # index for fresh draws of the same domains that only report a chosen model; training recipes use others.

@@ -175,6 +175,7 @@ def synth_slice(level: Level | str, rng: np.random.Generator, settings: Synthesi
         partner=neighbouring_anatomy(tissues, labels, spacing, rng) if thick else None,
         ghost_probability=settings.ghost_probability, wrap_probability=settings.wrap_probability,
         coil=CoilProfile(settings.coil_probability, settings.coil_gain, settings.coil_falloff_mm),
+        fascia_contrast=settings.fascia_contrast,
     )
     if settings.crop_probability > 0 and rng.random() < settings.crop_probability:
         image = crop_field_of_view(image, labels, spacing, rng)

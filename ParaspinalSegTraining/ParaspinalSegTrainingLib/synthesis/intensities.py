@@ -118,6 +118,16 @@ def tissue_table(contrast: Contrast, rng: np.random.Generator) -> tuple[np.ndarr
     return means, textures
 
 
+def fade_fascia(means: np.ndarray, textures: np.ndarray, share: float) -> None:
+    """The fascia's mean moved towards the compartments' muscle, keeping `share` of its difference
+    from it (0: as grey as that muscle, with its texture), in place."""
+    muscle = [int(t) for t in (Tissue.RIGHT_MULTIFIDUS, Tissue.RIGHT_ERECTOR_SPINAE, Tissue.LEFT_MULTIFIDUS,
+                               Tissue.LEFT_ERECTOR_SPINAE)]
+    muscle_mean = float(np.mean(means[muscle]))
+    means[Tissue.FASCIA] = muscle_mean + share * (means[Tissue.FASCIA] - muscle_mean)
+    textures[Tissue.FASCIA] = share * textures[Tissue.FASCIA] + (1.0 - share) * float(np.mean(textures[muscle]))
+
+
 def redraw_tissues(means: np.ndarray, rng: np.random.Generator) -> None:
     """SynthSeg's route: every tissue code outside the compartments a new uniform 0..1 mean, in place.
 
@@ -163,12 +173,16 @@ def lowpass(shape: tuple[int, int], factors: tuple[float, float]) -> np.ndarray:
 def render_image(tissues: np.ndarray, contrast: Contrast, spacing: float, rng: np.random.Generator, *,
                  snr: tuple[float, float], resolution_factor: tuple[float, float], bias_strength: float,
                  normalise: bool, partner: np.ndarray | None = None, ghost_probability: float = 0.1,
-                 wrap_probability: float = 0.0, coil: CoilProfile = CoilProfile()) -> np.ndarray:
+                 wrap_probability: float = 0.0, coil: CoilProfile = CoilProfile(),
+                 fascia_contrast: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
     """An MR-like float32 image of a tissue map.
 
     partner: the anatomy a little further along the spine, blended in with a random weight up to
-    0.5 (the through-plane partial volume of a thick slice)."""
+    0.5 (the through-plane partial volume of a thick slice). fascia_contrast: the range of the share
+    of its contrast to muscle that the fascia keeps (`fade_fascia`; (1, 1) draws nothing)."""
     means, textures = tissue_table(contrast, rng)
+    if fascia_contrast != (1.0, 1.0):
+        fade_fascia(means, textures, float(rng.uniform(*fascia_contrast)))
     texture = gaussian_filter(rng.standard_normal(tissues.shape), rng.uniform(0.5, 1.2))
     texture /= max(float(texture.std()), 1e-6)
     image = means[tissues] + textures[tissues] * texture

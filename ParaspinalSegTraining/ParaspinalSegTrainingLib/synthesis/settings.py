@@ -13,7 +13,8 @@ from .levels import ALL_VERTEBRAE, VERTEBRAE
 
 # The generator's version, written into every dataset.json beside the settings that made the set. 2.0.0:
 # domain randomisation. 2.1.0: the settings added since (T12 in levels, habitus_spread, fat_fraction_beta, the
-# fat grain, aponeuroses, the coil profile), each at a default that makes 2.0.0's data sets again to the byte.
+# fat grain, aponeuroses, the coil profile, the fascia's contrast), each at a default that makes 2.0.0's data sets
+# again to the byte.
 SYNTHESIS_VERSION = "2.1.0"
 SHAPE_SOURCES = ("auto", "procedural", "real")
 CONTRASTS = ("t2", "t1", "fat_suppressed", "pd", "gre_in_phase", "inverted", "random", "random_tissue")
@@ -71,7 +72,10 @@ class SynthesisSettings:
     field of view is cut down to a random rectangle that still holds both compartments;
     aponeurosis_probability: share of slices whose compartments carry tendinous bands inside the fascia
     (the erector spinae aponeurosis behind, the lumbar intermuscular aponeurosis, a tendinous septum; see
-    aponeuroses.py), labelled as the compartment's muscle; real_shape_split: which traced masks may be
+    aponeuroses.py), labelled as the compartment's muscle; fascia_contrast: range of the share of the
+    tendon-to-muscle contrast that the fascia keeps, drawn per slice (its mean intensity is muscle's plus
+    that share of the difference; 1, the default, is tendon's and draws nothing; 0 makes the fascia as
+    grey as muscle, a border seen only by its shape); real_shape_split: which traced masks may be
     used, "all", "train" (four in five) or "heldout" (every fifth, by file name order), so that
     validation can use traced shapes that training never saw.
     """
@@ -114,6 +118,7 @@ class SynthesisSettings:
     wrap_probability: float = 0.0
     crop_probability: float = 0.0
     aponeurosis_probability: float = 0.0
+    fascia_contrast: tuple[float, float] = (1.0, 1.0)
     real_shape_split: str = "all"
     seed: int = 0
 
@@ -123,7 +128,7 @@ class SynthesisSettings:
                              f"{len(VERTEBRAE)} positive widths, one per level {VERTEBRAE[0]}..{VERTEBRAE[-1]}")
         for name in ("pixel_spacing_mm", "slice_spacing_mm", "fat_fraction_pct", "scale", "snr", "resolution_factor",
                      "deep_fat", "fat_streak_length_mm", "fat_streak_width_mm", "fat_patch_mm", "coil_gain",
-                     "coil_falloff_mm"):
+                     "coil_falloff_mm", "fascia_contrast"):
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise InputError(f"synthesis setting {name}={getattr(self, name)}: needs 0 <= low <= high")
@@ -137,6 +142,8 @@ class SynthesisSettings:
         if not 0 < self.habitus_spread <= MAX_HABITUS_SPREAD:
             raise InputError(f"synthesis setting habitus_spread={self.habitus_spread}: needs more than 0 and at "
                              f"most {MAX_HABITUS_SPREAD} (1: the default builds)")
+        if self.fascia_contrast[1] > 1:
+            raise InputError(f"synthesis setting fascia_contrast={self.fascia_contrast}: a share of at most 1")
         if self.coil_falloff_mm[0] <= 0:
             raise InputError(f"synthesis setting coil_falloff_mm={self.coil_falloff_mm}: needs a fall-off above 0 mm")
         if self.bone_gap_mm < 0:
