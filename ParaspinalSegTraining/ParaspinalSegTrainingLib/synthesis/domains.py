@@ -114,6 +114,11 @@ HELD_OUT = (
                   "in the random contrasts, near the muscle's only by chance) (T2 and T1; added after model 2.12.0 "
                   "was released)",
                   {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "fascia_contrast": (0.0, 0.25)}),
+    HeldOutDomain("very_coarse_pixels", "resolution: pixels of 3.1-3.6 mm from T12 to S1, coarser than any image "
+                  "of the other domains (the held-out frontier of resolution should training reach 3.0 mm), matrix "
+                  "reduction 1.0-1.3, 128x128 (T2 and T1; added after model 2.12.0 was released)",
+                  {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "pixel_spacing_mm": (3.1, 3.6),
+                   "resolution_factor": (1.0, 1.3), "image_size": 128, "levels": ("T12",) + VERTEBRAE}),
 )
 # Seeds: DOMAIN_SEED + the domain's index for the sets that choose (epochs, runs, settings); REPORT_SEED + the
 # index for fresh draws of the same domains that only report a chosen model; training recipes use others.
