@@ -10,9 +10,7 @@ from ParaspinalSegLib.errors import InputError
 from ParaspinalSegTrainingLib.synthesis import SynthesisSettings
 from ParaspinalSegTrainingLib.synthesis.domains import held_out_settings, training_settings
 from ParaspinalSegTrainingLib.synthesis.intensities import CoilProfile, draw_contrast, fade_fascia, render_image
-from ParaspinalSegTrainingLib.synthesis.tissues import Tissue
-
-MUSCLE = (Tissue.RIGHT_MULTIFIDUS, Tissue.RIGHT_ERECTOR_SPINAE, Tissue.LEFT_MULTIFIDUS, Tissue.LEFT_ERECTOR_SPINAE)
+from ParaspinalSegTrainingLib.synthesis.tissues import COMPARTMENT_MUSCLE as MUSCLE, Tissue
 
 
 def test_fading_keeps_the_share_of_the_fascias_difference_from_the_compartments_muscle():

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from .fields import smooth_random_field
-from .tissues import APONEUROSES, COMPARTMENT_TISSUES, MATERIAL, Material, Tissue
+from .tissues import APONEUROSES, COMPARTMENT_MUSCLE, COMPARTMENT_TISSUES, MATERIAL, Material, Tissue
 
 # Mean intensity ranges (low, high) per material, for each realistic contrast mode.
 PRIORS: dict[str, dict[Material, tuple[float, float]]] = {
@@ -121,8 +121,7 @@ def tissue_table(contrast: Contrast, rng: np.random.Generator) -> tuple[np.ndarr
 def fade_fascia(means: np.ndarray, textures: np.ndarray, share: float) -> None:
     """The fascia's mean moved towards the compartments' muscle, keeping `share` of its difference
     from it (0: as grey as that muscle, with its texture), in place."""
-    muscle = [int(t) for t in (Tissue.RIGHT_MULTIFIDUS, Tissue.RIGHT_ERECTOR_SPINAE, Tissue.LEFT_MULTIFIDUS,
-                               Tissue.LEFT_ERECTOR_SPINAE)]
+    muscle = [int(t) for t in COMPARTMENT_MUSCLE]
     muscle_mean = float(np.mean(means[muscle]))
     means[Tissue.FASCIA] = muscle_mean + share * (means[Tissue.FASCIA] - muscle_mean)
     textures[Tissue.FASCIA] = share * textures[Tissue.FASCIA] + (1.0 - share) * float(np.mean(textures[muscle]))

@@ -136,6 +136,8 @@ LEFT_COMPARTMENT = (Tissue.LEFT_MULTIFIDUS, Tissue.LEFT_ERECTOR_SPINAE, Tissue.L
 # tendon material's own, so that data sets made without them draw the same random numbers as before.
 APONEUROSES = (Tissue.RIGHT_APONEUROSIS, Tissue.LEFT_APONEUROSIS)
 COMPARTMENT_TISSUES = RIGHT_COMPARTMENT + LEFT_COMPARTMENT
+COMPARTMENT_MUSCLE = (Tissue.RIGHT_MULTIFIDUS, Tissue.RIGHT_ERECTOR_SPINAE, Tissue.LEFT_MULTIFIDUS,
+                      Tissue.LEFT_ERECTOR_SPINAE)
 BONE_TISSUES = (
     Tissue.CORTICAL_BONE, Tissue.VERTEBRAL_BODY, Tissue.POSTERIOR_ARCH, Tissue.SACRUM, Tissue.ILIUM, Tissue.RIB,
 )
