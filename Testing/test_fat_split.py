@@ -13,7 +13,7 @@ import pytest
 from helpers import run_cli
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
 from ParaspinalSegLib.measure.measurement import mean_compartment_dice
-from ParaspinalSegLib.network.inference import class_probabilities, postprocessed, shift_background, shift_fat_split
+from ParaspinalSegLib.network.inference import class_probabilities, shift_fat_split
 from ParaspinalSegLib.network.model import Postprocessing
 from ParaspinalSegLib.network.modelfile import ModelCard, load_model
 from ParaspinalSegLib.network.preprocess import class_labels, softmax
@@ -79,37 +79,53 @@ def test_cards_without_postprocessing_mean_no_offset_and_bad_offsets_are_refused
             Postprocessing(background_score_offset=bad)
 
 
+def scores_of(probabilities: np.ndarray) -> np.ndarray:
+    """Class scores whose softmax is `probabilities` (their logarithms; a zero stays at 1e-30)."""
+    return np.log(np.maximum(probabilities, 1e-30))
+
+
+def background_reweighted(probabilities: np.ndarray, offset: float) -> np.ndarray:
+    """The background offset by its definition: background's probability times exp(offset), renormalised."""
+    shifted = probabilities.copy()
+    shifted[:, 0] *= math.exp(offset)
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 def test_the_background_offset_keeps_only_compartment_whose_odds_over_background_exceed_its_exponential():
     # right muscle at odds 9 (40 pixels), 1.5 (30) and 2/3 (30) over background: 70 pixels by argmax,
     # 40 at odds above 2, all 100 at odds above 1/2
     probabilities = right_compartment([(40, 0.9, 0.0), (30, 0.6, 0.0), (30, 0.4, 0.0)])
-    def area(p: np.ndarray) -> int:
+    def area(offset: float) -> int:
+        p = class_probabilities(scores_of(probabilities), Postprocessing(background_score_offset=offset))
         return int((p.argmax(axis=1) > 0).sum())
-    assert shift_background(probabilities, 0.0) is probabilities and area(probabilities) == 70
-    assert area(shift_background(probabilities, math.log(2.0))) == 40
-    assert area(shift_background(probabilities, -math.log(2.0))) == 100
+    assert area(0.0) == 70
+    assert area(math.log(2.0)) == 40
+    assert area(-math.log(2.0)) == 100
     mixed = right_compartment([(1, 0.3, 0.5)])  # background 0.2, fat 0.5, muscle 0.3
-    shifted = shift_background(mixed, math.log(3.0))  # background 0.6 of 1.4: 3/7, fat 5/14, muscle 3/14
+    shifted = class_probabilities(scores_of(mixed), Postprocessing(background_score_offset=math.log(3.0)))
+    # background 0.6 of 1.4: 3/7, fat 5/14, muscle 3/14
     np.testing.assert_allclose(shifted[0, [0, RIGHT_MUSCLE, RIGHT_FAT], 0, 0], (3 / 7, 3 / 14, 5 / 14), rtol=1e-6)
     np.testing.assert_allclose(shifted.sum(axis=1), 1.0, rtol=1e-6)
-    both = postprocessed(mixed, Postprocessing(fat_score_offset=math.log(2.0), background_score_offset=math.log(3.0)))
+    both = class_probabilities(scores_of(mixed), Postprocessing(fat_score_offset=math.log(2.0),
+                                                                background_score_offset=math.log(3.0)))
     assert both.argmax(axis=1).item() == 0  # background first (3/7 beats fat 5/14 and muscle)
-    fat_first = postprocessed(mixed, Postprocessing(fat_score_offset=math.log(2.0)))
+    fat_first = class_probabilities(scores_of(mixed), Postprocessing(fat_score_offset=math.log(2.0)))
     assert fat_first.argmax(axis=1).item() == RIGHT_MUSCLE  # fat at odds 5/3, below 2: muscle
 
 
 @pytest.mark.parametrize("fat_offset, background_offset", [(0.0, 0.0), (1.5, 0.0), (0.0, -1.0), (1.5, 1.5)])
 def test_the_offsets_taken_on_the_scores_equal_those_taken_on_the_probabilities(fat_offset, background_offset):
     """`class_probabilities` adds the background offset to its score before the softmax: the same
-    probabilities as the softmax followed by `postprocessed`, and the scores are left as they were."""
+    probabilities as background's reweighted by its definition after the softmax, then `shift_fat_split`,
+    and the scores are left as they were."""
     scores = (np.random.default_rng(7).standard_normal((3, 5, 16, 16)) * 4).astype(np.float32)
     given = scores.copy()
     post = Postprocessing(fat_score_offset=fat_offset, background_score_offset=background_offset)
-    expected = postprocessed(softmax(scores, axis=1), post)
+    expected = shift_fat_split(background_reweighted(softmax(scores, axis=1), background_offset), fat_offset)
     np.testing.assert_allclose(class_probabilities(scores, post), expected, atol=1e-6)
     np.testing.assert_array_equal(scores, given)
     if background_offset:
-        assert not np.allclose(expected, postprocessed(softmax(scores, axis=1), Postprocessing(fat_offset)), atol=1e-3)
+        assert not np.allclose(expected, shift_fat_split(softmax(scores, axis=1), fat_offset), atol=1e-3)
 
 
 def test_on_the_sample_a_larger_background_offset_draws_smaller_compartments(shipped):

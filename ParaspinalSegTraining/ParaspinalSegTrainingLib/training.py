@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ParaspinalSegLib.errors import InputError, OperationCancelled
-from ParaspinalSegLib.network.inference import choose_device, postprocessed
+from ParaspinalSegLib.network.inference import choose_device, class_probabilities
 from ParaspinalSegLib.labels import SIDES
 from ParaspinalSegLib.measure.measurement import overlap_counts
 from ParaspinalSegLib.network.model import Postprocessing, build_network
@@ -133,14 +133,12 @@ def dice_of_counts(counts: np.ndarray) -> dict[str, float]:
 
 def window_labels(logits, post: Postprocessing = Postprocessing()) -> np.ndarray:
     """The labels the product gives a batch of network windows: the card's label decision and fat split
-    (`preprocess.class_labels`) on the class probabilities after its offsets (`inference.postprocessed`:
-    background's odds, each side's fat/muscle split)."""
-    import torch
-
+    (`preprocess.class_labels`) on the class probabilities after its offsets (`inference.class_probabilities`,
+    the product's own: background's odds, each side's fat/muscle split)."""
     if post == Postprocessing():
         return logits.argmax(dim=1).cpu().numpy().astype(np.uint8)
-    probabilities = torch.softmax(logits, dim=1).cpu().numpy()
-    return class_labels(postprocessed(probabilities, post), post.label_decision, post.fat_split)
+    probabilities = class_probabilities(logits.detach().float().cpu().numpy(), post)
+    return class_labels(probabilities, post.label_decision, post.fat_split)
 
 
 def validation_scores(network, data: PreparedSlices, loss, device: str, config: TrainingConfig,

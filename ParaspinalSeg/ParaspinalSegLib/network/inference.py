@@ -81,26 +81,11 @@ def shift_fat_split(probabilities: np.ndarray, fat_score_offset: float) -> np.nd
     return shifted
 
 
-def shift_background(probabilities: np.ndarray, background_score_offset: float) -> np.ndarray:
-    """Class probabilities (batch, classes, rows, columns) with background's odds over every other
-    class multiplied by exp(`background_score_offset`) (the card's postprocessing), renormalised;
-    the other classes keep their ratios. 0 leaves them as they are."""
-    if not background_score_offset:
-        return probabilities
-    shifted = probabilities.copy()
-    shifted[:, 0] *= math.exp(background_score_offset)
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def postprocessed(probabilities: np.ndarray, post: Postprocessing) -> np.ndarray:
-    """Class probabilities with the card's offsets applied: background's first, then the fat/muscle split."""
-    return shift_fat_split(shift_background(probabilities, post.background_score_offset), post.fat_score_offset)
-
-
 def class_probabilities(scores: np.ndarray, post: Postprocessing) -> np.ndarray:
     """Class probabilities (batch, classes, rows, columns) from the network's scores with the card's
-    offsets: background's added to its score before the softmax (what `shift_background` does to the
-    probabilities, without renormalising them again), then the fat/muscle split (`shift_fat_split`)."""
+    offsets: background's added to its score before the softmax, which multiplies background's odds
+    over every other class by exp(offset) and keeps the others' ratios (0 leaves them as they are),
+    then the fat/muscle split (`shift_fat_split`)."""
     if post.background_score_offset:
         scores = scores.copy()
         scores[:, 0] += post.background_score_offset
