@@ -190,34 +190,36 @@ class ParaspinalSegTrainingLogic(ScriptedLoadableModuleLogic):
 
         ModelRegistry().set_active(modelId)
 
-    def fineTuneSettings(self, epochs=None, learningRate=None, folds=None, device=None, freezeEncoderEpochs=None):
+    def fineTuneSettings(self, epochs=None, learningRate=None, folds=None, device=None, freezeEncoderEpochs=None,
+                         parentShare=None):
         """FineTuneSettings with the given values (None keeps the library's default), once the
         packages training needs are installed."""
         self.setupPythonRequirements()
         from ParaspinalSegTrainingLib.finetune import FineTuneSettings
 
         return FineTuneSettings().with_overrides(epochs=epochs, learning_rate=learningRate, folds=folds, device=device,
-                                                 freeze_encoder_epochs=freezeEncoderEpochs)
+                                                 freeze_encoder_epochs=freezeEncoderEpochs, parent_share=parentShare)
 
     def train(self, trainingSetFolder, baseModel=None, epochs=None, learningRate=None, folds=None, device=None,
-              freezeEncoderEpochs=None, progressCallback=None) -> ParaspinalSegTrainingResult:
+              freezeEncoderEpochs=None, progressCallback=None, parentShare=None) -> ParaspinalSegTrainingResult:
         """Fine-tune baseModel (registered id or folder; the active model if None) on a training set in
         this process (blocking), register the new model and compare it with its parent. Settings left
-        None take FineTuneSettings' defaults. progressCallback (fraction, message) may raise
-        OperationCancelled: then nothing is registered and the run keeps its last checkpoint."""
+        None take FineTuneSettings' defaults (parentShare: the parent's share of the registered weight
+        average, 0.5; 0 registers the fine-tuned network alone). progressCallback (fraction, message) may
+        raise OperationCancelled: then nothing is registered and the run keeps its last checkpoint."""
         folder = self.trainingSetPath(trainingSetFolder, needsCases=True)
-        settings = self.fineTuneSettings(epochs, learningRate, folds, device, freezeEncoderEpochs)
+        settings = self.fineTuneSettings(epochs, learningRate, folds, device, freezeEncoderEpochs, parentShare)
         from ParaspinalSegTrainingLib.finetune import fine_tune
 
         result = fine_tune(folder, baseModel, settings, progress=progressCallback)
         return ParaspinalSegTrainingResult.fromDict(result.to_dict())
 
     def startTraining(self, trainingSetFolder, baseModel=None, epochs=None, learningRate=None, folds=None, device=None,
-                      freezeEncoderEpochs=None, workFolder=None):
+                      freezeEncoderEpochs=None, workFolder=None, parentShare=None):
         """The same fine-tuning in a separate process, returned at once (TrainingProcess: poll() for
         its events, cancel(), then `outcome`)."""
         folder = self.trainingSetPath(trainingSetFolder, needsCases=True)
-        settings = self.fineTuneSettings(epochs, learningRate, folds, device, freezeEncoderEpochs)
+        settings = self.fineTuneSettings(epochs, learningRate, folds, device, freezeEncoderEpochs, parentShare)
         from ParaspinalSegTrainingLib.trainprocess import TrainingProcess
 
         process = TrainingProcess(folder, baseModel, settings, work_folder=workFolder)

@@ -3,12 +3,15 @@ parent and cases, a cancelled run in the training process that leaves the first 
 command line, and a contrast the parent never saw."""
 
 import csv
+import dataclasses
 import itertools
 import json
 import time
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from helpers import phantom_series, run_cli
 from ParaspinalSegLib.network.inference import predict_series
@@ -18,7 +21,7 @@ from ParaspinalSegLib.read.reading import read_study
 from ParaspinalSegLib.network.registry import ModelRegistry, resolve_model
 from ParaspinalSegTrainingLib.config import TrainingConfig
 from ParaspinalSegTrainingLib.datasets import case_labels, find_cases
-from ParaspinalSegTrainingLib.finetune import FineTuneSettings, fine_tune
+from ParaspinalSegTrainingLib.finetune import PARENT_SHARE, FineTuneSettings, fine_tune
 from ParaspinalSegTrainingLib import trainingset
 from ParaspinalSegTrainingLib.trainingset import add_case
 from ParaspinalSegTrainingLib.trainprocess import TrainingProcess
@@ -147,18 +150,45 @@ def test_one_corrected_study_fine_tunes_on_all_its_slices_keeps_the_last_epoch_a
     with open(tmp_path / "run" / "fold_0" / "metrics.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert [row["epoch"] for row in rows] == ["1", "2"] and all(float(row["train_loss"]) > 0 for row in rows)
+    # What is registered is the average of the fine-tuned network (kept in the run folder) and its parent.
+    assert model.card.training_settings["parent_share"] == PARENT_SHARE == 0.5
+    assert "averaged with it" in model.card.description
+    # Without the parent's offsets (the shipped model's are not 0), the rest of its postprocessing kept.
+    parent_post = load_model(resolve_model(shipped)).card.postprocessing
+    assert parent_post.fat_score_offset > 0 and parent_post.background_score_offset > 0
+    assert model.card.postprocessing == dataclasses.replace(parent_post, fat_score_offset=0.0, background_score_offset=0.0)
+    registered = load_file(model.folder / WEIGHTS_FILE)
+    fine_tuned = load_file(tmp_path / "run" / "fold_0" / "model" / WEIGHTS_FILE)
+    parent = load_file(resolve_model(shipped) / WEIGHTS_FILE)
+    assert registered.keys() == fine_tuned.keys() == parent.keys()
+    for key, value in registered.items():
+        if value.is_floating_point():
+            expected = PARENT_SHARE * parent[key].float() + (1 - PARENT_SHARE) * fine_tuned[key].float()
+            assert torch.equal(value, expected.to(value.dtype)), key
+        else:  # BatchNorm's step counters: the fine-tuned network's
+            assert torch.equal(value, fine_tuned[key]), key
 
 
 def test_command_line_fine_tunes_registers_and_compares_with_the_parent(home, shipped, two_cases, tmp_path, capsys):
     config = tmp_path / "fast.json"
     config.write_text(json.dumps(FAST.to_dict() | {"folds": 0, "epochs": 1, "freeze_encoder_epochs": 0}))
     code, out, err = run_cli(capsys, "train", two_cases, "--out", tmp_path / "run", "--base", shipped, "--register",
-                             "--config", config, "--version", "1.0.0-cli")
+                             "--config", config, "--version", "1.0.0-cli", "--parent-share", "0")
     assert code == 0, err
     assert f"registered paraspinalseg-unet-r18-1.0.0-cli (parent {shipped})" in out
     assert "| structure | Dice parent | Dice new |" in out and "| overall muscle |" in out
-    card = ModelRegistry().get("paraspinalseg-unet-r18-1.0.0-cli").card
-    assert card.parent == shipped and card.training_settings["epochs"] == 1
+    model = ModelRegistry().get("paraspinalseg-unet-r18-1.0.0-cli")
+    assert model.card.parent == shipped and model.card.training_settings["epochs"] == 1
+    # A parent share of 0 registers the fine-tuned network itself.
+    assert model.card.training_settings["parent_share"] == 0 and "averaged" not in model.card.description
+    assert sha256_of(model.folder / WEIGHTS_FILE) == sha256_of(tmp_path / "run" / "fold_0" / "model" / WEIGHTS_FILE)
+    for share in ("1", "-0.1"):
+        code, _, err = run_cli(capsys, "train", two_cases, "--out", tmp_path / "share", "--base", shipped, "--register",
+                               "--parent-share", share)
+        assert code == 2 and f"parent_share {float(share)!r}" in err and "below 1" in err and "Traceback" not in err
+    code, _, err = run_cli(capsys, "train", two_cases, "--out", tmp_path / "plain", "--parent-share", "0.5")
+    assert code == 2 and "needs --base and --register" in err
+    assert not (tmp_path / "share").exists() and not (tmp_path / "plain").exists()
     code, _, err = run_cli(capsys, "train", two_cases, "--out", tmp_path / "again", "--base", shipped, "--register",
                            "--config", config, "--version", "1.0.0-cli")
     assert code == 2 and "already exists" in err
@@ -184,18 +214,24 @@ def test_fine_tuning_on_a_contrast_the_parent_never_saw_improves_dice_on_new_hel
     shown = result.markdown().split("\n\nParent")[0]
     assert result.held_out_kind == "validation" and len(result.held_out_case_ids) == 1
     # The gain asked is a share of what the parent leaves to gain, so that it means the same as parents improve
-    # (a fixed +0.3 suited 2.6.2; 2.12.0 already reaches 0.57 and 0.49 on this validation case): fine-tuning must
-    # remove at least a third of the parent's shortfall from a Dice of 1, and the overall muscle end above 0.8.
+    # (a fixed +0.3 suited 2.6.2; 2.12.0 already reaches 0.57 and 0.49 on this validation case): what is
+    # registered (the average with the parent) must remove at least a third of the parent's shortfall from a
+    # Dice of 1 on the validation case.
     for structure in ("overall muscle", "muscle tissue"):
         assert removed_share(figures[structure]["dice_parent"], figures[structure]["dice_new"]) > 1 / 3, shown
-    assert figures["overall muscle"]["dice_new"] > 0.8, shown
+    # The fine-tuned network itself (kept in the run folder) must end above 0.8 on it. The average gives back part
+    # of that on this one case (0.78 against 0.85 when written) and gains it back on new slices, checked below.
+    [fine_tuned] = result.run_folder.glob("fold_*/model")
+    validation = case_pairs(training_set, result.held_out_case_ids)
+    assert series_dice(fine_tuned, validation) > 0.8, shown
     assert result.parent_id == shipped and result.model_id.startswith(f"{shipped}-ft")
     assert load_model(result.model_folder).card.parent == shipped
     # Slices of the same domain that neither training nor the choice of epoch saw: new seeds.
     unseen = [phantom_series(slices=2, seed=seed, fat_fraction=0.1 + 0.1 * (seed - 20), contrast=inverted)
               for seed in (20, 21, 22)]
     parent_dice, new_dice = series_dice(shipped, unseen), series_dice(result.model_folder, unseen)
-    # The same share on slices of new seeds (parents there: 2.6.2 0.41, 2.9.0 0.63, 2.12.0 0.72)
+    # The same share on slices of new seeds, and above 0.8 there (parents there: 2.6.2 0.41, 2.9.0 0.63, 2.12.0
+    # 0.72; registered when written: 0.85, the fine-tuned network alone 0.83)
     assert removed_share(parent_dice, new_dice) > 1 / 3 and new_dice > 0.8, (parent_dice, new_dice)
 
 

@@ -69,7 +69,7 @@ def command_fine_tune(args: argparse.Namespace, progress) -> int:
     from .finetune import FineTuneSettings, fine_tune
 
     settings = FineTuneSettings.from_config(TrainingConfig.from_file(Path(args.config))) if args.config else FineTuneSettings()
-    settings = settings.with_overrides(**training_overrides(args))
+    settings = settings.with_overrides(**training_overrides(args), parent_share=args.parent_share)
     try:
         result = fine_tune(Path(args.data), args.base, settings, run_folder=Path(args.out), progress=progress)
     except KeyboardInterrupt:
@@ -113,6 +113,8 @@ def command_train(args: argparse.Namespace, progress) -> int:
     world = training_world(args)
     if args.base and args.register:
         return command_fine_tune(args, progress)
+    if args.parent_share is not None:
+        raise InputError("--parent-share averages a fine-tune with its parent: it needs --base and --register")
     config = TrainingConfig.from_file(Path(args.config)) if args.config else TrainingConfig()
     config = config.with_overrides(**training_overrides(args))
     base = resolve_model(args.base) if args.base else None
@@ -367,6 +369,9 @@ def add_training_commands(commands) -> None:
     train.add_argument("--register", action="store_true",
                        help="add the resulting model(s) to the user registry; with --base: fine-tune (default 10 "
                             "epochs, learning rate 3e-4, 3 frozen encoder epochs, folds 0) and compare with the parent")
+    train.add_argument("--parent-share", type=float, metavar="S",
+                       help="with --base and --register: register the weight average of the fine-tuned network and its "
+                            "parent, the parent taking S (default 0.5; 0: the fine-tuned network alone)")
     train.add_argument("--ddp", action="store_true",
                        help="distributed data parallel: start with `torchrun --nproc_per_node N -m ParaspinalSegLib.cli "
                             "train ... --ddp`; batches planned by patient shards, the batch size split over the "

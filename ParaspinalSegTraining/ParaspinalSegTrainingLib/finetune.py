@@ -9,6 +9,13 @@ folds the test cases of the fold whose model is registered (the one best on its 
 training set of one patient (one corrected study) holds nothing out: the new model is its last
 epoch, and the comparison is left to the user, on other studies (`paraspinal evaluate`).
 
+`parent_share` > 0 registers, instead of the fine-tuned network, the weight average of it and its
+parent, the parent taking that share (WiSE-FT, Wortsman et al. 2022): fine-tuned on a few slices, a
+network fits them and loses some of what held it elsewhere; the average keeps part of both. The
+comparison above is then the average's. A fine-tuned model's card drops the parent's fat/muscle and
+background offsets (`fine_tuned_postprocessing`); its epoch is chosen without them too. Both choices
+were made by rules on the held-out synthesis domains, with one corrected study a site (README).
+
 A run lives in its own folder (default: runs/<model id>-<settings hash> beside the user models):
 cancelled, it keeps its last checkpoint and registers nothing; the same call again resumes it.
 """
@@ -27,7 +34,9 @@ from pathlib import Path
 
 from ParaspinalSegLib.errors import InputError, OperationCancelled
 from ParaspinalSegLib.network.inference import choose_device
-from ParaspinalSegLib.network.modelfile import CARD_FILE, WEIGHTS_FILE, LoadedModel, ModelCard, load_model
+from ParaspinalSegLib.network.model import Postprocessing
+from ParaspinalSegLib.network.modelfile import (CARD_FILE, WEIGHTS_FILE, LoadedModel, ModelCard, load_model, read_card,
+                                                save_model)
 from ParaspinalSegLib.output.outputs import write_text_atomic
 from ParaspinalSegLib.progress import ProgressCallback, part_of
 from ParaspinalSegLib.network.registry import ModelRegistry, RegisteredModel, resolve_model
@@ -43,6 +52,7 @@ from .training import EpochCallback, FoldResult
 log = logging.getLogger(__name__)
 
 TRAINING_SHARE = 0.9  # of the progress bar; evaluation takes the rest
+PARENT_SHARE = 0.5  # of the registered weights (`parent_share`); chosen by a rule on the held-out domains (README)
 PhaseCallback = Callable[[str], None]  # "training", "evaluating", "registering"
 
 
@@ -60,7 +70,13 @@ class FineTuneSettings:
     seed: int = 0
     name: str = ""
     version: str = ""
+    parent_share: float = PARENT_SHARE
     config: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.parent_share < 1.0:
+            raise InputError(f"parent_share {self.parent_share!r}: the parent's share of the averaged weights must be "
+                             "at least 0 (the fine-tuned network alone) and below 1")
 
     @classmethod
     def from_config(cls, config: TrainingConfig) -> FineTuneSettings:
@@ -206,11 +222,35 @@ def case_ids_of(cases: list[CaseFiles], patients: tuple[str, ...]) -> list[str]:
     return [c.case_id for c in cases if c.patient_id in set(patients)]
 
 
-def final_card(fold: FoldResult, split: Split, cases: list[CaseFiles], kind: str, figures: dict) -> ModelCard:
-    """The fold model's card with the cases it trained, validated and was tested on, and its
-    comparison with the parent."""
-    card = fold.card.to_dict()
-    card["description"] = f"{card['description']}; fine-tuned from {fold.card.parent} on corrected cases"
+def fine_tuned_postprocessing(parent: Postprocessing) -> Postprocessing:
+    """A fine-tuned model's postprocessing: the parent's, without its fat/muscle and background offsets.
+    Those were chosen to correct the parent's network where it draws too much fat or too large compartments;
+    fine-tuned on a site's corrected labels, a network no longer does, and the offsets would push it the
+    other way (chosen by a rule on the held-out domains, README: fine-tuning)."""
+    return replace(parent, fat_score_offset=0.0, background_score_offset=0.0)
+
+
+def averaged_with_parent(trained: Path, parent: LoadedModel, share: float, folder: Path) -> Path:
+    """The fine-tuned model in `trained` averaged with its parent's weights, the parent taking `share`,
+    written to the new `folder` in the trained model's precision, with its card."""
+    from .soup import averaged_state
+
+    child = load_model(trained)
+    child.network.load_state_dict(averaged_state([(share, parent.network.state_dict()),
+                                                  (1.0 - share, child.network.state_dict())]))
+    save_model(folder, child.network, child.card, half_precision=child.card.weights_dtype == "float16")
+    return folder
+
+
+def final_card(trained: ModelCard, fold: FoldResult, split: Split, cases: list[CaseFiles], kind: str, figures: dict,
+               parent_share: float) -> ModelCard:
+    """The registered model's card (`trained`: the fold model's, or its average with the parent's) with
+    the cases it trained, validated and was tested on, and its comparison with the parent."""
+    card = trained.to_dict()
+    average = (f", then averaged with it (the parent's weights taking {parent_share:g}, WiSE-FT)"
+               if parent_share else "")
+    card["description"] = f"{card['description']}; fine-tuned from {fold.card.parent} on corrected cases{average}"
+    card["training_settings"] = {**card["training_settings"], "parent_share": parent_share}
     card["training_data"] = {**card["training_data"], "trained_case_ids": case_ids_of(cases, split.train),
                              "validation_case_ids": case_ids_of(cases, split.validation),
                              "test_case_ids": case_ids_of(cases, split.test)}
@@ -220,10 +260,10 @@ def final_card(fold: FoldResult, split: Split, cases: list[CaseFiles], kind: str
     return ModelCard.from_dict(card)
 
 
-def register(registry: ModelRegistry, fold: FoldResult, card: ModelCard, run_folder: Path) -> RegisteredModel:
-    """Copy the fold's weights with the final card into the registry (checked, whole or not at all)."""
+def register(registry: ModelRegistry, trained: Path, card: ModelCard, run_folder: Path) -> RegisteredModel:
+    """Copy the trained weights with the final card into the registry (checked, whole or not at all)."""
     with tempfile.TemporaryDirectory(prefix=".register.", dir=run_folder) as staging:
-        shutil.copy2(fold.model_folder / WEIGHTS_FILE, Path(staging) / WEIGHTS_FILE)
+        shutil.copy2(trained / WEIGHTS_FILE, Path(staging) / WEIGHTS_FILE)
         write_text_atomic(Path(staging) / CARD_FILE, json.dumps(card.to_dict(), indent=2) + "\n")
         return registry.import_model(Path(staging))
 
@@ -277,27 +317,31 @@ def fine_tune(
         on_phase("training")
     run = run_training(training_set, run_folder, config, base_model=parent.folder,
                        progress=stopping_progress(progress, should_stop, 0.0, TRAINING_SHARE),
-                       should_stop=should_stop, on_epoch=on_epoch)
+                       should_stop=should_stop, on_epoch=on_epoch,
+                       postprocessing=fine_tuned_postprocessing(parent.card.postprocessing))
     fold = max(run.folds, key=validated_dice)
     split = run.splits[fold.fold]
     held_out = case_ids_of(cases, split.test or split.validation)
     kind = "test" if split.test else "validation" if held_out else "none"
-    new_report = parent_report = None
-    if held_out:
+    with tempfile.TemporaryDirectory(prefix=".average.", dir=run_folder) as scratch:
+        trained = (averaged_with_parent(fold.model_folder, parent, settings.parent_share, Path(scratch) / "model")
+                   if settings.parent_share else fold.model_folder)
+        new_report = parent_report = None
+        if held_out:
+            if on_phase:
+                on_phase("evaluating")
+            new_report, parent_report = evaluate_both(
+                load_model(trained), parent, [c for c in cases if c.case_id in held_out], choose_device(config.device),
+                stopping_progress(progress, should_stop, TRAINING_SHARE, 1.0 - TRAINING_SHARE))
+            new_report.write(run_folder / "comparison", prefix="new_")
+            parent_report.write(run_folder / "comparison", prefix="parent_")
+        if should_stop and should_stop():
+            raise OperationCancelled("fine-tuning cancelled before registering; nothing was registered")
         if on_phase:
-            on_phase("evaluating")
-        new_report, parent_report = evaluate_both(
-            load_model(fold.model_folder), parent, [c for c in cases if c.case_id in held_out],
-            choose_device(config.device), stopping_progress(progress, should_stop, TRAINING_SHARE, 1.0 - TRAINING_SHARE))
-        new_report.write(run_folder / "comparison", prefix="new_")
-        parent_report.write(run_folder / "comparison", prefix="parent_")
-    if should_stop and should_stop():
-        raise OperationCancelled("fine-tuning cancelled before registering; nothing was registered")
-    if on_phase:
-        on_phase("registering")
-    figures = figures_dict(comparison_figures(new_report, parent_report)) if new_report and parent_report else {}
-    card = final_card(fold, split, cases, kind, figures)
-    registered = register(registry, fold, card, run_folder)
+            on_phase("registering")
+        figures = figures_dict(comparison_figures(new_report, parent_report)) if new_report and parent_report else {}
+        card = final_card(read_card(trained), fold, split, cases, kind, figures, settings.parent_share)
+        registered = register(registry, trained, card, run_folder)
     result = FineTuneResult(registered.model_id, parent.card.model_id, registered.folder, run_folder,
                             tuple(case_ids_of(cases, split.train)), tuple(held_out), kind, fold.best_epoch,
                             fold.best_validation_dice, new_report, parent_report)

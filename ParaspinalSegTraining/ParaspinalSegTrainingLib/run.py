@@ -69,9 +69,10 @@ def _check_same_config(out: Path, config: TrainingConfig, base_id: str | None, v
 
 
 def card_template(config: TrainingConfig, base: LoadedModel | None, fingerprint: dict,
-                  world: World | None = None) -> ModelCard:
-    """The card every fold model starts from: architecture and fat/muscle split offset from the base model
-    when fine-tuning; with a World, the processes and accumulation steps that shared each global batch."""
+                  world: World | None = None, postprocessing: Postprocessing | None = None) -> ModelCard:
+    """The card every fold model starts from: architecture and postprocessing (offsets) from the base model
+    when fine-tuning, unless `postprocessing` is given; with a World, the processes and accumulation steps that
+    shared each global batch."""
     architecture = base.card.architecture if base else config.architecture
     preprocessing = config.preprocessing
     distributed = {"distributed": {**world.to_dict(), "micro_batch": config.batch_size // world.shards}} if world else {}
@@ -80,7 +81,7 @@ def card_template(config: TrainingConfig, base: LoadedModel | None, fingerprint:
         version=config.version,
         architecture=architecture,
         preprocessing=preprocessing,
-        postprocessing=base.card.postprocessing if base else Postprocessing(),
+        postprocessing=postprocessing if postprocessing is not None else base.card.postprocessing if base else Postprocessing(),
         parent=base.card.model_id if base else None,
         description=f"U-Net trained with ParaspinalSegTrainingLib{' (fine-tuned)' if base else ''}",
         training_data=fingerprint,
@@ -99,6 +100,7 @@ def run_training(
     on_epoch: EpochCallback | None = None,
     validation: list[Path] | None = None,
     world: World | None = None,
+    postprocessing: Postprocessing | None = None,
 ) -> TrainingRun:
     """Train (and with k >= 2 folds, evaluate) on a data set folder; resumes an interrupted run in `out`.
 
@@ -107,7 +109,8 @@ def run_training(
     follows the config. The cards list the data set's case ids. validation: data set folders that
     choose the best epoch instead of a validation share of `dataset` (the held-out synthesis domains).
     world: this process's place in a multi-process run (see the module's docstring); on ranks other than
-    0 the result has no evaluation."""
+    0 the result has no evaluation. postprocessing: the fold cards' (which also choose the epoch), instead
+    of the base model's."""
     out = Path(out)
     base = load_model(base_model) if base_model else None
     if base:
@@ -118,7 +121,8 @@ def run_training(
         micro_batch_size(config.batch_size, world.shards)
     _check_same_config(out, config, base.card.model_id if base else None, validation, world)
     cases = find_cases(dataset)
-    card = card_template(config, base, {**dataset_fingerprint(cases), "case_ids": [c.case_id for c in cases]}, world)
+    card = card_template(config, base, {**dataset_fingerprint(cases), "case_ids": [c.case_id for c in cases]}, world,
+                         postprocessing)
     data = prepare_dataset(cases, card.preprocessing, part_of(progress, 0.0, READING_SHARE / 2))
     validation_slices = prepare_dataset([c for v in validation for c in find_cases(v)], card.preprocessing,
                                         part_of(progress, READING_SHARE / 2, READING_SHARE)) if validation else None

@@ -1,0 +1,227 @@
+"""Benchmark: what one corrected study of a site buys on the site's other patients.
+
+    python bench/site_finetune.py --data heldout-report [--domains NAME ...] [--site-patients 0 1 ...]
+                                  [--selection] [--offsets FAT:BACKGROUND ...] [--model MODEL] [-o table.md]
+
+A synthetic stand-in for a site: a held-out domain's report draws (`paraspinal heldout --report`, made
+in `--data` if missing; 8 patients a domain; with --selection the selection draws, `paraspinal heldout
+--data`, which choose). For each patient named by `--site-patients` (an index in the domain's case
+order), the model is fine-tuned on that one patient's slices with their true labels, as on a surgeon's
+corrected study, with the recipe of `paraspinal train STUDY --base MODEL --register` (10 epochs, 3 with
+the encoder frozen, every slice trained on, the last epoch kept). Measured through the product's path
+(segment, clean, measure) on the domain's other patients, as `paraspinal heldout` counts them
+(compartment Dice per side, area bias, patients' fat within 3 points), all on torch on the CPU:
+- "model": the model itself;
+- "fine-tuned": the fine-tuned network alone, as `--parent-share 0` registers it;
+- "registered": what the fine-tune registers by default, the weight average of the fine-tuned network
+  and the model (`finetune.PARENT_SHARE`);
+- with --offsets, each of the last two again at those fat/muscle and background offsets instead of the
+  fine-tune's own (`paraspinal heldout --fat-score-offset X --background-score-offset B`).
+The last table sums over all the fine-tunes: mean compartment Dice, fine-tunes that harm (Dice more than
+0.005 below the model's on the same patients) and (fine-tune, patient) pairs with the fat within 3
+points. The fine-tuned models live in a temporary registry and are deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_DOMAINS = ("thoracolumbar_coarse", "very_coarse_pixels", "inverted", "gre_in_phase")
+PATIENTS = 8
+HARM = 0.005  # a fine-tune harms where its compartment Dice is this much below the model's
+
+
+@dataclass
+class SiteRow:
+    """One site patient's fine-tune: the model and what the fine-tune made of it, on the domain's other
+    patients. variants: name -> DomainFigures."""
+
+    domain: str
+    site_case: str
+    parent: object  # DomainFigures
+    variants: dict
+    seconds: float
+
+
+def case_figures(model, case):
+    """The model's `paraspinal heldout` figures on one case, named by the case."""
+    from ParaspinalSegLib.pipeline import FAT_FROM_MODEL
+    from ParaspinalSegTrainingLib.heldout import DomainFigures, evaluate_case
+
+    figures = DomainFigures(case.case_id, "")
+    evaluate_case(model, case, figures, (FAT_FROM_MODEL,), "cpu")
+    return figures
+
+
+def figures_on(model, cases):
+    """The model's `paraspinal heldout` figures on these cases together."""
+    from ParaspinalSegTrainingLib.heldout import pooled_figures
+
+    return pooled_figures([case_figures(model, case) for case in cases])
+
+
+def site_study(case, folder: Path) -> Path:
+    """A training set holding one case: the site's corrected study."""
+    shutil.copytree(case.image.parent, folder / "cases" / case.case_id)
+    return folder
+
+
+def fine_tuned_on(case, base: Path, work: Path) -> Path:
+    """The base model fine-tuned on one case, the fine-tuned network alone (parent share 0), registered in
+    a registry under `work`."""
+    from ParaspinalSegLib.network.registry import ModelRegistry
+    from ParaspinalSegTrainingLib.finetune import FineTuneSettings, fine_tune
+
+    registry = ModelRegistry(user_dir=work / "models")
+    result = fine_tune(site_study(case, work / "site"), base, FineTuneSettings(device="cpu", parent_share=0.0),
+                       registry=registry, run_folder=work / "run")
+    return result.model_folder
+
+
+def variant_models(parent, fine_tuned: Path, work: Path, offsets: list[tuple[float, float]]) -> dict:
+    """The models to measure, by name: the fine-tuned network, what the fine-tune registers by default (its
+    average with the parent), and each of them at other (fat/muscle, background) offsets."""
+    from ParaspinalSegLib.network.modelfile import load_model
+    from ParaspinalSegTrainingLib.finetune import PARENT_SHARE, averaged_with_parent
+
+    registered = averaged_with_parent(fine_tuned, parent, PARENT_SHARE, work / "registered")
+    models = {"fine-tuned": load_model(fine_tuned, "cpu", backend="torch", keep_loaded=True),
+              "registered": load_model(registered, "cpu", backend="torch", keep_loaded=True)}
+    for name in list(models):
+        for fat, background in offsets:
+            models[f"{name} at {fat:g}/{background:g}"] = models[name].with_postprocessing(
+                fat_score_offset=fat, background_score_offset=background)
+    return models
+
+
+def variant_names(offsets: list[tuple[float, float]]) -> list[str]:
+    names = ["fine-tuned", "registered"]
+    return names + [f"{name} at {fat:g}/{background:g}" for name in names for fat, background in offsets]
+
+
+def offset_pair(text: str) -> tuple[float, float]:
+    """'FAT:BACKGROUND' as two offsets."""
+    fat, _, background = text.partition(":")
+    try:
+        return float(fat), float(background)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: needs FAT:BACKGROUND, e.g. 1.5:1.5") from None
+
+
+def site_rows(base: Path, domain: str, folder: Path, site_patients: list[int],
+              offsets: list[tuple[float, float]]) -> list[SiteRow]:
+    from ParaspinalSegLib.network.modelfile import load_model
+    from ParaspinalSegTrainingLib.datasets import find_cases
+    from ParaspinalSegTrainingLib.heldout import pooled_figures
+
+    parent = load_model(base, "cpu", backend="torch", keep_loaded=True)
+    cases = find_cases(folder)
+    parent_figures = {case.case_id: case_figures(parent, case) for case in cases}
+    rows = []
+    for index in site_patients:
+        site, others = cases[index], [c for c in cases if c is not cases[index]]
+        with tempfile.TemporaryDirectory(prefix="site-finetune-") as work:
+            started = time.perf_counter()
+            fine_tuned = fine_tuned_on(site, base, Path(work))
+            seconds = time.perf_counter() - started
+            models = variant_models(parent, fine_tuned, Path(work), offsets)
+            variants = {name: figures_on(model, others) for name, model in models.items()}
+        rows.append(SiteRow(domain, site.case_id, pooled_figures([parent_figures[c.case_id] for c in others]),
+                            variants, seconds))
+        print(row_markdown(rows[-1]), flush=True)
+    return rows
+
+
+def side_dice(figures) -> str:
+    return f"{np.nanmean(figures.dice_right):.3f} / {np.nanmean(figures.dice_left):.3f}"
+
+
+def fat_pairs(figures) -> tuple[int, int]:
+    from ParaspinalSegLib.pipeline import FAT_FROM_MODEL
+
+    return figures.fat_within_count(FAT_FROM_MODEL)
+
+
+def fat_cell(figures) -> str:
+    from ParaspinalSegLib.pipeline import FAT_FROM_MODEL
+
+    within, patients = fat_pairs(figures)
+    errors = figures.fat_errors(FAT_FROM_MODEL)
+    return f"{within} of {patients} ({np.abs(errors).mean():.1f}, {errors.mean():+.1f})"
+
+
+def row_markdown(row: SiteRow) -> str:
+    """The model, then each variant: Dice per side, area bias, patients' fat within 3 points."""
+    figures = [row.parent] + list(row.variants.values())
+    return (f"| {row.domain} | {row.site_case} | " + " -> ".join(side_dice(f) for f in figures) + " | "
+            + " -> ".join(f"{f.csa_bias_pct:+.1f}" for f in figures) + " % | "
+            + " -> ".join(fat_cell(f) for f in figures) + f" | {row.seconds:.0f} |")
+
+
+def header(variants: list[str]) -> str:
+    names = " -> ".join(["model"] + variants)
+    return (f"| domain | the site's corrected study | compartment Dice right / left on the other patients ({names}) | "
+            f"area bias | patients' fat within 3 points (MAE, bias in points) | fine-tuning s |\n"
+            "|---|---|---|---|---|---:|")
+
+
+def totals_markdown(rows: list[SiteRow], by_domain: bool) -> str:
+    """Over the fine-tunes (per domain, or all together): for the model and each variant, the mean
+    compartment Dice, the fine-tunes that harm, and the (fine-tune, patient) pairs with fat within 3 points."""
+    names = ["model"] + list(rows[0].variants)
+    lines = [f"| {'domain' if by_domain else 'fine-tunes'} | " + " | ".join(names) + " |",
+             "|---|" + "---|" * len(names)]
+    groups = {d: [r for r in rows if r.domain == d] for d in dict.fromkeys(r.domain for r in rows)} if by_domain \
+        else {f"all {len(rows)}": rows}
+    for label, mine in groups.items():
+        cells = []
+        for name in names:
+            figures = [r.parent if name == "model" else r.variants[name] for r in mine]
+            harmed = sum(f.dice < r.parent.dice - HARM for f, r in zip(figures, mine))
+            within = sum(fat_pairs(f)[0] for f in figures)
+            pairs = sum(fat_pairs(f)[1] for f in figures)
+            cells.append(f"{np.mean([f.dice for f in figures]):.4f}; " + ("" if name == "model" else f"{harmed} harm; ")
+                         + f"fat {within} of {pairs}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from ParaspinalSegLib.network.registry import ModelRegistry, resolve_model
+    from ParaspinalSegTrainingLib.heldout import domain_folders
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="the held-out domains' draws (made if missing)")
+    parser.add_argument("--domains", nargs="+", default=list(DEFAULT_DOMAINS))
+    parser.add_argument("--site-patients", nargs="+", type=int, default=[0, 1, 2],
+                        help=f"which patients (0-{PATIENTS - 1}) stand for the site's corrected study, one at a time")
+    parser.add_argument("--selection", action="store_true", help="the selection draws instead of the report draws")
+    parser.add_argument("--offsets", nargs="+", type=offset_pair, default=[], metavar="FAT:BACKGROUND",
+                        help="also measure the fine-tuned and registered models at these offsets")
+    parser.add_argument("--model", default="", help="the model to fine-tune (default: the active one)")
+    parser.add_argument("-o", "--out", type=Path, help="Markdown file for the tables")
+    args = parser.parse_args()
+    if not all(0 <= k < PATIENTS for k in args.site_patients):
+        parser.error(f"--site-patients are indexes 0-{PATIENTS - 1}")
+    registry = ModelRegistry()
+    base = resolve_model(args.model or registry.active().model_id, registry)
+    print(header(variant_names(args.offsets)), flush=True)
+    rows = []
+    for domain, folder in domain_folders(args.data, PATIENTS, report=not args.selection, names=tuple(args.domains)):
+        rows += site_rows(base, domain.name, folder, args.site_patients, args.offsets)
+    tables = (header(list(rows[0].variants)) + "\n" + "\n".join(row_markdown(r) for r in rows) + "\n\n"
+              + totals_markdown(rows, by_domain=True) + "\n\n" + totals_markdown(rows, by_domain=False))
+    print("\n" + tables.split("\n\n", 1)[1])
+    if args.out:
+        args.out.write_text(tables + "\n")
+
+
+if __name__ == "__main__":
+    main()
