@@ -139,6 +139,7 @@ def test_one_corrected_study_fine_tunes_on_all_its_slices_keeps_the_last_epoch_a
                              "--config", config, "--version", "1.0.0-one")
     assert code == 0, err
     assert "no case was held out" in out and "the last epoch (2) was kept" in out and "paraspinal evaluate" in out
+    assert "may not improve a model that already segments the site well" in out
     model = ModelRegistry().get("paraspinalseg-unet-r18-1.0.0-one")
     assert model.card.parent == shipped and model.card.training_data["trained_case_ids"] == case_ids(one)
     assert model.card.validation["best_epoch"] == 2 and model.card.validation["validation_dice_mean"] is None

@@ -158,7 +158,8 @@ class FineTuneResult:
         if self.new_evaluation is None or self.parent_evaluation is None:
             return (f"New model {self.model_id} (parent {self.parent_id}), trained on "
                     f"{', '.join(self.trained_case_ids)}: one patient, so no case was held out to compare it with its "
-                    f"parent, and the last epoch ({self.best_epoch}) was kept. Compare both on other studies of the "
+                    f"parent, and the last epoch ({self.best_epoch}) was kept. One corrected study may not improve a "
+                    f"model that already segments the site well: compare both on other studies of the "
                     f"site before making it active: `paraspinal evaluate {self.model_id} DATA` and `paraspinal "
                     f"evaluate {self.parent_id} DATA`.\n")
         rows = [f"| {structure} | {f['dice_parent']:.3f} | {f['dice_new']:.3f} | {f['dice_new'] - f['dice_parent']:+.3f} | "
