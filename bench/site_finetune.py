@@ -96,14 +96,20 @@ def variant_models(parent, fine_tuned: Path, work: Path, offsets: list[tuple[flo
               "registered": load_model(registered, "cpu", backend="torch", keep_loaded=True)}
     for name in list(models):
         for fat, background in offsets:
-            models[f"{name} at {fat:g}/{background:g}"] = models[name].with_postprocessing(
+            models[at_offsets(name, fat, background)] = models[name].with_postprocessing(
                 fat_score_offset=fat, background_score_offset=background)
     return models
 
 
+def at_offsets(name: str, fat: float, background: float) -> str:
+    """A variant's name at other offsets."""
+    return f"{name} at {fat:g}/{background:g}"
+
+
 def variant_names(offsets: list[tuple[float, float]]) -> list[str]:
+    """The names `variant_models` gives, in its order."""
     names = ["fine-tuned", "registered"]
-    return names + [f"{name} at {fat:g}/{background:g}" for name in names for fat, background in offsets]
+    return names + [at_offsets(name, fat, background) for name in names for fat, background in offsets]
 
 
 def offset_pair(text: str) -> tuple[float, float]:
