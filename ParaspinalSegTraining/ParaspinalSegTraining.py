@@ -58,8 +58,10 @@ class ParaspinalSegTraining(ScriptedLoadableModule):
         self.parent.helpText = (
             "Fine-tunes a ParaspinalSeg model on a site's corrected segmentations, in a separate process with live "
             "curves; Cancel keeps the last checkpoint and registers nothing. The result is a new model in the "
-            "registry, never a replacement of its parent, compared with its parent on the cases it was not trained "
-            "on. Research use only, not a medical device."
+            "registry, never a replacement of its parent: the fine-tuned network averaged with its parent (half "
+            "each), compared with its parent on the cases it was not trained on. One corrected study may not improve "
+            "a model that already segments the site well: compare both on other studies before making the new one "
+            "active. Research use only, not a medical device."
         )
         self.parent.acknowledgementText = (
             "Method: Baur D. et al., Analysis of the paraspinal muscle morphology of the lumbar spine using "
