@@ -1,7 +1,8 @@
 """Benchmark: what one corrected study of a site buys on the site's other patients.
 
     python bench/site_finetune.py --data heldout-report [--domains NAME ...] [--site-patients 0 1 ...]
-                                  [--selection] [--offsets FAT:BACKGROUND ...] [--model MODEL] [-o table.md]
+                                  [--selection] [--offsets FAT:BACKGROUND ...] [--shares S ...]
+                                  [--model MODEL] [-o table.md]
 
 A synthetic stand-in for a site: a held-out domain's report draws (`paraspinal heldout --report`, made
 in `--data` if missing; 8 patients a domain; with --selection the selection draws, `paraspinal heldout
@@ -13,10 +14,14 @@ the encoder frozen, every slice trained on, the last epoch kept). Measured throu
 (compartment Dice per side, area bias, patients' fat within 3 points), all on torch on the CPU:
 - "model": the model itself;
 - "fine-tuned": the fine-tuned network alone, as `--parent-share 0` registers it;
-- "registered": what the fine-tune registers by default, the weight average of the fine-tuned network
-  and the model (`finetune.PARENT_SHARE`);
+- "registered": what the fine-tune registers by default: the weight average of the fine-tuned network
+  and the model (`finetune.PARENT_SHARE`), or the fine-tuned network alone where the model's Dice on the
+  site's corrected study is below `finetune.POOR_PARENT_DICE` (`finetune.automatic_parent_share`);
 - with --offsets, each of the last two again at those fat/muscle and background offsets instead of the
-  fine-tune's own (`paraspinal heldout --fat-score-offset X --background-score-offset B`).
+  fine-tune's own (`paraspinal heldout --fat-score-offset X --background-score-offset B`);
+- with --shares, the average with the parent at each of those parent shares (`--parent-share S`).
+Each row also gives the model's own compartment Dice on the site's corrected study ("the model on the
+study"): how much the surgeon had to correct, known before fine-tuning.
 The last table sums over all the fine-tunes: mean compartment Dice, fine-tunes that harm (Dice more than
 0.005 below the model's on the same patients) and (fine-tune, patient) pairs with the fat within 3
 points. The fine-tuned models live in a temporary registry and are deleted.
@@ -45,6 +50,7 @@ class SiteRow:
 
     domain: str
     site_case: str
+    parent_on_study: float  # the model's compartment Dice on the site's corrected study itself
     parent: object  # DomainFigures
     variants: dict
     seconds: float
@@ -85,19 +91,25 @@ def fine_tuned_on(case, base: Path, work: Path) -> Path:
     return result.model_folder
 
 
-def variant_models(parent, fine_tuned: Path, work: Path, offsets: list[tuple[float, float]]) -> dict:
+def variant_models(parent, parent_on_study: float, fine_tuned: Path, work: Path, offsets: list[tuple[float, float]],
+                   shares: list[float]) -> dict:
     """The models to measure, by name: the fine-tuned network, what the fine-tune registers by default (its
-    average with the parent), and each of them at other (fat/muscle, background) offsets."""
+    average with the parent), each of them at other (fat/muscle, background) offsets, and the averages at
+    other parent shares."""
     from ParaspinalSegLib.network.modelfile import load_model
-    from ParaspinalSegTrainingLib.finetune import PARENT_SHARE, averaged_with_parent
+    from ParaspinalSegTrainingLib.finetune import automatic_parent_share, averaged_with_parent
 
-    registered = averaged_with_parent(fine_tuned, parent, PARENT_SHARE, work / "registered")
+    share = automatic_parent_share(parent_on_study)
+    registered = averaged_with_parent(fine_tuned, parent, share, work / "registered") if share else fine_tuned
     models = {"fine-tuned": load_model(fine_tuned, "cpu", backend="torch", keep_loaded=True),
               "registered": load_model(registered, "cpu", backend="torch", keep_loaded=True)}
     for name in list(models):
         for fat, background in offsets:
             models[at_offsets(name, fat, background)] = models[name].with_postprocessing(
                 fat_score_offset=fat, background_score_offset=background)
+    for share in shares:
+        averaged = averaged_with_parent(fine_tuned, parent, share, work / at_share(share))
+        models[at_share(share)] = load_model(averaged, "cpu", backend="torch", keep_loaded=True)
     return models
 
 
@@ -106,10 +118,24 @@ def at_offsets(name: str, fat: float, background: float) -> str:
     return f"{name} at {fat:g}/{background:g}"
 
 
-def variant_names(offsets: list[tuple[float, float]]) -> list[str]:
+def at_share(share: float) -> str:
+    """The name of the average at another parent share."""
+    return f"average {share:g}"
+
+
+def variant_names(offsets: list[tuple[float, float]], shares: list[float]) -> list[str]:
     """The names `variant_models` gives, in its order."""
     names = ["fine-tuned", "registered"]
-    return names + [at_offsets(name, fat, background) for name in names for fat, background in offsets]
+    return (names + [at_offsets(name, fat, background) for name in names for fat, background in offsets]
+            + [at_share(share) for share in shares])
+
+
+def parent_share(text: str) -> float:
+    """A parent share between 0 and 1 (1 excluded)."""
+    share = float(text)
+    if not 0.0 <= share < 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: a parent share lies in 0 <= S < 1")
+    return share
 
 
 def offset_pair(text: str) -> tuple[float, float]:
@@ -122,7 +148,7 @@ def offset_pair(text: str) -> tuple[float, float]:
 
 
 def site_rows(base: Path, domain: str, folder: Path, site_patients: list[int],
-              offsets: list[tuple[float, float]]) -> list[SiteRow]:
+              offsets: list[tuple[float, float]], shares: list[float]) -> list[SiteRow]:
     from ParaspinalSegLib.network.modelfile import load_model
     from ParaspinalSegTrainingLib.datasets import find_cases
     from ParaspinalSegTrainingLib.heldout import pooled_figures
@@ -137,10 +163,10 @@ def site_rows(base: Path, domain: str, folder: Path, site_patients: list[int],
             started = time.perf_counter()
             fine_tuned = fine_tuned_on(site, base, Path(work))
             seconds = time.perf_counter() - started
-            models = variant_models(parent, fine_tuned, Path(work), offsets)
+            models = variant_models(parent, parent_figures[site.case_id].dice, fine_tuned, Path(work), offsets, shares)
             variants = {name: figures_on(model, others) for name, model in models.items()}
-        rows.append(SiteRow(domain, site.case_id, pooled_figures([parent_figures[c.case_id] for c in others]),
-                            variants, seconds))
+        rows.append(SiteRow(domain, site.case_id, parent_figures[site.case_id].dice,
+                            pooled_figures([parent_figures[c.case_id] for c in others]), variants, seconds))
         print(row_markdown(rows[-1]), flush=True)
     return rows
 
@@ -166,16 +192,18 @@ def fat_cell(figures) -> str:
 def row_markdown(row: SiteRow) -> str:
     """The model, then each variant: Dice per side, area bias, patients' fat within 3 points."""
     figures = [row.parent] + list(row.variants.values())
-    return (f"| {row.domain} | {row.site_case} | " + " -> ".join(side_dice(f) for f in figures) + " | "
+    return (f"| {row.domain} | {row.site_case} | {row.parent_on_study:.3f} | "
+            + " -> ".join(side_dice(f) for f in figures) + " | "
             + " -> ".join(f"{f.csa_bias_pct:+.1f}" for f in figures) + " % | "
             + " -> ".join(fat_cell(f) for f in figures) + f" | {row.seconds:.0f} |")
 
 
 def header(variants: list[str]) -> str:
     names = " -> ".join(["model"] + variants)
-    return (f"| domain | the site's corrected study | compartment Dice right / left on the other patients ({names}) | "
+    return (f"| domain | the site's corrected study | the model on the study | "
+            f"compartment Dice right / left on the other patients ({names}) | "
             f"area bias | patients' fat within 3 points (MAE, bias in points) | fine-tuning s |\n"
-            "|---|---|---|---|---|---:|")
+            "|---|---|---:|---|---|---|---:|")
 
 
 def totals_markdown(rows: list[SiteRow], by_domain: bool) -> str:
@@ -211,6 +239,8 @@ def main() -> None:
     parser.add_argument("--selection", action="store_true", help="the selection draws instead of the report draws")
     parser.add_argument("--offsets", nargs="+", type=offset_pair, default=[], metavar="FAT:BACKGROUND",
                         help="also measure the fine-tuned and registered models at these offsets")
+    parser.add_argument("--shares", nargs="+", type=parent_share, default=[], metavar="S",
+                        help="also measure the average with the model at these parent shares")
     parser.add_argument("--model", default="", help="the model to fine-tune (default: the active one)")
     parser.add_argument("-o", "--out", type=Path, help="Markdown file for the tables")
     args = parser.parse_args()
@@ -218,10 +248,10 @@ def main() -> None:
         parser.error(f"--site-patients are indexes 0-{PATIENTS - 1}")
     registry = ModelRegistry()
     base = resolve_model(args.model or registry.active().model_id, registry)
-    print(header(variant_names(args.offsets)), flush=True)
+    print(header(variant_names(args.offsets, args.shares)), flush=True)
     rows = []
     for domain, folder in domain_folders(args.data, PATIENTS, report=not args.selection, names=tuple(args.domains)):
-        rows += site_rows(base, domain.name, folder, args.site_patients, args.offsets)
+        rows += site_rows(base, domain.name, folder, args.site_patients, args.offsets, args.shares)
     tables = (header(list(rows[0].variants)) + "\n" + "\n".join(row_markdown(r) for r in rows) + "\n\n"
               + totals_markdown(rows, by_domain=True) + "\n\n" + totals_markdown(rows, by_domain=False))
     print("\n" + tables.split("\n\n", 1)[1])

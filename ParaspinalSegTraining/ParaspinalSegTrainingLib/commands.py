@@ -371,7 +371,8 @@ def add_training_commands(commands) -> None:
                             "epochs, learning rate 3e-4, 3 frozen encoder epochs, folds 0) and compare with the parent")
     train.add_argument("--parent-share", type=float, metavar="S",
                        help="with --base and --register: register the weight average of the fine-tuned network and its "
-                            "parent, the parent taking S (default 0.5; 0: the fine-tuned network alone)")
+                            "parent, the parent taking S (0: the fine-tuned network alone; default: 0.5 where the "
+                            "parent's compartment Dice on the corrected cases is at least 0.80, else 0)")
     train.add_argument("--ddp", action="store_true",
                        help="distributed data parallel: start with `torchrun --nproc_per_node N -m ParaspinalSegLib.cli "
                             "train ... --ddp`; batches planned by patient shards, the batch size split over the "

@@ -12,9 +12,13 @@ epoch, and the comparison is left to the user, on other studies (`paraspinal eva
 `parent_share` > 0 registers, instead of the fine-tuned network, the weight average of it and its
 parent, the parent taking that share (WiSE-FT, Wortsman et al. 2022): fine-tuned on a few slices, a
 network fits them and loses some of what held it elsewhere; the average keeps part of both. The
-comparison above is then the average's. A fine-tuned model's card drops the parent's fat/muscle and
-background offsets (`fine_tuned_postprocessing`); its epoch is chosen without them too. Both choices
-were made by rules on the held-out synthesis domains, with one corrected study a site (README).
+comparison above is then the average's. Left unset, the share follows how well the parent drew the
+corrected cases before anyone corrected them (`parent_dice_on`): PARENT_SHARE where it drew them
+well, 0 where its compartment Dice on them is below POOR_PARENT_DICE, since there the average gives
+back much of what the fine-tune gained (`automatic_parent_share`). A fine-tuned model's card drops
+the parent's fat/muscle and background offsets (`fine_tuned_postprocessing`); its epoch is chosen
+without them too. These choices were made by rules on the held-out synthesis domains, with one
+corrected study a site (README).
 
 A run lives in its own folder (default: runs/<model id>-<settings hash> beside the user models):
 cancelled, it keeps its last checkpoint and registers nothing; the same call again resumes it.
@@ -38,6 +42,7 @@ from ParaspinalSegLib.network.model import Postprocessing
 from ParaspinalSegLib.network.modelfile import (CARD_FILE, WEIGHTS_FILE, LoadedModel, ModelCard, load_model, read_card,
                                                 save_model)
 from ParaspinalSegLib.output.outputs import write_text_atomic
+from ParaspinalSegLib.pipeline import FAT_FROM_MODEL
 from ParaspinalSegLib.progress import ProgressCallback, part_of
 from ParaspinalSegLib.network.registry import ModelRegistry, RegisteredModel, resolve_model
 
@@ -52,15 +57,19 @@ from .training import EpochCallback, FoldResult
 log = logging.getLogger(__name__)
 
 TRAINING_SHARE = 0.9  # of the progress bar; evaluation takes the rest
-PARENT_SHARE = 0.5  # of the registered weights (`parent_share`); chosen by a rule on the held-out domains (README)
-PhaseCallback = Callable[[str], None]  # "training", "evaluating", "registering"
+PARENT_CHECK_SHARE = 0.05  # of the progress bar: measuring the parent on the corrected cases, when it chooses the share
+PARENT_SHARE = 0.5  # of the registered weights where the parent serves the site; by a rule (README)
+POOR_PARENT_DICE = 0.80  # the parent's Dice on the corrected cases below which it takes no share; by a rule (README)
+PhaseCallback = Callable[[str], None]  # "measuring", "training", "evaluating", "registering"
 
 
 @dataclass(frozen=True)
 class FineTuneSettings:
     """What the issue's training panel sets; everything else comes from `config` (batch size, loss,
     augmentation, ...). name/version: of the new model ("" = the parent's name, and the parent's
-    version + "-ft<n>" with the first n not registered yet)."""
+    version + "-ft<n>" with the first n not registered yet). parent_share: the parent's share of the
+    registered weights; None chooses it from the parent's Dice on the corrected cases
+    (`automatic_parent_share`)."""
 
     epochs: int = 10
     learning_rate: float = 3e-4
@@ -70,11 +79,11 @@ class FineTuneSettings:
     seed: int = 0
     name: str = ""
     version: str = ""
-    parent_share: float = PARENT_SHARE
+    parent_share: float | None = None
     config: TrainingConfig = field(default_factory=TrainingConfig)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.parent_share < 1.0:
+        if self.parent_share is not None and not 0.0 <= self.parent_share < 1.0:
             raise InputError(f"parent_share {self.parent_share!r}: the parent's share of the averaged weights must be "
                              "at least 0 (the fine-tuned network alone) and below 1")
 
@@ -146,6 +155,21 @@ class FineTuneResult:
     best_validation_dice: float
     new_evaluation: EvaluationReport | None  # None when nothing was held out
     parent_evaluation: EvaluationReport | None
+    parent_share: float  # of the registered weights
+    parent_dice: float | None = None  # the parent's Dice on the corrected cases, where it chose the share
+
+    def share_note(self) -> str:
+        """What the registered weights are, and why."""
+        if self.parent_share:
+            what = ("the fine-tuned network averaged with its parent (the parent's weights taking "
+                    f"{self.parent_share:g})")
+        else:
+            what = "the fine-tuned network alone"
+        if self.parent_dice is None:
+            return f"Registered: {what}, as asked."
+        served = "below" if self.parent_dice < POOR_PARENT_DICE else "at or above"
+        return (f"Registered: {what}, because the parent's compartment Dice on the corrected cases, "
+                f"{self.parent_dice:.3f}, is {served} {POOR_PARENT_DICE:g} (`--parent-share` sets the share).")
 
     def figures(self) -> dict[str, dict[str, float]]:
         """structure -> mean Dice and CSA error (%) over the held-out slices, new model and parent (none
@@ -158,16 +182,17 @@ class FineTuneResult:
         if self.new_evaluation is None or self.parent_evaluation is None:
             return (f"New model {self.model_id} (parent {self.parent_id}), trained on "
                     f"{', '.join(self.trained_case_ids)}: one patient, so no case was held out to compare it with its "
-                    f"parent, and the last epoch ({self.best_epoch}) was kept. One corrected study may not improve a "
-                    f"model that already segments the site well: compare both on other studies of the "
-                    f"site before making it active: `paraspinal evaluate {self.model_id} DATA` and `paraspinal "
+                    f"parent, and the last epoch ({self.best_epoch}) was kept. {self.share_note()} One corrected study "
+                    f"may not improve a model that already segments the site well: compare both on other studies of "
+                    f"the site before making it active: `paraspinal evaluate {self.model_id} DATA` and `paraspinal "
                     f"evaluate {self.parent_id} DATA`.\n")
         rows = [f"| {structure} | {f['dice_parent']:.3f} | {f['dice_new']:.3f} | {f['dice_new'] - f['dice_parent']:+.3f} | "
                 f"{f['csa_error_pct_parent']:.1f} | {f['csa_error_pct_new']:.1f} |"
                 for structure, f in self.figures().items()]
         return (
             f"New model {self.model_id} against its parent {self.parent_id} on {len(self.held_out_case_ids)} "
-            f"{self.held_out_kind} case(s) ({', '.join(self.held_out_case_ids)}), mean over slices:\n\n"
+            f"{self.held_out_kind} case(s) ({', '.join(self.held_out_case_ids)}), mean over slices. "
+            f"{self.share_note()}\n\n"
             "| structure | Dice parent | Dice new | change | CSA error % parent | CSA error % new |\n"
             "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
             f"Parent {self.parent_id}:\n\n{table2_markdown(self.parent_evaluation.table)}\n"
@@ -181,6 +206,9 @@ class FineTuneResult:
             "run_folder": str(self.run_folder), "trained_case_ids": list(self.trained_case_ids),
             "held_out_case_ids": list(self.held_out_case_ids), "held_out_kind": self.held_out_kind,
             "best_epoch": self.best_epoch, "best_validation_dice": finite_or_none(self.best_validation_dice),
+            "parent_share": self.parent_share,
+            "parent_dice_on_corrected_cases": None if self.parent_dice is None else finite_or_none(self.parent_dice),
+            "share_note": self.share_note(),
             "figures": figures_dict(self.figures()), "metrics": list(METRICS),
             "tables": {key: table_dict(report.table) if report else {} for key, report in
                        (("new", self.new_evaluation), ("parent", self.parent_evaluation))},
@@ -231,6 +259,26 @@ def fine_tuned_postprocessing(parent: Postprocessing) -> Postprocessing:
     return replace(parent, fat_score_offset=0.0, background_score_offset=0.0)
 
 
+def parent_dice_on(parent: LoadedModel, cases: list[CaseFiles], device: str, progress: ProgressCallback) -> float:
+    """The parent's compartment Dice on the corrected cases, through the product's path (segment, clean,
+    measure; mean over slices and sides): how much the user had to correct, known before fine-tuning."""
+    from .heldout import DomainFigures, evaluate_case
+
+    figures = DomainFigures("corrected cases", "")
+    for n, case in enumerate(cases):
+        evaluate_case(parent, case, figures, (FAT_FROM_MODEL,), device)
+        progress((n + 1) / len(cases), f"measuring the parent on the corrected cases, case {n + 1}/{len(cases)}")
+    return figures.dice
+
+
+def automatic_parent_share(parent_dice: float) -> float:
+    """The parent's share of the registered weights when the user sets none: PARENT_SHARE where the parent
+    already drew the corrected cases well, 0 (the fine-tuned network alone) where its Dice on them is below
+    POOR_PARENT_DICE. A parent that serves the site poorly would take back much of what the fine-tune gained
+    (held-out domains with poor parents, README: fine-tuning)."""
+    return 0.0 if parent_dice < POOR_PARENT_DICE else PARENT_SHARE
+
+
 def averaged_with_parent(trained: Path, parent: LoadedModel, share: float, folder: Path) -> Path:
     """The fine-tuned model in `trained` averaged with its parent's weights, the parent taking `share`,
     written to the new `folder` in the trained model's precision, with its card."""
@@ -244,14 +292,16 @@ def averaged_with_parent(trained: Path, parent: LoadedModel, share: float, folde
 
 
 def final_card(trained: ModelCard, fold: FoldResult, split: Split, cases: list[CaseFiles], kind: str, figures: dict,
-               parent_share: float) -> ModelCard:
+               parent_share: float, parent_dice: float | None) -> ModelCard:
     """The registered model's card (`trained`: the fold model's, or its average with the parent's) with
     the cases it trained, validated and was tested on, and its comparison with the parent."""
     card = trained.to_dict()
     average = (f", then averaged with it (the parent's weights taking {parent_share:g}, WiSE-FT)"
                if parent_share else "")
     card["description"] = f"{card['description']}; fine-tuned from {fold.card.parent} on corrected cases{average}"
-    card["training_settings"] = {**card["training_settings"], "parent_share": parent_share}
+    measured = None if parent_dice is None else finite_or_none(parent_dice)
+    card["training_settings"] = {**card["training_settings"], "parent_share": parent_share,
+                                 "parent_dice_on_corrected_cases": measured}
     card["training_data"] = {**card["training_data"], "trained_case_ids": case_ids_of(cases, split.train),
                              "validation_case_ids": case_ids_of(cases, split.validation),
                              "test_case_ids": case_ids_of(cases, split.test)}
@@ -314,10 +364,18 @@ def fine_tune(
     config = settings.training_config(name, version)
     run_folder = Path(run_folder) if run_folder else default_run_folder(
         registry, f"{name}-{version}", config, parent.card.model_id, cases, training_set)
+    share, parent_dice, start = settings.parent_share, None, 0.0
+    if share is None:
+        if on_phase:
+            on_phase("measuring")
+        parent_dice = parent_dice_on(parent, cases, choose_device(config.device),
+                                     stopping_progress(progress, should_stop, 0.0, PARENT_CHECK_SHARE))
+        share, start = automatic_parent_share(parent_dice), PARENT_CHECK_SHARE
+        log.info("the parent's compartment Dice on the corrected cases: %.3f; parent share %g", parent_dice, share)
     if on_phase:
         on_phase("training")
     run = run_training(training_set, run_folder, config, base_model=parent.folder,
-                       progress=stopping_progress(progress, should_stop, 0.0, TRAINING_SHARE),
+                       progress=stopping_progress(progress, should_stop, start, TRAINING_SHARE - start),
                        should_stop=should_stop, on_epoch=on_epoch,
                        postprocessing=fine_tuned_postprocessing(parent.card.postprocessing))
     fold = max(run.folds, key=validated_dice)
@@ -325,8 +383,8 @@ def fine_tune(
     held_out = case_ids_of(cases, split.test or split.validation)
     kind = "test" if split.test else "validation" if held_out else "none"
     with tempfile.TemporaryDirectory(prefix=".average.", dir=run_folder) as scratch:
-        trained = (averaged_with_parent(fold.model_folder, parent, settings.parent_share, Path(scratch) / "model")
-                   if settings.parent_share else fold.model_folder)
+        trained = (averaged_with_parent(fold.model_folder, parent, share, Path(scratch) / "model")
+                   if share else fold.model_folder)
         new_report = parent_report = None
         if held_out:
             if on_phase:
@@ -341,11 +399,11 @@ def fine_tune(
         if on_phase:
             on_phase("registering")
         figures = figures_dict(comparison_figures(new_report, parent_report)) if new_report and parent_report else {}
-        card = final_card(read_card(trained), fold, split, cases, kind, figures, settings.parent_share)
+        card = final_card(read_card(trained), fold, split, cases, kind, figures, share, parent_dice)
         registered = register(registry, trained, card, run_folder)
     result = FineTuneResult(registered.model_id, parent.card.model_id, registered.folder, run_folder,
                             tuple(case_ids_of(cases, split.train)), tuple(held_out), kind, fold.best_epoch,
-                            fold.best_validation_dice, new_report, parent_report)
+                            fold.best_validation_dice, new_report, parent_report, share, parent_dice)
     (run_folder / "comparison").mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_folder / "comparison" / "comparison.md", result.markdown())
     log.info("registered %s (parent %s) from %s", registered.model_id, parent.card.model_id, run_folder)

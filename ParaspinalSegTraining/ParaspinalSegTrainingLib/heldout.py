@@ -123,8 +123,10 @@ def level_group(level: str) -> str:
 
 def add_level_dice(figures: DomainFigures, case: CaseFiles, source_indices: list[int], case_dice: list[float]) -> None:
     """Each slice's side Dice under its level group, from the case's written per-slice levels (none when the
-    case does not say them); `case_dice` holds right, left for each slice in turn."""
-    levels = [s["level"] for s in case.meta.get("slices", [])]
+    case does not say them: a training set's corrected cases write only their slice count); `case_dice` holds
+    right, left for each slice in turn."""
+    written = case.meta.get("slices")
+    levels = [s["level"] for s in written] if isinstance(written, list) else []
     for n, index in enumerate(source_indices):
         if index < len(levels):
             group = figures.level_dice.setdefault(level_group(levels[index]), [])

@@ -4,7 +4,7 @@ The parent writes the job to WORK/job.json and starts `python -m ParaspinalSegTr
 WORK/job.json`. The child runs `finetune.fine_tune` and writes one JSON object per line to its
 standard output (the parent sends it to WORK/events.jsonl; the log goes to WORK/training.log):
 
-    {"event": "phase", "phase": "training" | "evaluating" | "registering"}
+    {"event": "phase", "phase": "measuring" | "training" | "evaluating" | "registering"}
     {"event": "progress", "phase": ..., "fraction": 0.42, "message": "fold 0 epoch 3/10 loss 0.512"}
     {"event": "epoch", "phase": "training", "fold": 0, "epoch": 3, "epochs": 10, "loss": 0.51,
      "validation_loss": 0.55, "validation_dice": 0.81, "metrics": {...the metrics.csv row...}}
