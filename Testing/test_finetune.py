@@ -268,3 +268,27 @@ def test_the_registered_fold_is_one_that_validated_when_another_had_no_patient_t
     folds = [FoldResult(k, 3, dice, Path(f"fold_{k}"), None) for k, dice in enumerate((float("nan"), 0.4, 0.7, 0.5))]
     assert max(folds, key=validated_dice).fold == 2
     assert max(folds[:1], key=validated_dice).fold == 0  # none validated: the only one there is
+
+
+def test_the_parent_share_follows_the_parents_dice_on_the_corrected_cases():
+    """Below POOR_PARENT_DICE the fine-tuned network is registered alone; at it and above, averaged; a Dice
+    that could not be measured (no compartment in the labels) keeps the average and says so."""
+    from pathlib import Path
+
+    from ParaspinalSegTrainingLib.finetune import FineTuneResult, automatic_parent_share
+
+    assert automatic_parent_share(POOR_PARENT_DICE - 0.001) == 0.0
+    assert automatic_parent_share(POOR_PARENT_DICE) == automatic_parent_share(0.95) == PARENT_SHARE
+    assert automatic_parent_share(float("nan")) == PARENT_SHARE
+
+    def note(share, parent_dice):
+        return FineTuneResult("new", "parent", Path("m"), Path("r"), ("a",), (), "none", 3, float("nan"), None, None,
+                              share, parent_dice).share_note()
+
+    assert note(0.0, 0.612) == ("Registered: the fine-tuned network alone, because the parent's compartment Dice on "
+                                "the corrected cases, 0.612, is below 0.8 (`--parent-share` sets the share).")
+    averaged = note(0.5, 0.9)
+    assert "(the parent's weights taking 0.5), because" in averaged and "0.900, is at or above 0.8" in averaged
+    assert note(0.5, float("nan")).endswith("could not be measured (no compartment in their labels).")
+    assert note(0.25, None) == ("Registered: the fine-tuned network averaged with its parent (the parent's weights "
+                                "taking 0.25), as asked.")

@@ -167,6 +167,9 @@ class FineTuneResult:
             what = "the fine-tuned network alone"
         if self.parent_dice is None:
             return f"Registered: {what}, as asked."
+        if math.isnan(self.parent_dice):
+            return (f"Registered: {what}: the parent's compartment Dice on the corrected cases could not be measured "
+                    "(no compartment in their labels).")
         served = "below" if self.parent_dice < POOR_PARENT_DICE else "at or above"
         return (f"Registered: {what}, because the parent's compartment Dice on the corrected cases, "
                 f"{self.parent_dice:.3f}, is {served} {POOR_PARENT_DICE:g} (`--parent-share` sets the share).")
