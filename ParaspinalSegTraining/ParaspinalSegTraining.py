@@ -62,9 +62,8 @@ class ParaspinalSegTraining(ScriptedLoadableModule):
             "registry, never a replacement of its parent: the fine-tuned network averaged with its parent (half "
             "each) where the parent drew the corrected cases well, the fine-tuned network alone where its "
             "compartment Dice on them was below 0.80; compared with its parent on the cases it was not trained on. "
-            "One corrected study may not improve "
-            "a model that already segments the site well: compare both on other studies before making the new one "
-            "active. Research use only, not a medical device."
+            "One corrected study may not improve a model that already segments the site well: compare both on other "
+            "studies before making the new one active. Research use only, not a medical device."
         )
         self.parent.acknowledgementText = (
             "Method: Baur D. et al., Analysis of the paraspinal muscle morphology of the lumbar spine using "
@@ -101,26 +100,25 @@ class ParaspinalSegTrainingResult:
     figures: dict
     tables: dict
     markdown: str
-    shareNote: str = ""
+    shareNote: str  # what was registered (the average with the parent, or the fine-tuned network alone) and why
 
     @classmethod
     def fromDict(cls, data: dict) -> ParaspinalSegTrainingResult:
         """From FineTuneResult.to_dict(), which is also what the training process reports."""
         return cls(data["model_id"], data["parent_id"], tuple(data["trained_case_ids"]),
                    tuple(data["held_out_case_ids"]), data["held_out_kind"], data["figures"], data["tables"],
-                   data["markdown"], data.get("share_note", ""))
+                   data["markdown"], data["share_note"])
 
     def summaryText(self) -> str:
         if not self.heldOutCaseIds:
-            note = f" {self.shareNote}" if self.shareNote else ""
             return (f"New model {self.modelId} (parent {self.parentId}), trained on {len(self.trainedCaseIds)} case(s) "
-                    f"of one patient: nothing was held out to compare it with its parent.{note} Compare both on other "
-                    "studies of the site before making it active.")
+                    f"of one patient: nothing was held out to compare it with its parent. {self.shareNote} "
+                    "Compare both on other studies of the site before making it active.")
         lines = [(f"New model {self.modelId} (parent {self.parentId}), trained on {len(self.trainedCaseIds)} case(s). "
                   f"Mean Dice on {len(self.heldOutCaseIds)} {self.heldOutKind} case(s), parent -> new:")]
         lines += [f"{structure}: {figureText(f['dice_parent'])} -> {figureText(f['dice_new'])}"
                   for structure, f in self.figures.items()]
-        return "\n".join(lines + [self.shareNote] if self.shareNote else lines)
+        return "\n".join(lines + [self.shareNote])
 
 
 def curveColumns(epochEvents: list) -> dict[str, np.ndarray]:
@@ -211,10 +209,10 @@ class ParaspinalSegTrainingLogic(ScriptedLoadableModuleLogic):
               freezeEncoderEpochs=None, progressCallback=None, parentShare=None) -> ParaspinalSegTrainingResult:
         """Fine-tune baseModel (registered id or folder; the active model if None) on a training set in
         this process (blocking), register the new model and compare it with its parent. Settings left
-        None take FineTuneSettings' defaults (parentShare: the parent's share of the registered weight
-        average; None: 0.5 where the parent's compartment Dice on the corrected cases is at least 0.80, else 0;
-        0 registers the fine-tuned network alone). progressCallback (fraction, message) may
-        raise OperationCancelled: then nothing is registered and the run keeps its last checkpoint."""
+        None take FineTuneSettings' defaults (parentShare: the parent's share of the registered weight average;
+        None: 0.5 where the parent's compartment Dice on the corrected cases is at least 0.80, else 0; 0 registers
+        the fine-tuned network alone). progressCallback (fraction, message) may raise OperationCancelled: then
+        nothing is registered and the run keeps its last checkpoint."""
         folder = self.trainingSetPath(trainingSetFolder, needsCases=True)
         settings = self.fineTuneSettings(epochs, learningRate, folds, device, freezeEncoderEpochs, parentShare)
         from ParaspinalSegTrainingLib.finetune import fine_tune

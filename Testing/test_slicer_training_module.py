@@ -198,6 +198,12 @@ def test_train_polls_the_process_registers_a_new_model_and_a_cancelled_run_regis
     assert card.parent == shipped and card.training_data["case_ids"] == case_ids
     assert ui.resultLabel.text.startswith(f"New model {model_id} (parent {shipped}), trained on 1 case(s). "
                                           "Mean Dice on 1 validation case(s), parent -> new:\noverall muscle: ")
+    # The panel says what was registered and why: the shipped model draws these sample slices well, so the average.
+    parent_dice = card.training_settings["parent_dice_on_corrected_cases"]
+    assert card.training_settings["parent_share"] == 0.5 and ui.resultLabel.text.endswith(
+        "\nRegistered: the fine-tuned network averaged with its parent (the parent's weights taking 0.5), because the "
+        f"parent's compartment Dice on the corrected cases, {parent_dice:.3f}, is at or above 0.8 (`--parent-share` "
+        "sets the share).")
     assert (ui.trainButton.text, ui.progressBar.visible, widget.pollTimer.active) == ("Train", False, False)
     curves = widget.curvesTable.columns
     assert list(curves["epoch"]) == [1] and curves["loss"][0] > 0
