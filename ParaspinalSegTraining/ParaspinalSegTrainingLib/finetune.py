@@ -114,9 +114,9 @@ class FineTuneSettings:
                        seed=self.seed)
 
 
-def finite_or_none(value: float) -> float | None:
-    """A number for JSON files: NaN (a figure undefined on these slices) becomes null."""
-    return None if math.isnan(value) else value
+def finite_or_none(value: float | None) -> float | None:
+    """A number for JSON files: NaN (a figure undefined on these slices) and None (not measured) become null."""
+    return None if value is None or math.isnan(value) else value
 
 
 def table_dict(table: dict[str, dict[str, Summary]]) -> dict:
@@ -210,7 +210,7 @@ class FineTuneResult:
             "held_out_case_ids": list(self.held_out_case_ids), "held_out_kind": self.held_out_kind,
             "best_epoch": self.best_epoch, "best_validation_dice": finite_or_none(self.best_validation_dice),
             "parent_share": self.parent_share,
-            "parent_dice_on_corrected_cases": None if self.parent_dice is None else finite_or_none(self.parent_dice),
+            "parent_dice_on_corrected_cases": finite_or_none(self.parent_dice),
             "share_note": self.share_note(),
             "figures": figures_dict(self.figures()), "metrics": list(METRICS),
             "tables": {key: table_dict(report.table) if report else {} for key, report in
@@ -302,9 +302,8 @@ def final_card(trained: ModelCard, fold: FoldResult, split: Split, cases: list[C
     average = (f", then averaged with it (the parent's weights taking {parent_share:g}, WiSE-FT)"
                if parent_share else "")
     card["description"] = f"{card['description']}; fine-tuned from {fold.card.parent} on corrected cases{average}"
-    measured = None if parent_dice is None else finite_or_none(parent_dice)
     card["training_settings"] = {**card["training_settings"], "parent_share": parent_share,
-                                 "parent_dice_on_corrected_cases": measured}
+                                 "parent_dice_on_corrected_cases": finite_or_none(parent_dice)}
     card["training_data"] = {**card["training_data"], "trained_case_ids": case_ids_of(cases, split.train),
                              "validation_case_ids": case_ids_of(cases, split.validation),
                              "test_case_ids": case_ids_of(cases, split.test)}
@@ -367,11 +366,12 @@ def fine_tune(
     config = settings.training_config(name, version)
     run_folder = Path(run_folder) if run_folder else default_run_folder(
         registry, f"{name}-{version}", config, parent.card.model_id, cases, training_set)
+    device = choose_device(config.device)
     share, parent_dice, start = settings.parent_share, None, 0.0
     if share is None:
         if on_phase:
             on_phase("measuring")
-        parent_dice = parent_dice_on(parent, cases, choose_device(config.device),
+        parent_dice = parent_dice_on(parent, cases, device,
                                      stopping_progress(progress, should_stop, 0.0, PARENT_CHECK_SHARE))
         share, start = automatic_parent_share(parent_dice), PARENT_CHECK_SHARE
         log.info("the parent's compartment Dice on the corrected cases: %.3f; parent share %g", parent_dice, share)
@@ -393,7 +393,7 @@ def fine_tune(
             if on_phase:
                 on_phase("evaluating")
             new_report, parent_report = evaluate_both(
-                load_model(trained), parent, [c for c in cases if c.case_id in held_out], choose_device(config.device),
+                load_model(trained), parent, [c for c in cases if c.case_id in held_out], device,
                 stopping_progress(progress, should_stop, TRAINING_SHARE, 1.0 - TRAINING_SHARE))
             new_report.write(run_folder / "comparison", prefix="new_")
             parent_report.write(run_folder / "comparison", prefix="parent_")
