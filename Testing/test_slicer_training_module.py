@@ -160,6 +160,20 @@ def test_cases_from_the_scene_are_listed_with_their_warnings_and_removed_after_c
     assert not ui.removeCaseButton.enabled
 
 
+def test_the_panel_starts_at_the_fine_tuning_recipe(env):
+    """The panel always sends its boxes' values, so they must start at the recipe that the rules chose
+    (README: fine-tuning), as the command line and the console's train() use it."""
+    from ParaspinalSegTrainingLib.finetune import FineTuneSettings
+
+    widget = env.module.ParaspinalSegTrainingWidget()
+    widget.setup()
+    recipe = FineTuneSettings()
+    assert widget.ui.epochsSpinBox.value == recipe.epochs == 30
+    assert widget.ui.freezeEncoderSpinBox.value == recipe.freeze_encoder_epochs
+    assert widget.ui.learningRateSpinBox.value == pytest.approx(recipe.learning_rate)
+    assert widget.ui.foldsSpinBox.value == recipe.folds
+
+
 def test_training_needs_a_folder_of_cases(env, tmp_path):
     logic = env.module.ParaspinalSegTrainingLogic()
     with pytest.raises(InputError, match="No training-set folder: choose the folder"):

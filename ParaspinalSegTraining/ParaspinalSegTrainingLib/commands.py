@@ -367,7 +367,7 @@ def add_training_commands(commands) -> None:
     train.add_argument("--version", help="model version (name-version must be new; fine-tuning: default the "
                                          "parent's version + -ft<n>)")
     train.add_argument("--register", action="store_true",
-                       help="add the resulting model(s) to the user registry; with --base: fine-tune (default 10 "
+                       help="add the resulting model(s) to the user registry; with --base: fine-tune (default 30 "
                             "epochs, learning rate 3e-4, 3 frozen encoder epochs, folds 0) and compare with the parent")
     train.add_argument("--parent-share", type=float, metavar="S",
                        help="with --base and --register: register the weight average of the fine-tuned network and its "

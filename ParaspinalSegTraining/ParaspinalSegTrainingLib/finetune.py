@@ -71,7 +71,7 @@ class FineTuneSettings:
     registered weights; None chooses it from the parent's Dice on the corrected cases
     (`automatic_parent_share`)."""
 
-    epochs: int = 10
+    epochs: int = 30  # by a rule on the held-out domains (README: fine-tuning): 10 made too few steps on one study
     learning_rate: float = 3e-4
     folds: int = 0
     device: str = "auto"
