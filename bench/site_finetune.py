@@ -2,7 +2,7 @@
 
     python bench/site_finetune.py --data heldout-report [--domains NAME ...] [--site-patients 0 1 ...]
                                   [--selection] [--offsets FAT:BACKGROUND ...] [--shares S ...]
-                                  [--model MODEL] [--epochs N] [-o table.md]
+                                  [--model MODEL] [--epochs N] [--mirror P] [-o table.md]
 
 A synthetic stand-in for a site: a held-out domain's report draws (`paraspinal heldout --report`, made
 in `--data` if missing; 8 patients a domain; with --selection the selection draws, `paraspinal heldout
@@ -10,7 +10,8 @@ in `--data` if missing; 8 patients a domain; with --selection the selection draw
 order), the model is fine-tuned on that one patient's slices with their true labels, as on a surgeon's
 corrected study, with the recipe of `paraspinal train STUDY --base MODEL --register` (its epochs, 3 with
 the encoder frozen, every slice trained on, the last epoch kept; `--epochs N` trains N epochs instead, as
-`--epochs 10` gives the recipe before it went to 30). Measured through the product's path (segment, clean,
+`--epochs 10` gives the recipe before it went to 30; `--mirror P` mirrors that share of the slices
+left-right, sides swapped, as the training stages' `flip_probability` does). Measured through the product's path (segment, clean,
 measure) on the domain's other patients, as `paraspinal heldout` counts them
 (compartment Dice per side, area bias, patients' fat within 3 points), all on torch on the CPU:
 - "model": the model itself;
@@ -80,14 +81,26 @@ def site_study(case, folder: Path) -> Path:
     return folder
 
 
-def fine_tuned_on(case, base: Path, work: Path, epochs: int | None) -> Path:
-    """The base model fine-tuned on one case (for `epochs`, None: the recipe's), the fine-tuned network
-    alone (parent share 0), registered in a registry under `work`."""
+def recipe(epochs: int | None, mirror: float | None):
+    """The fine-tuning recipe on the CPU, the fine-tuned network alone (parent share 0), with `epochs`
+    and the mirrored share of the slices where given (None: the recipe's)."""
+    from dataclasses import replace
+
+    from ParaspinalSegTrainingLib.finetune import FineTuneSettings
+
+    settings = FineTuneSettings(device="cpu", parent_share=0.0).with_overrides(epochs=epochs)
+    if mirror is None:
+        return settings
+    augmentation = replace(settings.config.augmentation, flip_probability=mirror)
+    return replace(settings, config=replace(settings.config, augmentation=augmentation))
+
+
+def fine_tuned_on(case, base: Path, work: Path, settings) -> Path:
+    """The base model fine-tuned on one case with these settings, registered in a registry under `work`."""
     from ParaspinalSegLib.network.registry import ModelRegistry
-    from ParaspinalSegTrainingLib.finetune import FineTuneSettings, fine_tune
+    from ParaspinalSegTrainingLib.finetune import fine_tune
 
     registry = ModelRegistry(user_dir=work / "models")
-    settings = FineTuneSettings(device="cpu", parent_share=0.0).with_overrides(epochs=epochs)
     result = fine_tune(site_study(case, work / "site"), base, settings, registry=registry, run_folder=work / "run")
     return result.model_folder
 
@@ -139,6 +152,14 @@ def parent_share(text: str) -> float:
     return share
 
 
+def mirror_share(text: str) -> float:
+    """A share of the slices between 0 and 1."""
+    share = float(text)
+    if not 0.0 <= share <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: a share of the slices lies in 0 <= P <= 1")
+    return share
+
+
 def offset_pair(text: str) -> tuple[float, float]:
     """'FAT:BACKGROUND' as two offsets."""
     fat, _, background = text.partition(":")
@@ -149,7 +170,7 @@ def offset_pair(text: str) -> tuple[float, float]:
 
 
 def site_rows(base: Path, domain: str, folder: Path, site_patients: list[int],
-              offsets: list[tuple[float, float]], shares: list[float], epochs: int | None) -> list[SiteRow]:
+              offsets: list[tuple[float, float]], shares: list[float], settings) -> list[SiteRow]:
     from ParaspinalSegLib.network.modelfile import load_model
     from ParaspinalSegTrainingLib.datasets import find_cases
     from ParaspinalSegTrainingLib.heldout import pooled_figures
@@ -162,7 +183,7 @@ def site_rows(base: Path, domain: str, folder: Path, site_patients: list[int],
         site, others = cases[index], [c for c in cases if c is not cases[index]]
         with tempfile.TemporaryDirectory(prefix="site-finetune-") as work:
             started = time.perf_counter()
-            fine_tuned = fine_tuned_on(site, base, Path(work), epochs)
+            fine_tuned = fine_tuned_on(site, base, Path(work), settings)
             seconds = time.perf_counter() - started
             models = variant_models(parent, parent_figures[site.case_id].dice, fine_tuned, Path(work), offsets, shares)
             variants = {name: figures_on(model, others) for name, model in models.items()}
@@ -244,6 +265,8 @@ def main() -> None:
                         help="also measure the average with the model at these parent shares")
     parser.add_argument("--model", default="", help="the model to fine-tune (default: the active one)")
     parser.add_argument("--epochs", type=int, help="fine-tune for this many epochs (default: the recipe's)")
+    parser.add_argument("--mirror", type=mirror_share, metavar="P",
+                        help="mirror this share of the slices left-right, sides swapped (default: the recipe's)")
     parser.add_argument("-o", "--out", type=Path, help="Markdown file for the tables")
     args = parser.parse_args()
     if not all(0 <= k < PATIENTS for k in args.site_patients):
@@ -255,7 +278,8 @@ def main() -> None:
     print(header(variant_names(args.offsets, args.shares)), flush=True)
     rows = []
     for domain, folder in domain_folders(args.data, PATIENTS, report=not args.selection, names=tuple(args.domains)):
-        rows += site_rows(base, domain.name, folder, args.site_patients, args.offsets, args.shares, args.epochs)
+        rows += site_rows(base, domain.name, folder, args.site_patients, args.offsets, args.shares,
+                          recipe(args.epochs, args.mirror))
     tables = (header(list(rows[0].variants)) + "\n" + "\n".join(row_markdown(r) for r in rows) + "\n\n"
               + totals_markdown(rows, by_domain=True) + "\n\n" + totals_markdown(rows, by_domain=False))
     print("\n" + tables.split("\n\n", 1)[1])
