@@ -11,9 +11,9 @@ order), the model is fine-tuned on that one patient's slices with their true lab
 corrected study, with the recipe of `paraspinal train STUDY --base MODEL --register` (its epochs, 3 with
 the encoder frozen, every slice trained on, the last epoch kept; `--epochs N` trains N epochs instead, as
 `--epochs 10` gives the recipe before it went to 30; `--mirror P` mirrors that share of the slices
-left-right, sides swapped, as the training stages' `flip_probability` does). Measured through the product's path (segment, clean,
-measure) on the domain's other patients, as `paraspinal heldout` counts them
-(compartment Dice per side, area bias, patients' fat within 3 points), all on torch on the CPU:
+left-right, sides swapped, as the training stages' `flip_probability` does). Measured through the
+product's path (segment, clean, measure) on the domain's other patients, as `paraspinal heldout` counts
+them (compartment Dice per side, area bias, patients' fat within 3 points), all on torch on the CPU:
 - "model": the model itself;
 - "fine-tuned": the fine-tuned network alone, as `--parent-share 0` registers it;
 - "registered": what the fine-tune registers by default: the weight average of the fine-tuned network
