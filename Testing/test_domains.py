@@ -133,8 +133,11 @@ def outside(settings: SynthesisSettings, trained: SynthesisSettings) -> bool:
     unseen_bands = settings.aponeurosis_probability > 0 and trained.aponeurosis_probability == 0
     stronger_coil = settings.coil_gain[0] > trained.coil_gain[1]
     fainter_fascia = settings.fascia_contrast[1] < trained.fascia_contrast[0]
+    deeper_fat = settings.deep_fat[0] > trained.deep_fat[1]
+    flatter = (settings.compartment_depth_scale[1] < trained.compartment_depth_scale[0]
+               or settings.compartment_width_scale[0] > trained.compartment_width_scale[1])
     return (new_contrast or finer or coarser or unseen_shapes or finer_fat or unseen_bands or stronger_coil
-            or fainter_fascia)
+            or fainter_fascia or deeper_fat or flatter)
 
 
 def test_held_out_domains_lie_outside_the_training_domain_and_those_taken_in_do_not():

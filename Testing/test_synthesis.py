@@ -16,10 +16,11 @@ from ParaspinalSegTrainingLib.datasets import find_cases
 from ParaspinalSegTrainingLib.synthesis import (
     Level, SynthesisSettings, Tissue, parse_level, synth_case, synth_slice, write_dataset,
 )
-from ParaspinalSegTrainingLib.synthesis.compartments import close_gaps_to_bone
+from ParaspinalSegTrainingLib.synthesis.compartments import ShapeScale, close_gaps_to_bone, procedural_compartments
 from ParaspinalSegTrainingLib.synthesis.fat import add_fat, draw_fat_pattern
 from ParaspinalSegTrainingLib.synthesis.raster import Canvas, Grid
 from ParaspinalSegTrainingLib.synthesis.shapes import load_shapes, shapes_zip_path
+from ParaspinalSegTrainingLib.synthesis.spine import draw_spine
 from ParaspinalSegTrainingLib.synthesis.tissues import BONE_TISSUES, COMPARTMENT_TISSUES, LEFT_COMPARTMENT, RIGHT_COMPARTMENT
 
 # A wide field of view (384 mm at the smallest zoom) so that every organ of the level is in the image.
@@ -299,3 +300,29 @@ def test_the_shipped_models_recipes_are_valid_settings():
         SynthesisSettings.from_dict(json.loads((folder / "synth.json").read_text()))  # refuses unknown or bad settings
         train = TrainingConfig.from_file(folder / "train.json")
         assert f"{train.name}-{train.version}" == folder.name
+
+
+def compartment_extent(scale: ShapeScale, seed: int) -> tuple[float, float]:
+    """(largest distance from the midline, depth) in mm of the right procedural compartment at L1."""
+    canvas = Canvas(Grid(-150.0, -150.0, 0.5, (600, 600)))
+    spine = draw_spine(1.0, False, 1.0, np.random.default_rng(seed))
+    compartments = procedural_compartments(canvas, spine, 1.0, 1.0, 0.0, np.random.default_rng(seed), shape_scale=scale)
+    x, y = canvas.grid.coordinates()
+    right = compartments.side(0)
+    return float(np.abs(x[right]).max()), float(y[right].max() - y[right].min())
+
+
+def test_the_shape_scale_makes_compartments_wider_and_flatter_by_its_factors():
+    plain = np.array([compartment_extent(ShapeScale(), seed) for seed in range(12)])
+    scaled = np.array([compartment_extent(ShapeScale(width=(1.3, 1.3), depth=(0.7, 0.7)), seed) for seed in range(12)])
+    width_ratio, depth_ratio = scaled.mean(axis=0) / plain.mean(axis=0)  # each outline's own noise averages out
+    assert 1.22 < width_ratio < 1.38 and 0.62 < depth_ratio < 0.78
+
+
+def test_the_default_shape_scale_draws_nothing_and_bad_ranges_are_refused():
+    rng = np.random.default_rng(3)
+    assert ShapeScale().draw(rng) == (1.0, 1.0) and rng.random() == np.random.default_rng(3).random()
+    assert ShapeScale((1.2, 1.4), (0.6, 0.75)).draw(np.random.default_rng(3)) != (1.0, 1.0)
+    for bad in ((0.0, 1.0), (1.2, 1.1)):
+        with pytest.raises(InputError, match="compartment_depth_scale"):
+            SynthesisSettings(compartment_depth_scale=bad)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .compartments import WIDTH_MM, Compartments, close_gaps_to_bone, paint_compartments, procedural_compartments
+from .compartments import (WIDTH_MM, Compartments, ShapeScale, close_gaps_to_bone, paint_compartments,
+                           procedural_compartments)
 from .levels import along_spine, thoracic_weight
 from .raster import Canvas, band, blob, capsule, ellipse, random_wobble, shrink, smooth_open
 from .shapes import RealShape, real_compartments
@@ -258,18 +259,19 @@ def paint_twelfth_rib(canvas: Canvas, spine: Spine, body: Body, rng: np.random.G
 def paint_anatomy(
     canvas: Canvas, position: float, disc: bool, habitus: Habitus, rng: np.random.Generator,
     real_shapes: tuple[RealShape, ...] | None = None, widths_mm: tuple[float, ...] = WIDTH_MM,
-    bone_gap_mm: float = 0.0,
+    bone_gap_mm: float = 0.0, shape_scale: ShapeScale = ShapeScale(),
 ) -> Compartments:
     """Paint a whole slice onto the canvas; returns the compartments as drawn (before anything covered them).
 
     widths_mm: the procedural compartments' typical width from the midline at L1..S1; bone_gap_mm:
-    gaps up to this size between a compartment and the posterior elements become its muscle (0: none)."""
+    gaps up to this size between a compartment and the posterior elements become its muscle (0: none);
+    shape_scale: the ranges of factors on a procedural compartment's width and depth."""
     spine = draw_spine(position, disc, habitus.size, rng)
     if real_shapes:
         compartments = real_compartments(canvas, spine, real_shapes, habitus.size, habitus.asymmetry, rng)
     else:
         compartments = procedural_compartments(canvas, spine, habitus.size, habitus.muscle, habitus.asymmetry, rng,
-                                               widths_mm)
+                                               widths_mm, shape_scale)
     reach, back = compartments.extent(canvas)
     tip = max(spine.lamina_y + 8.0, min(spine.spinous_tip, back - rng.uniform(0.0, 6.0)))  # ends within the muscles
     spine = replace(spine, spinous_tip=tip)

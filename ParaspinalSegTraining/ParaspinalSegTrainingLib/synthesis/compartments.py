@@ -53,6 +53,20 @@ MULTIFIDUS_CODES = (Tissue.RIGHT_MULTIFIDUS, Tissue.LEFT_MULTIFIDUS)
 ERECTOR_CODES = (Tissue.RIGHT_ERECTOR_SPINAE, Tissue.LEFT_ERECTOR_SPINAE)
 
 
+@dataclass(frozen=True)
+class ShapeScale:
+    """Ranges of the factors on a procedural compartment's width (from the midline) and depth, drawn per slice."""
+
+    width: tuple[float, float] = (1.0, 1.0)
+    depth: tuple[float, float] = (1.0, 1.0)
+
+    def draw(self, rng: np.random.Generator) -> tuple[float, float]:
+        """(width factor, depth factor); nothing is drawn at the default, so other data sets keep their draws."""
+        if self == ShapeScale():
+            return 1.0, 1.0
+        return float(rng.uniform(*self.width)), float(rng.uniform(*self.depth))
+
+
 @dataclass
 class Compartments:
     """Multifidus and erector spinae masks of each side on a canvas grid; index 0 right, 1 left."""
@@ -100,13 +114,15 @@ def compartment_size(position: float, size: float, muscle: float,
 
 def procedural_compartments(
     canvas: Canvas, spine: Spine, size: float, muscle: float, asymmetry: float, rng: np.random.Generator,
-    widths_mm: tuple[float, ...] = WIDTH_MM,
+    widths_mm: tuple[float, ...] = WIDTH_MM, shape_scale: ShapeScale = ShapeScale(),
 ) -> Compartments:
     """Both compartments drawn from the level's template with random size, shape and asymmetry."""
     template = outline_template(spine.position)
     width, depth, share = compartment_size(spine.position, size, muscle, widths_mm)
     width *= rng.uniform(0.9, 1.1)
     depth *= rng.uniform(0.85, 1.15)
+    width_factor, depth_factor = shape_scale.draw(rng)
+    width, depth = width * width_factor, depth * depth_factor
     medial = spine.spinous_half_width + rng.uniform(0.8, 2.0)
     multifidus, erector = [], []
     for index, side in enumerate(SIDES):

@@ -119,6 +119,18 @@ HELD_OUT = (
                   "reduction 1.0-1.3, 128x128 (T2 and T1; added after model 2.12.0 was released)",
                   {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "pixel_spacing_mm": (3.1, 3.6),
                    "resolution_factor": (1.0, 1.3), "image_size": 128, "levels": ("T12",) + VERTEBRAE}),
+    HeldOutDomain("deep_fat", "fat's place: intramuscular fat gathered next to bone (the laminae, transverse processes "
+                  "and sacrum), as in fatty deep multifidus, at 10-60 % fat, where training draws none toward bone "
+                  "(`deep_fat` 1.5-3.0; training 0 since synthesis 2.0) (T2 and T1; added after model 2.12.0 was "
+                  "released)",
+                  {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "deep_fat": (1.5, 3.0),
+                   "fat_fraction_pct": (10.0, 60.0), "fat_fraction_beta": (1.0, 1.0)}),
+    HeldOutDomain("flat_thoracolumbar", "shape: flat, wide compartments at T12-L2, 1.2-1.4 times the usual width from "
+                  "the midline and 0.6-0.75 times the depth (width over depth about 3-5, where training's are about "
+                  "2.4 and reach about 3.9 at the extreme), as the erector spinae spreads over the ribs in a lean back "
+                  "(T2 and T1, training's pixels; added after model 2.12.0 was released)",
+                  {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "levels": ("T12", "L1", "L2"),
+                   "slices_per_level": 2, "compartment_width_scale": (1.2, 1.4), "compartment_depth_scale": (0.6, 0.75)}),
 )
 # Seeds: DOMAIN_SEED + the domain's index for the sets that choose (epochs, runs, settings); REPORT_SEED + the
 # index for fresh draws of the same domains that only report a chosen model; training recipes use others.

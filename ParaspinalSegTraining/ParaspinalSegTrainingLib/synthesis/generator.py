@@ -18,6 +18,7 @@ from ParaspinalSegLib.labels import LEFT, RIGHT
 
 from .anatomy import Habitus, draw_habitus, paint_anatomy
 from .aponeuroses import add_aponeuroses, draw_aponeuroses
+from .compartments import ShapeScale
 from .fat import FatPattern, add_fat, draw_fat_pattern, seal_compartments
 from .intensities import CoilProfile, Contrast, draw_contrast, render_image
 from .levels import Level, parse_level
@@ -160,7 +161,8 @@ def synth_slice(level: Level | str, rng: np.random.Generator, settings: Synthesi
     canvas = Canvas(grid)
     shapes = split_shapes(load_shapes(shapes_zip_path(settings.shapes_zip)), settings.real_shape_split) if real else None
     compartments = paint_anatomy(canvas, position, level.disc, patient.habitus, rng, shapes,
-                                 settings.compartment_width_mm, settings.bone_gap_mm)
+                                 settings.compartment_width_mm, settings.bone_gap_mm,
+                                 ShapeScale(settings.compartment_width_scale, settings.compartment_depth_scale))
     tissues = seal_compartments(read_nearest(canvas.codes, grid, x, y))
     if settings.aponeurosis_probability > 0 and rng.random() < settings.aponeurosis_probability:
         tissues = add_aponeuroses(tissues, draw_aponeuroses(position, rng), spacing)

@@ -47,7 +47,9 @@ class SynthesisSettings:
     L4/L5 masks are never put on T12). shapes_zip: the masks' zip, ""
     for ../shared/data/shapes beside the repository. compartment_width_mm: the procedural
     compartments' typical width from the midline at L1..S1 (scaled by the patient's size and muscle
-    bulk; T12's is fixed, see compartments.T12_WIDTH_MM). habitus_spread: how much wider than the
+    bulk; T12's is fixed, see compartments.T12_WIDTH_MM). compartment_width_scale, compartment_depth_scale:
+    ranges of factors on a procedural compartment's width and depth, drawn per slice (flat, wide strips below
+    a depth factor of 1 and above a width factor of 1); (1, 1), the default, draws nothing. habitus_spread: how much wider than the
     default the patients' builds are drawn (see anatomy.draw_habitus): 1 the default ranges, 1.5 or 2
     thinner and far more obese bodies, smaller and larger builds, more atrophy and more bulk; below 1
     narrower. deep_fat: range of the per-case weight that draws intramuscular fat towards bone (the deep
@@ -93,6 +95,8 @@ class SynthesisSettings:
     real_shape_levels: tuple[str, ...] = ("L3", "L4", "L5")
     shapes_zip: str = ""
     compartment_width_mm: tuple[float, float, float, float, float, float] = WIDTH_MM
+    compartment_width_scale: tuple[float, float] = (1.0, 1.0)
+    compartment_depth_scale: tuple[float, float] = (1.0, 1.0)
     deep_fat: tuple[float, float] = (0.0, 0.0)
     fat_streak_length_mm: tuple[float, float] = STREAK_LENGTH_MM
     fat_streak_width_mm: tuple[float, float] = STREAK_WIDTH_MM
@@ -146,6 +150,10 @@ class SynthesisSettings:
             raise InputError(f"synthesis setting fascia_contrast={self.fascia_contrast}: a share of at most 1")
         if self.coil_falloff_mm[0] <= 0:
             raise InputError(f"synthesis setting coil_falloff_mm={self.coil_falloff_mm}: needs a fall-off above 0 mm")
+        for name in ("compartment_width_scale", "compartment_depth_scale"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise InputError(f"synthesis setting {name}={getattr(self, name)}: needs 0 < low <= high")
         if self.bone_gap_mm < 0:
             raise InputError(f"synthesis setting bone_gap_mm={self.bone_gap_mm}: needs 0 or more")
         if self.image_size < 64:
