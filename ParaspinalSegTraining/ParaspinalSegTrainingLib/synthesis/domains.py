@@ -130,7 +130,8 @@ HELD_OUT = (
                   "2.4 and reach about 3.9 at the extreme), as the erector spinae spreads over the ribs in a lean back "
                   "(T2 and T1, training's pixels; added after model 2.12.0 was released)",
                   {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "levels": ("T12", "L1", "L2"),
-                   "slices_per_level": 2, "compartment_width_scale": (1.2, 1.4), "compartment_depth_scale": (0.6, 0.75)}),
+                   "slices_per_level": 2, "compartment_width_scale": (1.2, 1.4),
+                   "compartment_depth_scale": (0.6, 0.75)}),
 )
 # Seeds: DOMAIN_SEED + the domain's index for the sets that choose (epochs, runs, settings); REPORT_SEED + the
 # index for fresh draws of the same domains that only report a chosen model; training recipes use others.

@@ -49,11 +49,12 @@ class SynthesisSettings:
     compartments' typical width from the midline at L1..S1 (scaled by the patient's size and muscle
     bulk; T12's is fixed, see compartments.T12_WIDTH_MM). compartment_width_scale, compartment_depth_scale:
     ranges of factors on a procedural compartment's width and depth, drawn per slice (flat, wide strips below
-    a depth factor of 1 and above a width factor of 1); (1, 1), the default, draws nothing. habitus_spread: how much wider than the
-    default the patients' builds are drawn (see anatomy.draw_habitus): 1 the default ranges, 1.5 or 2
-    thinner and far more obese bodies, smaller and larger builds, more atrophy and more bulk; below 1
-    narrower. deep_fat: range of the per-case weight that draws intramuscular fat towards bone (the deep
-    fibres on the laminae and transverse processes); (0, 0) leaves it out. fat_streak_length_mm,
+    a depth factor of 1 and above a width factor of 1); (1, 1), the default, draws nothing.
+    habitus_spread: how much wider than the default the patients' builds are drawn (see
+    anatomy.draw_habitus): 1 the default ranges, 1.5 or 2 thinner and far more obese bodies, smaller and
+    larger builds, more atrophy and more bulk; below 1 narrower. deep_fat: range of the per-case weight
+    that draws intramuscular fat towards bone (the deep fibres on the laminae and transverse processes);
+    (0, 0) leaves it out. fat_streak_length_mm,
     fat_streak_width_mm, fat_patch_mm: ranges of the per-case grain of the intramuscular fat (streaks
     between fascicles, blotches); widths below the pixel make fine marbling that the image shows only as
     partial volume, the truth still counting each fat pixel whole. bone_gap_mm: gaps up to this
