@@ -352,6 +352,12 @@ class ParaspinalSegTrainingWidget(ScriptedLoadableModuleWidget):
     def trainingSetFolder(self) -> str:
         return self.ui.trainingSetPathLineEdit.currentPath
 
+    @property
+    def parentShare(self) -> float | None:
+        """The parent share box's value; None at its lowest step, "automatic" (FineTuneSettings chooses)."""
+        value = self.ui.parentShareSpinBox.value
+        return None if value < 0 else value
+
     def updateButtons(self, *unused):
         running = self.process is not None
         table = self.ui.casesTableWidget
@@ -417,7 +423,8 @@ class ParaspinalSegTrainingWidget(ScriptedLoadableModuleWidget):
             self.process = self.logic.startTraining(
                 self.trainingSetFolder, baseModel, epochs=self.ui.epochsSpinBox.value,
                 learningRate=self.ui.learningRateSpinBox.value, folds=self.ui.foldsSpinBox.value,
-                device=self.ui.deviceComboBox.currentData, freezeEncoderEpochs=self.ui.freezeEncoderSpinBox.value)
+                device=self.ui.deviceComboBox.currentData, freezeEncoderEpochs=self.ui.freezeEncoderSpinBox.value,
+                parentShare=self.parentShare)
         self.epochEvents = []
         self.curvesTable, self.curvesChart = self.logic.createCurveNodes(f"{baseModel} fine-tuning")
         self.onShowCurves()

@@ -172,6 +172,27 @@ def test_the_panel_starts_at_the_fine_tuning_recipe(env):
     assert widget.ui.freezeEncoderSpinBox.value == recipe.freeze_encoder_epochs
     assert widget.ui.learningRateSpinBox.value == pytest.approx(recipe.learning_rate)
     assert widget.ui.foldsSpinBox.value == recipe.folds
+    assert widget.parentShare is recipe.parent_share is None  # "automatic": the gate chooses
+
+
+def test_the_panels_parent_share_goes_to_the_training_as_automatic_or_as_set(env, monkeypatch):
+    class Started(Exception):
+        pass
+
+    sent = []
+
+    def start(*args, **kwargs):
+        sent.append(kwargs["parentShare"])
+        raise Started
+
+    widget = env.module.ParaspinalSegTrainingWidget()
+    widget.setup()
+    monkeypatch.setattr(widget.logic, "startTraining", start)
+    for value in (-0.05, 0.0, 0.25):
+        widget.ui.parentShareSpinBox.value = value
+        with pytest.raises(Started):
+            widget.onTrainButton()
+    assert sent == [None, 0.0, 0.25]
 
 
 def test_training_needs_a_folder_of_cases(env, tmp_path):
