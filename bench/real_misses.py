@@ -21,14 +21,10 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 from ParaspinalSegLib.labels import SIDES
-from ParaspinalSegLib.network.inference import predict_series
 from ParaspinalSegLib.network.modelfile import load_model
-from ParaspinalSegLib.network.postprocess import clean_labels
 from ParaspinalSegLib.network.registry import ModelRegistry, resolve_model
-from ParaspinalSegLib.read.reading import read_study
-from ParaspinalSegLib.read.segmentation import load_segmentation
 from ParaspinalSegLib.slices import ImageSlice
-from ParaspinalSegTrainingLib.real_validation import REAL_CASES
+from ParaspinalSegTrainingLib.real_validation import REAL_CASES, present_cases, segmented_case
 
 BRIGHT = 1.3  # times the median of the labelled pixels found
 DEEP_MM = 2.0
@@ -54,12 +50,9 @@ class Misses:
 
 def patient_xy(image: ImageSlice) -> tuple[np.ndarray, np.ndarray]:
     """Each pixel's patient x (toward the left) and y (toward the back), mm (LPS)."""
-    g = image.geometry
-    rows, columns = np.indices(g.shape)
-    position = (np.asarray(g.origin)[:, None, None]
-                + np.asarray(g.row_direction)[:, None, None] * columns * g.spacing[1]
-                + np.asarray(g.column_direction)[:, None, None] * rows * g.spacing[0])
-    return position[0], position[1]
+    rows, columns = np.indices(image.geometry.shape)
+    position = image.geometry.index_to_lps(rows[..., None], columns[..., None])
+    return position[..., 0], position[..., 1]
 
 
 def count_misses(image: ImageSlice, truth: np.ndarray, prediction: np.ndarray, into: Misses) -> list[tuple[float, float]]:
@@ -96,19 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     registry = ModelRegistry()
     model = load_model(resolve_model(args.model or registry.active().model_id, registry))
-    root = Path(args.shared) / "data" / "real"
-    for name, (image_file, labels_file, levels) in REAL_CASES.items():
-        if not (root / name / image_file).exists():
-            print(f"{name}: not found under {root}, left out")
-            continue
-        study = read_study(root / name / image_file)
-        truth = load_segmentation([root / name / labels_file], study.series).labels
-        prediction = [clean_labels(p) for p in predict_series(model, study.series)]
+    present = present_cases(Path(args.shared))
+    for name in sorted(set(REAL_CASES) - {folder.name for folder, _ in present}):
+        print(f"{name}: not found under {Path(args.shared) / 'data' / 'real'}, left out")
+    for folder, (image_file, labels_file, levels) in present:
+        study, truth, prediction = segmented_case(model, folder, image_file, labels_file)
         misses, shapes = Misses(), []
         for image, labelled, predicted in zip(study.series.slices, truth, prediction):
             shapes += count_misses(image, labelled, predicted, misses)
         widths, depths = np.array(shapes).T
-        print(f"{name} ({levels}): {misses.line()}")
+        print(f"{folder.name} ({levels}): {misses.line()}")
         print(f"  labelled compartments: width from the midline {widths.min():.0f}-{widths.max():.0f} mm, "
               f"depth {depths.min():.0f}-{depths.max():.0f} mm")
     return 0

@@ -24,7 +24,7 @@ from ParaspinalSegLib.network.modelfile import LoadedModel
 from ParaspinalSegLib.pipeline import add_fat, measure_labels
 from ParaspinalSegLib.network.postprocess import clean_labels
 from ParaspinalSegLib.progress import ProgressCallback, part_of
-from ParaspinalSegLib.read.reading import read_study
+from ParaspinalSegLib.read.reading import LoadedStudy, read_study
 from ParaspinalSegLib.read.segmentation import load_segmentation
 
 from .evaluation import ratio, summarise_values
@@ -179,12 +179,18 @@ def level_figures(scores: dict[str, list[SideScore]], groups: dict[str, range]) 
     return out
 
 
-def validate_case(model: LoadedModel, folder: Path, image: str, labels: str, levels: str, device: str = "cpu",
-                  progress: ProgressCallback | None = None) -> RealCaseFigures:
+def segmented_case(model: LoadedModel, folder: Path, image: str, labels: str, device: str = "cpu",
+                   progress: ProgressCallback | None = None) -> tuple[LoadedStudy, list[np.ndarray], list[np.ndarray]]:
+    """A real case read, its labels on the study's slices (the truth), and the model's cleaned labels."""
     study = read_study(folder / image)
     truth = load_segmentation([folder / labels], study.series).labels
-    predicted = predict_series(model, study.series, device=device, progress=part_of(progress, 0.0, 0.7))
-    prediction = [clean_labels(p) for p in predicted]
+    predicted = predict_series(model, study.series, device=device, progress=progress)
+    return study, truth, [clean_labels(p) for p in predicted]
+
+
+def validate_case(model: LoadedModel, folder: Path, image: str, labels: str, levels: str, device: str = "cpu",
+                  progress: ProgressCallback | None = None) -> RealCaseFigures:
+    study, truth, prediction = segmented_case(model, folder, image, labels, device, part_of(progress, 0.0, 0.7))
     scores = score_sides(truth, prediction, [s.geometry.spacing for s in study.series.slices])
     fat = {"cnn": summarise(measure_labels(study.series, prediction)).mean_fat_fraction_pct}
     for method in FatMethod:  # add_fat treats the model's fat as compartment and finds fat anew
@@ -210,13 +216,18 @@ def validate_case(model: LoadedModel, folder: Path, image: str, labels: str, lev
 def validate_real(model: LoadedModel, shared: Path, device: str = "cpu",
                   progress: ProgressCallback | None = None) -> list[RealCaseFigures]:
     """Figures on every real labelled case present under shared/data/real."""
-    root = Path(shared) / "data" / "real"
-    present = [(name, files) for name, files in REAL_CASES.items() if (root / name / files[0]).exists()]
+    present = present_cases(shared)
     return [
-        validate_case(model, root / name, image, labels, levels, device,
+        validate_case(model, folder, image, labels, levels, device,
                       part_of(progress, index / len(present), (index + 1) / len(present)))
-        for index, (name, (image, labels, levels)) in enumerate(present)
+        for index, (folder, (image, labels, levels)) in enumerate(present)
     ]
+
+
+def present_cases(shared: Path) -> list[tuple[Path, tuple[str, str, str]]]:
+    """(folder, (image, labels, levels)) of each case of REAL_CASES whose image lies under shared/data/real."""
+    root = Path(shared) / "data" / "real"
+    return [(root / name, files) for name, files in REAL_CASES.items() if (root / name / files[0]).exists()]
 
 
 def figures_markdown(figures: list[RealCaseFigures]) -> str:
