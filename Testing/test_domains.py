@@ -395,6 +395,7 @@ def test_a_held_out_set_written_before_a_new_synthesis_setting_is_still_the_same
 
 
 def test_heldout_prints_the_pooled_dice_that_chooses_and_the_offsets_it_ran_with(tmp_path, capsys):
+    import csv
     import re
 
     from helpers import run_cli
@@ -402,7 +403,8 @@ def test_heldout_prints_the_pooled_dice_that_chooses_and_the_offsets_it_ran_with
 
     shipped = sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))[-1]
     code, out, err = run_cli(capsys, "heldout", shipped, "--data", tmp_path / "h", "--patients", "1",
-                             "--domains", "coarse_pixels", "--background-score-offset", "0.5")
+                             "--domains", "coarse_pixels", "--background-score-offset", "0.5",
+                             "--patients-csv", tmp_path / "patients.csv")
     assert code == 0, err
     assert "background offset 0.5" in out
     row = next(line for line in out.splitlines() if line.startswith("| all held-out domains | 6 |"))
@@ -411,3 +413,9 @@ def test_heldout_prints_the_pooled_dice_that_chooses_and_the_offsets_it_ran_with
     assert 0.8 < pooled <= 1.0 and abs(pooled - table_dice) <= 0.0006  # both rounded
     within, patients = map(int, re.search(r"within 3 points of the truth: (\d+) of (\d+)", out).groups())
     assert patients == 1 and within == round(float(row.split("|")[10].strip().rstrip(" %")) / 100)
+    # the per-patient table holds the patient behind those figures: its error is the table's MAE and bias
+    (patient,) = csv.DictReader((tmp_path / "patients.csv").open())
+    assert (patient["domain"], patient["pooled"]) == ("coarse_pixels", "1")
+    error = float(patient["cnn_fat_pct"]) - float(patient["true_fat_pct"])
+    assert f"{abs(error):.1f}" == row.split("|")[8].strip() and f"{error:+.1f}" == row.split("|")[9].strip()
+    assert within == (abs(error) <= 3.0)

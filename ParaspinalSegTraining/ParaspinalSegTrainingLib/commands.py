@@ -197,7 +197,7 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
     from ParaspinalSegLib.network.modelfile import load_model
 
     from .heldout import (FAT_FROM_MODEL, FAT_METHODS, GOAL_FAT_POINTS, evaluate_held_out, held_out_markdown,
-                          pooled_figures)
+                          patient_table_csv, pooled_figures)
     from .synthesis.shapes import real_shapes_available
 
     model = load_model(resolve_model(args.model)).with_postprocessing(
@@ -210,6 +210,8 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
     table = held_out_markdown(figures, methods)
     if args.out:
         write_text_atomic(Path(args.out), table)
+    if args.patients_csv:
+        write_text_atomic(Path(args.patients_csv), patient_table_csv(figures, methods))
     print(f"model {model.card.model_id}{' with mirrored test-time augmentation' if args.mirror else ''}, fat/muscle "
           f"split offset {model.card.postprocessing.fat_score_offset:g}, background offset "
           f"{model.card.postprocessing.background_score_offset:g}, labels {model.card.postprocessing.label_decision}, fat "
@@ -229,6 +231,16 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
     print(f"patients of the held-out domains with the model's fat fraction within {GOAL_FAT_POINTS:g} points of the "
           f"truth: {within} of {patients} (mean absolute error "
           f"{pooled.fat_summary(FAT_FROM_MODEL)['mean_abs_error_points']:.2f} points)")
+    return 0
+
+
+def command_heldout_pair(args: argparse.Namespace, progress) -> int:
+    from .pairing import paired_fat, paired_fat_text, read_patient_table
+
+    if not args.points > 0:
+        raise InputError(f"--points {args.points:g}: give a distance above 0 points")
+    tables = [read_patient_table(Path(path), args.method) for path in (args.a, args.b)]
+    print(paired_fat_text(paired_fat(*tables, points=args.points), args.a, args.b, args.points))
     return 0
 
 
@@ -416,9 +428,20 @@ def add_training_commands(commands) -> None:
                          help="test-time augmentation: average with the left-right mirrored slice, sides swapped")
     heldout.add_argument("--domains", nargs="+", metavar="NAME", help="only these domains (default: all)")
     heldout.add_argument("-o", "--out", help="Markdown file for the table")
+    heldout.add_argument("--patients-csv", metavar="FILE",
+                         help="CSV file with each patient's true and measured fat fraction, for `heldout-pair`")
     add_postprocessing_options(heldout, "instead of the card's, to choose one")
     add_device_option(heldout)
-    heldout.set_defaults(run=command_heldout, input_paths=("model",), output_paths=("data", "out"))
+    heldout.set_defaults(run=command_heldout, input_paths=("model",), output_paths=("data", "out", "patients_csv"))
+
+    pair = commands.add_parser(
+        "heldout-pair", help="two models' patient fat on the same held-out draws, patient by patient: the patients "
+                             "within 3 points for one model only, an exact sign test, the change of the error")
+    pair.add_argument("a", help="`heldout --patients-csv` table of the reference model")
+    pair.add_argument("b", help="the same of the candidate, on the same draws")
+    pair.add_argument("--points", type=float, default=3.0, help="the goal's distance from the truth (default 3)")
+    pair.add_argument("--method", default="cnn", help="fat method column to compare (default cnn)")
+    pair.set_defaults(run=command_heldout_pair, input_paths=("a", "b"))
 
     models = commands.add_parser("models", help="list, show, import, export or activate models")
     models.add_argument("action", choices=["list", "show", "import", "export", "activate"])

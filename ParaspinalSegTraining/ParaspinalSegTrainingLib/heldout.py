@@ -10,6 +10,8 @@ model falls short.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import time
@@ -36,6 +38,7 @@ from .synthesis.shapes import real_shapes_available
 FAT_METHODS = (FAT_FROM_MODEL, FatMethod.GMM.value, FatMethod.OTSU.value)
 GOAL_FAT_POINTS = 3.0
 FAILED_BELOW, GOOD_FROM = 0.80, 0.90  # a case's compartment Dice: a failed segmentation, a good one
+PATIENT_TABLE_COLUMNS = ("domain", "patient", "pooled", "true_fat_pct")  # then "<method>_fat_pct" per fat method
 
 
 def side_scores(truth: np.ndarray, prediction: np.ndarray, side) -> tuple[float, float]:
@@ -227,6 +230,19 @@ def pooled_figures(figures: list[DomainFigures]) -> DomainFigures:
         for method, pairs in f.slice_fat.items():
             pooled.slice_fat.setdefault(method, []).extend(pairs)
     return pooled
+
+
+def patient_table_csv(figures: list[DomainFigures], fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,)) -> str:
+    """One row per patient: its domain, whether the domain is pooled (held out: 1; inside training: 0), the
+    truth's mean fat fraction and each method's, in %, for comparing two models pair by pair (`pairing`)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*PATIENT_TABLE_COLUMNS, *(f"{m}_fat_pct" for m in fat_methods)])
+    for f in figures:
+        for patient, (truth, predicted) in f.fat.items():
+            writer.writerow([f.domain, patient, 0 if f.inside_training else 1, f"{truth:.4f}",
+                             *(f"{predicted[m]:.4f}" for m in fat_methods)])
+    return out.getvalue()
 
 
 def held_out_markdown(figures: list[DomainFigures], fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,)) -> str:
