@@ -14,7 +14,7 @@ from ParaspinalSegLib.cohorts.eta import BatchClock, duration_text, study_line
 from ParaspinalSegLib.errors import ParaspinalError
 from ParaspinalSegLib.cohorts.sharding import Shard, choose_shard, part_of_name
 
-SHIPPED = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "paraspinalseg-unet-r18-2.12.0"
+SHIPPED = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "paraspinalseg-unet-r18-2.19.0"
 GOOD = ["Doe^Jane.nii.gz", "Roe^Richard.nii.gz", "case-3.nii.gz", "case-4.nii.gz"]
 BROKEN = "zz-broken.nii.gz"
 

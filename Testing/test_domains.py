@@ -22,6 +22,7 @@ from ParaspinalSegTrainingLib.synthesis.domains import (
     TRAINING_2_1,
     TRAINING_2_2,
     TRAINING_2_4,
+    TRAINING_2_19,
     TRAINING_CONTRASTS,
     domain_settings,
     held_out_settings,
@@ -166,6 +167,8 @@ def test_held_out_draws_stay_on_synthesis_2_0_while_training_moves_on():
     resolution = ("pixel_spacing_mm", "resolution_factor")
     assert {k: v for k, v in TRAINING_2_4.items() if k not in resolution} == {k: v for k, v in TRAINING_2_2.items() if k not in resolution}
     assert {k: v for k, v in TRAINING.items() if k != "fat_fraction_beta"} == TRAINING_2_4
+    shape = ("compartment_width_scale", "compartment_depth_scale")
+    assert {k: v for k, v in TRAINING_2_19.items() if k not in shape} == TRAINING
     assert trained.fat_fraction_beta == (1.0, 1.0) and held_out_settings("gre_in_phase").fat_fraction_beta == (1.2, 2.0)
 
 
@@ -316,7 +319,8 @@ def test_segment_with_the_mirror_says_so_in_its_provenance(tmp_path, capsys):
 
 @pytest.mark.parametrize("version, domain", [("2.1.0", TRAINING_2_1), ("2.2.0", TRAINING_2_2), ("2.3.0", TRAINING_2_2), ("2.4.0", TRAINING_2_4), ("2.5.0", TRAINING_2_4),
                                              ("2.6.0", TRAINING), ("2.7.0", TRAINING), ("2.8.0", TRAINING),
-                                             ("2.9.0", TRAINING), ("2.10.0", TRAINING), ("2.11.0", TRAINING)])
+                                             ("2.9.0", TRAINING), ("2.10.0", TRAINING), ("2.11.0", TRAINING),
+                                             ("2.17.0", TRAINING_2_19), ("2.18.0", TRAINING_2_19)])
 def test_the_recipes_draw_from_their_training_domains(version, domain):
     recipe = json.loads((Path(__file__).parents[1] / "Resources" / "Recipes" / f"paraspinalseg-unet-r18-{version}"
                          / "synth.json").read_text())

@@ -21,7 +21,7 @@ from ParaspinalSegLib.network.preprocess import (Placement, class_labels, resamp
 from ParaspinalSegLib.network.runtime import GRAPH_FILE, choose_backend
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "Resources" / "Models" / "paraspinalseg-unet-r18-2.12.0"
+SHIPPED = ROOT / "Resources" / "Models" / "paraspinalseg-unet-r18-2.19.0"
 
 
 @pytest.mark.parametrize("shape_in, shape_out", [((512, 512), (240, 240)), ((256, 250), (240, 230)),

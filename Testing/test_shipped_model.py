@@ -23,7 +23,7 @@ def shipped(request):
 
 
 def test_models_are_shipped_and_the_newest_is_the_default():
-    assert [folder.name for folder in SHIPPED] == ["paraspinalseg-unet-r18-2.12.0"]
+    assert [folder.name for folder in SHIPPED] == ["paraspinalseg-unet-r18-2.19.0"]
     assert ModelRegistry(user_dir=SHIPPED_MODELS / "none").active().model_id == SHIPPED[-1].name
 
 
@@ -34,13 +34,24 @@ def test_shipped_model_loads_and_its_hash_matches_its_card(shipped):
     assert (folder / "model.safetensors").stat().st_size < 50e6
 
 
+def trained_members(settings: dict, data: dict) -> list[tuple[dict, dict]]:
+    """A weight average's members that were trained, each with its own settings and data; a member that is
+    itself a weight average (2.12.0 inside 2.19.0) gives its own members."""
+    assert len(settings.get("soup_members", [])) == len(data.get("soup_members", [])) != 1
+    out = []
+    for member_settings, member_data in zip(settings.get("soup_members", []), data.get("soup_members", [])):
+        assert member_settings["model"] == member_data["model"]
+        nested = "soup_members" in member_settings
+        out += trained_members(member_settings, member_data) if nested else [(member_settings, member_data)]
+    return out
+
+
 def test_a_shipped_weight_average_lists_each_member_with_the_recipe_it_was_trained_by(shipped):
     folder, model = shipped
     settings, data = model.card.training_settings, model.card.training_data
     is_soup = "model soup" in model.card.description
     assert is_soup == ("soup_members" in settings) == ("soup_members" in data)
-    assert len(settings.get("soup_members", [])) == len(data.get("soup_members", [])) != 1
-    for member_settings, member_data in zip(settings.get("soup_members", []), data.get("soup_members", [])):
+    for member_settings, member_data in trained_members(settings, data):
         recipe = json.loads((RECIPES / member_settings["model"] / "train.json").read_text())
         assert member_settings["model"] == member_data["model"] == f"{recipe['name']}-{recipe['version']}"
         assert member_settings["seed"] == recipe["seed"] and member_settings["epochs"] == recipe["epochs"]

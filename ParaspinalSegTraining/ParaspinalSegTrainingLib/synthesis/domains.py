@@ -47,6 +47,10 @@ TRAINING_2_4 = {**TRAINING_2_2, "pixel_spacing_mm": (0.7, 2.4), "resolution_fact
 # (it was Beta(1.2, 2), mostly lean), so that compartments mostly of fat and nearly free of it are as common as
 # the middle. The held-out domains keep Beta(1.2, 2): fat is not an axis they hold out.
 TRAINING = {**TRAINING_2_4, "fat_fraction_beta": (1.0, 1.0)}
+# The training domain of stages 21 and 22 (recipes 2.17.0 and 2.18.0), the half of model 2.19.0 that is not
+# 2.12.0: 2.6.0's with the procedural compartments drawn 0.9-1.4 times as wide from the midline and 0.6-1.1
+# times as deep, which takes in the flat, wide thoracolumbar domain. Training goes on from here.
+TRAINING_2_19 = {**TRAINING, "compartment_width_scale": (0.9, 1.4), "compartment_depth_scale": (0.6, 1.1)}
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,9 @@ HELD_OUT = (
                   "(T2 and T1, training's pixels; added after model 2.12.0 was released)",
                   {"contrast_probabilities": {"t2": 0.5, "t1": 0.5}, "levels": ("T12", "L1", "L2"),
                    "slices_per_level": 2, "compartment_width_scale": (1.2, 1.4),
-                   "compartment_depth_scale": (0.6, 0.75)}),
+                   "compartment_depth_scale": (0.6, 0.75)},
+                  inside_training="the training domain of model 2.19.0's stages 21 and 22 (compartments 0.9-1.4 "
+                                  "times as wide, 0.6-1.1 times as deep)"),
 )
 # Seeds: DOMAIN_SEED + the domain's index for the sets that choose (epochs, runs, settings); REPORT_SEED + the
 # index for fresh draws of the same domains that only report a chosen model; training recipes use others.
@@ -139,8 +145,8 @@ DOMAIN_SEED, REPORT_SEED = 9100, 9200
 
 
 def training_settings(seed: int, **changes) -> SynthesisSettings:
-    """The current training domain (models 2.6.0 and later) with a seed (and any further changes)."""
-    return domain_settings(TRAINING, seed, **changes)
+    """The current training domain (model 2.19.0's stages and later) with a seed (and any further changes)."""
+    return domain_settings(TRAINING_2_19, seed, **changes)
 
 
 def domain_settings(domain: dict, seed: int, **changes) -> SynthesisSettings:
