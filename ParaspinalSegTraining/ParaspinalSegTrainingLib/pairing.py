@@ -11,7 +11,6 @@ the absolute error with its 95 % interval. Reads the per-patient tables that `pa
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from scipy import stats
 
 from ParaspinalSegLib.errors import InputError
 
+from .evaluation import summarise_values
 from .heldout import GOAL_FAT_POINTS, PATIENT_TABLE_COLUMNS
 
 PatientKey = tuple[str, str]  # (domain, patient)
@@ -39,7 +39,7 @@ class PairedFat:
     mean_abs_error_a: float
     mean_abs_error_b: float
     error_change: float  # mean over patients of |b - truth| - |a - truth|, points
-    error_change_ci95: tuple[float, float]
+    error_change_ci95: tuple[float, float]  # Student's t interval (evaluation.summarise_values)
 
 
 def read_patient_table(path: Path, method: str) -> dict[PatientKey, tuple[float, float]]:
@@ -76,24 +76,17 @@ def paired_fat(a: dict[PatientKey, tuple[float, float]], b: dict[PatientKey, tup
     error_b = np.abs(np.array([b[key][1] for key in shared]) - truth)
     in_a, in_b = error_a <= points, error_b <= points
     gained, lost = int(np.sum(in_b & ~in_a)), int(np.sum(in_a & ~in_b))
+    change = summarise_values(list(error_b - error_a))
     return PairedFat(patients=len(shared), domains=len({domain for domain, _ in shared}),
                      within_a=int(in_a.sum()), within_b=int(in_b.sum()), gained=gained, lost=lost,
                      sign_test_p=sign_test(gained, lost), mean_abs_error_a=float(error_a.mean()),
-                     mean_abs_error_b=float(error_b.mean()), error_change=float((error_b - error_a).mean()),
-                     error_change_ci95=mean_ci95(error_b - error_a))
+                     mean_abs_error_b=float(error_b.mean()), error_change=change.mean,
+                     error_change_ci95=(change.ci_low, change.ci_high))
 
 
 def sign_test(gained: int, lost: int) -> float:
     """Exact two-sided binomial test of gained against lost at even odds (1 where nothing differs)."""
     return float(stats.binomtest(gained, gained + lost, 0.5).pvalue) if gained + lost else 1.0
-
-
-def mean_ci95(values: np.ndarray) -> tuple[float, float]:
-    """Student's 95 % interval of the mean of paired differences (NaN for fewer than two)."""
-    if values.size < 2:
-        return math.nan, math.nan
-    half = stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
-    return float(values.mean() - half), float(values.mean() + half)
 
 
 def paired_fat_text(result: PairedFat, name_a: str, name_b: str, points: float = GOAL_FAT_POINTS) -> str:
