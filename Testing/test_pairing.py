@@ -34,6 +34,7 @@ def test_the_pair_counts_only_the_patients_that_differ_and_tests_them_exactly(tm
     assert (result.patients, result.domains) == (10, 1)  # the patient inside training is not pooled
     assert (result.within_a, result.within_b, result.gained, result.lost) == (10, 4, 0, 6)
     assert result.sign_test_p == pytest.approx(2 * 0.5 ** 6)  # six of six discordant pairs one way
+    assert result.noise_bound == pytest.approx(1.96 * 6 ** 0.5) and result.loses_beyond_noise  # 6 > 4.80
     assert result.mean_abs_error_a == pytest.approx(0.5) and result.mean_abs_error_b == pytest.approx(2.6)
     assert result.error_change == pytest.approx(2.1)
     # paired differences: six of 3.5, four of 0; sd 1.8074, t(0.975, 9) 2.2622: half-width 1.2930
@@ -46,6 +47,7 @@ def test_a_pair_without_discordant_patients_has_p_one(tmp_path):
     b = write_table(tmp_path / "b.csv", figures_with_errors([-2.0] * 10, 0.0))
     result = paired_fat(read_patient_table(a, "cnn"), read_patient_table(b, "cnn"))
     assert (result.gained, result.lost, result.sign_test_p) == (0, 0, 1.0)
+    assert result.noise_bound == 0 and not result.loses_beyond_noise
     assert result.error_change == pytest.approx(1.0) and not math.isnan(result.error_change_ci95[0])
 
 
@@ -71,6 +73,7 @@ def test_heldout_pair_prints_the_paired_figures_and_refuses_bad_input_without_a_
     assert code == 0, err
     assert "10 held-out patients in 1 domains" in out and "within for b only: 0; for a only: 6" in out
     assert "p = 0.0312" in out and "b - a: +2.100 points" in out
+    assert "lost minus gained: 6 (beyond noise above 4.8, 1.96 x the square root of 6): b loses fat beyond noise" in out
     (tmp_path / "broken.csv").write_text("domain,patient,pooled,true_fat_pct,cnn_fat_pct\nd,p,1,twenty,3\n")
     code, _, err = run_cli(capsys, "heldout-pair", a, tmp_path / "broken.csv")
     assert code != 0 and "broken.csv: a fat fraction is not a number" in err and "Traceback" not in err

@@ -23,6 +23,7 @@ from .evaluation import summarise_values
 from .heldout import GOAL_FAT_POINTS, PATIENT_TABLE_COLUMNS
 
 PatientKey = tuple[str, str]  # (domain, patient)
+NOISE_Z = 1.96  # the sign test at two-sided 5 %, normal approximation: what the selection rules since 2.19.0 use
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,15 @@ class PairedFat:
     mean_abs_error_b: float
     error_change: float  # mean over patients of |b - truth| - |a - truth|, points
     error_change_ci95: tuple[float, float]  # Student's t interval (evaluation.summarise_values)
+
+    @property
+    def noise_bound(self) -> float:
+        """How many more patients b may lose than gain before the sign test tells the loss from noise."""
+        return NOISE_Z * float(np.sqrt(self.gained + self.lost))
+
+    @property
+    def loses_beyond_noise(self) -> bool:
+        return self.lost - self.gained > self.noise_bound
 
 
 def read_patient_table(path: Path, method: str) -> dict[PatientKey, tuple[float, float]]:
@@ -99,6 +109,9 @@ def paired_fat_text(result: PairedFat, name_a: str, name_b: str, points: float =
         f"- b, {name_b}: {result.within_b} (mean absolute error {result.mean_abs_error_b:.2f} points)",
         f"- within for b only: {result.gained}; for a only: {result.lost}; exact sign test p = "
         f"{result.sign_test_p:.3g}",
+        f"- lost minus gained: {result.lost - result.gained} (beyond noise above {result.noise_bound:.1f}, "
+        f"{NOISE_Z:g} x the square root of {result.gained + result.lost}): "
+        + ("b loses fat beyond noise" if result.loses_beyond_noise else "no loss beyond noise"),
         f"- change of the absolute error, b - a: {result.error_change:+.3f} points "
         f"(95 % interval {low:+.3f} to {high:+.3f})",
     ])
