@@ -9,6 +9,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from ParaspinalSegLib.cli import main
+from ParaspinalSegLib.network.registry import SHIPPED_MODELS
+
+SHIPPED_MODEL = sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))[-1]  # the newest shipped: the default
 
 
 def volume(array: np.ndarray, spacing=(0.8, 0.6, 4.0), origin=(-40.0, -30.0, -20.0), tilt_deg=12.0) -> sitk.Image:

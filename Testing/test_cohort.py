@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli, write_phantom_dataset
+from helpers import SHIPPED_MODEL as SHIPPED, run_cli, write_phantom_dataset
 from ParaspinalSegLib.cohorts.eta import BatchClock, duration_text, study_line
 from ParaspinalSegLib.errors import ParaspinalError
 from ParaspinalSegLib.cohorts.sharding import Shard, choose_shard, part_of_name
 
-SHIPPED = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "paraspinalseg-unet-r18-2.19.0"
 GOOD = ["Doe^Jane.nii.gz", "Roe^Richard.nii.gz", "case-3.nii.gz", "case-4.nii.gz"]
 BROKEN = "zz-broken.nii.gz"
 

@@ -16,11 +16,10 @@ import pytest
 import SimpleITK as sitk
 from pydicom.sr.codedict import codes
 
-from helpers import run_cli
+from helpers import SHIPPED_MODEL, run_cli
 from ParaspinalSegLib.output.dicomexport import write_dicom_export
 from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.geometry import SliceGeometry
-from ParaspinalSegLib.network.registry import SHIPPED_MODELS
 from ParaspinalSegLib.pipeline import Provenance, measure_series
 from ParaspinalSegLib.read.reading import read_study
 from ParaspinalSegLib.slices import ImageSlice, SeriesInfo, SliceSeries
@@ -373,8 +372,7 @@ def test_segment_writes_seg_and_sr_from_the_model(study, tmp_path, capsys):
     folder = tmp_path / "out" / "dicom"
     assert sorted(p.name for p in folder.iterdir()) == ["seg_block01.dcm", "seg_block02.dcm", "sr.dcm"]
     seg = pydicom.dcmread(folder / "seg_block01.dcm")
-    shipped = sorted(p.parent.name for p in SHIPPED_MODELS.glob("*/model.json"))[-1]  # the default model
-    assert seg.ManufacturerModelName == shipped
+    assert seg.ManufacturerModelName == SHIPPED_MODEL.name  # the default model
     assert {item.SegmentAlgorithmType for item in seg.SegmentSequence} == {"AUTOMATIC"}
     rows = list(csv.DictReader((tmp_path / "out" / "slices.csv").open()))
     groups = sr_groups(pydicom.dcmread(folder / "sr.dcm"))

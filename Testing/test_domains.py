@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SHIPPED_MODEL
 
 from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.labels import LEFT, LEFT_FAT, LEFT_MUSCLE, RIGHT, RIGHT_FAT, RIGHT_MUSCLE
@@ -277,12 +278,10 @@ def test_mirrored_test_time_augmentation_is_exactly_left_right_equivariant():
 def test_release_puts_the_held_out_domain_figures_and_the_protocol_in_the_card(tmp_path):
     import json
 
-    from ParaspinalSegLib.network.registry import SHIPPED_MODELS
     from ParaspinalSegTrainingLib.heldout import FAT_METHODS, domain_folders
     from ParaspinalSegTrainingLib.release import release_model
 
-    shipped = sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))[-1]
-    card = release_model(shipped, tmp_path / "released", None, heldout=tmp_path / "heldout", patients=1)
+    card = release_model(SHIPPED_MODEL, tmp_path / "released", None, heldout=tmp_path / "heldout", patients=1)
     domains = {d["domain"]: d for d in card.validation["held_out_domains"]}
     assert set(domains) <= {d.name for d in HELD_OUT} and {"gre_in_phase", "inverted", "fine_matrix"} <= set(domains)
     for figures in domains.values():
@@ -403,10 +402,8 @@ def test_heldout_prints_the_pooled_dice_that_chooses_and_the_offsets_it_ran_with
     import re
 
     from helpers import run_cli
-    from ParaspinalSegLib.network.registry import SHIPPED_MODELS
 
-    shipped = sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))[-1]
-    code, out, err = run_cli(capsys, "heldout", shipped, "--data", tmp_path / "h", "--patients", "1",
+    code, out, err = run_cli(capsys, "heldout", SHIPPED_MODEL, "--data", tmp_path / "h", "--patients", "1",
                              "--domains", "coarse_pixels", "--background-score-offset", "0.5",
                              "--patients-csv", tmp_path / "patients.csv")
     assert code == 0, err

@@ -10,14 +10,13 @@ import math
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import SHIPPED_MODEL, run_cli
 from ParaspinalSegLib.labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
 from ParaspinalSegLib.measure.measurement import mean_compartment_dice
 from ParaspinalSegLib.network.inference import class_probabilities, shift_fat_split
 from ParaspinalSegLib.network.model import Postprocessing
 from ParaspinalSegLib.network.modelfile import ModelCard, load_model
 from ParaspinalSegLib.network.preprocess import class_labels, softmax
-from ParaspinalSegLib.network.registry import SHIPPED_MODELS
 from ParaspinalSegLib.pipeline import segment_series
 
 
@@ -142,7 +141,7 @@ def test_on_the_sample_a_larger_background_offset_draws_smaller_compartments(shi
 
 @pytest.fixture(scope="module")
 def shipped():
-    return load_model(sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))[-1])
+    return load_model(SHIPPED_MODEL)
 
 
 def test_on_the_sample_a_larger_offset_calls_less_fat_in_nearly_the_same_compartments(shipped):

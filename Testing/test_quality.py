@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from helpers import run_cli
+from helpers import SHIPPED_MODEL, run_cli
 from ParaspinalSegLib.cli import sample_folder
 from ParaspinalSegLib.geometry import SliceGeometry
 from ParaspinalSegLib.network.inference import compartment_confidence
@@ -171,9 +171,8 @@ def test_the_shipped_model_on_the_sample_raises_no_warning(sample_series, tmp_pa
     from ParaspinalSegLib.output.export import write_result
     from ParaspinalSegLib.network.modelfile import load_model
     from ParaspinalSegLib.pipeline import segment_series
-    from ParaspinalSegLib.network.registry import SHIPPED_MODELS
 
-    model = load_model(sorted(SHIPPED_MODELS.glob("*/model.json"))[-1].parent)
+    model = load_model(SHIPPED_MODEL)
     result = segment_series(sample_series, model)
     assert result.summary.grade and result.warnings == () and result.flags == ()
     assert len(result.confidence) == len(sample_series) and min(result.confidence) > 0.95

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import SHIPPED_MODEL, run_cli
 
 from ParaspinalSegLib.labels import LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
 from ParaspinalSegTrainingLib.real_validation import (
@@ -110,10 +110,7 @@ def test_the_markdown_table_has_a_row_per_level_and_a_line_per_case():
 
 
 def test_validate_real_without_the_real_cases_says_where_it_looked(capsys, tmp_path):
-    from ParaspinalSegLib.network.registry import SHIPPED_MODELS
-
-    model = sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))[-1]
-    code, out, err = run_cli(capsys, "validate-real", model, "--shared", tmp_path)
+    code, out, err = run_cli(capsys, "validate-real", SHIPPED_MODEL, "--shared", tmp_path)
     assert code != 0
     assert str(tmp_path / "data" / "real") in err and "musclemap_sub0001" in err
     assert "Traceback" not in err + out

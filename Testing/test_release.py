@@ -4,15 +4,13 @@
 import json
 
 import pytest
-from helpers import run_cli
+from helpers import SHIPPED_MODEL as SHIPPED, run_cli
 
 from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.network.modelfile import load_model, sha256_of
-from ParaspinalSegLib.network.registry import SHIPPED_MODELS
 from ParaspinalSegTrainingLib.real_validation import LEVEL_GROUPS
 from ParaspinalSegTrainingLib.release import release_model
 
-SHIPPED = sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))[-1]
 
 
 def test_release_copies_the_weights_and_measures_the_sample(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import SHIPPED_MODEL as SHIPPED
 from ParaspinalSegLib.geometry import DisplayTransform
 from ParaspinalSegLib.network.modelfile import CARD_FILE, ModelFileError, load_model
 from ParaspinalSegLib.network.postprocess import clean_labels, clean_region
@@ -21,7 +22,6 @@ from ParaspinalSegLib.network.preprocess import (Placement, class_labels, resamp
 from ParaspinalSegLib.network.runtime import GRAPH_FILE, choose_backend
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "Resources" / "Models" / "paraspinalseg-unet-r18-2.19.0"
 
 
 @pytest.mark.parametrize("shape_in, shape_out", [((512, 512), (240, 240)), ((256, 250), (240, 230)),

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import SHIPPED_MODEL as SHIPPED, run_cli
 from ParaspinalSegLib.errors import InputError
 from ParaspinalSegTrainingLib.soup import averaged_state, parse_member
-
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "Resources" / "Models" / "paraspinalseg-unet-r18-2.19.0"
 
 
 def test_the_average_weighs_each_member_and_keeps_integer_counters():
@@ -36,7 +31,7 @@ def test_a_soup_of_a_model_with_itself_is_that_model_and_nothing_is_overwritten(
     out = tmp_path / "soup"
     code, printed, err = run_cli(capsys, "soup", out, f"1={SHIPPED}", f"1={SHIPPED}")  # halves: exact in binary
     assert code == 0, err
-    assert f"wrote {out}: 1 x paraspinalseg-unet-r18-2.19.0 + 1 x paraspinalseg-unet-r18-2.19.0" in printed
+    assert f"wrote {out}: 1 x {SHIPPED.name} + 1 x {SHIPPED.name}" in printed
     made, shipped = load_model(out), load_model(SHIPPED)
     for key, value in shipped.network.state_dict().items():
         assert np.array_equal(made.network.state_dict()[key].numpy(), value.numpy()), key
