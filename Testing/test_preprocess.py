@@ -9,7 +9,9 @@ import pytest
 
 from ParaspinalSegLib.geometry import DisplayTransform
 from ParaspinalSegLib.network.model import Preprocessing
-from ParaspinalSegLib.network.preprocess import Placement, prepare_slice, restore_labels, softmax
+from ParaspinalSegLib.errors import InputError
+from ParaspinalSegLib.network.preprocess import Placement, prepare_slice, resample_labels, restore_labels, softmax
+from ParaspinalSegTrainingLib.config import TrainingConfig
 from ParaspinalSegTrainingLib.sample import axial_geometry
 
 PRE = Preprocessing(pixel_spacing_mm=1.5, input_size=64)
@@ -61,3 +63,50 @@ def test_labels_sent_there_and_back_keep_their_area_at_coarse_pixels(spacing_mm)
     restored = restore_labels(softmax(one_hot_scores(label_window)), placement)
     for value in (1, 3):
         assert abs(int((restored == value).sum()) - int((labels == value).sum())) <= 0.01 * (labels == value).sum()
+
+
+def ellipse_labels(size: int, spacing_mm: float) -> np.ndarray:
+    """Two compartments (ellipses, right 1 and left 3) with a fat stripe (2) across the right one,
+    sampled at the pixel centres of a size x size slice of `spacing_mm` pixels (a 120 mm field)."""
+    rows, columns = (np.mgrid[:size, :size] + 0.5) * spacing_mm
+    labels = np.zeros((size, size), dtype=np.uint8)
+    labels[((rows - 60) / 22) ** 2 + ((columns - 40) / 15) ** 2 <= 1] = 1
+    labels[(labels == 1) & (np.abs(rows - 60) < 4)] = 2
+    labels[((rows - 58) / 20) ** 2 + ((columns - 80) / 13) ** 2 <= 1] = 3
+    return labels
+
+
+def test_smooth_labels_lie_closer_to_the_shapes_than_the_coarse_pixels_steps():
+    """Compartments sampled at 3 mm pixels, taken to a 1 mm grid: the smooth resampling misses the
+    shapes sampled at 1 mm on fewer pixels than the nearest label's steps, and the fat (inside the
+    compartment) keeps exactly the pixels that nearest sampling gives it."""
+    coarse, fine = ellipse_labels(40, 3.0), ellipse_labels(120, 1.0)
+    nearest, smooth = resample_labels(coarse, fine.shape, "nearest"), resample_labels(coarse, fine.shape, "smooth")
+    compartments = {name: np.isin(grid, (1, 2)) * 1 + np.isin(grid, (3, 4)) * 2
+                    for name, grid in (("fine", fine), ("nearest", nearest), ("smooth", smooth))}
+    missed_nearest = int((compartments["nearest"] != compartments["fine"]).sum())
+    missed_smooth = int((compartments["smooth"] != compartments["fine"]).sum())
+    assert missed_smooth < 0.8 * missed_nearest
+    assert np.array_equal(smooth == 2, nearest == 2)
+
+
+@pytest.mark.parametrize("how", ["nearest", "smooth"])
+def test_labels_resized_to_their_own_grid_stay_as_they_are(how):
+    labels = ellipse_labels(50, 2.4)
+    assert np.array_equal(resample_labels(labels, labels.shape, how), labels)
+
+
+def test_smooth_labels_reach_the_network_window_and_an_unknown_way_is_refused(tmp_path):
+    labels = ellipse_labels(40, 3.0)
+    geometry = axial_geometry(0, 3.0, 5.0, labels.shape)
+    pre = Preprocessing(pixel_spacing_mm=1.5, input_size=96)
+    pixels = np.zeros(labels.shape, np.float32)
+    nearest = prepare_slice(pixels, geometry, pre, labels)[2]
+    smooth = prepare_slice(pixels, geometry, pre, labels, label_resampling="smooth")[2]
+    assert 0 < int((nearest != smooth).sum()) and np.array_equal(nearest == 2, smooth == 2)
+    with pytest.raises(ValueError, match="choose one of nearest, smooth"):
+        resample_labels(labels, (80, 80), "cubic")
+    settings = tmp_path / "train.json"
+    settings.write_text('{"label_resampling": "cubic"}')
+    with pytest.raises(InputError, match="train.json.*label_resampling 'cubic'"):
+        TrainingConfig.from_file(settings)

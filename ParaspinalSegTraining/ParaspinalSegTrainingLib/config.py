@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.network.model import ModelArchitecture, Preprocessing
+from ParaspinalSegLib.network.preprocess import LABEL_RESAMPLING
 
 from .augmentation import AugmentationSettings
 
@@ -39,6 +40,7 @@ class TrainingConfig:
     focal_weight: float = 1.0
     compartment_dice_weight: float = 0.0  # a per-slice Dice of each side's compartment, added to the loss
     fat_split_weight: float = 0.0  # a per-slice error of each side's fat share inside its true compartment, added
+    label_resampling: str = "nearest"  # how label maps reach the network grid: "nearest" or "smooth" (resample_labels)
     device: str = "auto"
     workers: int = -1  # -1: none on the CPU, 8 on a GPU
     mixed_precision: bool = True
@@ -46,6 +48,10 @@ class TrainingConfig:
     architecture: ModelArchitecture = field(default_factory=ModelArchitecture)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     augmentation: AugmentationSettings = field(default_factory=AugmentationSettings)
+
+    def __post_init__(self) -> None:
+        if self.label_resampling not in LABEL_RESAMPLING:
+            raise ValueError(f"label_resampling {self.label_resampling!r}: choose one of {', '.join(LABEL_RESAMPLING)}")
 
     def to_dict(self) -> dict:
         out = asdict(self)

@@ -113,24 +113,28 @@ class PreparedSlices:
         return len(self.images)
 
 
-def prepare_case(case: CaseFiles, pre: Preprocessing) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
-    """Windows and label windows of every slice of one case; whether fat came from image analysis."""
+def prepare_case(case: CaseFiles, pre: Preprocessing, label_resampling: str = "nearest"
+                 ) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
+    """Windows and label windows of every slice of one case (labels resized by `label_resampling`,
+    see `resample_labels`); whether fat came from image analysis."""
     study = read_study(case.image)
     labels, fat_from_image = case_labels(case, study.series)
     images, targets = [], []
     for image_slice, plane in zip(study.series.slices, labels):
-        window, _, label_window = prepare_slice(image_slice.pixels, image_slice.geometry, pre, plane)
+        window, _, label_window = prepare_slice(image_slice.pixels, image_slice.geometry, pre, plane,
+                                                   label_resampling)
         images.append(window)
         targets.append(label_window)
     return images, targets, fat_from_image
 
 
 def prepare_dataset(
-    cases: list[CaseFiles], pre: Preprocessing, progress: ProgressCallback | None = None
+    cases: list[CaseFiles], pre: Preprocessing, progress: ProgressCallback | None = None,
+    label_resampling: str = "nearest",
 ) -> PreparedSlices:
     images, labels, case_ids, patient_ids, fat_cases = [], [], [], [], []
     for n, case in enumerate(cases):
-        case_images, case_labels, fat_from_image = prepare_case(case, pre)
+        case_images, case_labels, fat_from_image = prepare_case(case, pre, label_resampling)
         images += case_images
         labels += case_labels
         case_ids += [case.case_id] * len(case_images)

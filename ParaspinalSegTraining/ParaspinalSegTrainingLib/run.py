@@ -123,9 +123,10 @@ def run_training(
     cases = find_cases(dataset)
     card = card_template(config, base, {**dataset_fingerprint(cases), "case_ids": [c.case_id for c in cases]}, world,
                          postprocessing)
-    data = prepare_dataset(cases, card.preprocessing, part_of(progress, 0.0, READING_SHARE / 2))
+    data = prepare_dataset(cases, card.preprocessing, part_of(progress, 0.0, READING_SHARE / 2), config.label_resampling)
     validation_slices = prepare_dataset([c for v in validation for c in find_cases(v)], card.preprocessing,
-                                        part_of(progress, READING_SHARE / 2, READING_SHARE)) if validation else None
+                                        part_of(progress, READING_SHARE / 2, READING_SHARE),
+                                        config.label_resampling) if validation else None
     if data.fat_by_image_analysis:
         card = ModelCard.from_dict({**card.to_dict(), "training_data": {
             **card.training_data, "fat_by_image_analysis": data.fat_by_image_analysis}})

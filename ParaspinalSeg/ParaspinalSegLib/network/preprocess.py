@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry import DisplayTransform, SliceGeometry
-from ..labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, SIDES
+from ..labels import BACKGROUND, LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE, SIDES
 from .model import Preprocessing
 
 
@@ -73,6 +73,37 @@ def resample_antialiased(array: np.ndarray, shape: tuple[int, int]) -> np.ndarra
     return (rows @ np.asarray(array, dtype=np.float32) @ columns.T).astype(np.float32)
 
 
+LABEL_RESAMPLING = ("nearest", "smooth")
+
+
+def resample_labels(labels: np.ndarray, shape: tuple[int, int], how: str = "nearest") -> np.ndarray:
+    """A scheme label map resized to `shape` (pixel centres aligned). "nearest": each new pixel takes
+    the label at its centre, so a coarse slice's borders arrive as its pixels' steps. "smooth": the
+    background and each side's compartment, as shares, are resized as `resample_antialiased` resizes
+    an image (area-weighted along an axis that shrinks; along one that grows, first smoothed with the
+    binomial kernel 1-2-1, then linear), and each new pixel goes to the one with the largest share
+    (background on a tie): a border between coarse pixels runs across their steps, not along them.
+    Inside, a pixel is fat where the nearest label is that side's fat, so the fat keeps the area that
+    nearest sampling gives it."""
+    if how not in LABEL_RESAMPLING:
+        raise ValueError(f"label resampling {how!r}: choose one of {', '.join(LABEL_RESAMPLING)}")
+    nearest = resample(labels, shape, order=0)
+    if how == "nearest":
+        return nearest
+    from scipy.ndimage import correlate1d
+
+    shares = np.stack([labels == BACKGROUND] + [np.isin(labels, side.labels) for side in SIDES]).astype(np.float32)
+    for axis, (size_in, size_out) in enumerate(zip(labels.shape, shape), start=1):
+        if size_out > size_in:
+            shares = correlate1d(shares, [0.25, 0.5, 0.25], axis=axis, mode="nearest")
+    region = resample_antialiased(shares, shape).argmax(axis=0)
+    out = np.zeros(shape, dtype=labels.dtype)
+    for index, side in enumerate(SIDES, start=1):
+        inside = region == index
+        out[inside] = np.where(nearest[inside] == side.fat, side.fat, side.muscle)
+    return out
+
+
 def softmax(scores: np.ndarray, axis: int = 0) -> np.ndarray:
     """Class probabilities from class scores along `axis`."""
     shifted = np.exp(scores - scores.max(axis=axis, keepdims=True))
@@ -99,9 +130,11 @@ def cut_window(array: np.ndarray, origin: tuple[int, int], size: int, fill: floa
 
 
 def prepare_slice(
-    pixels: np.ndarray, geometry: SliceGeometry, pre: Preprocessing, labels: np.ndarray | None = None
+    pixels: np.ndarray, geometry: SliceGeometry, pre: Preprocessing, labels: np.ndarray | None = None,
+    label_resampling: str = "nearest",
 ) -> tuple[np.ndarray, Placement, np.ndarray | None]:
-    """Network input (size x size float32), its placement, and the labels on the same window."""
+    """Network input (size x size float32), its placement, and the labels on the same window
+    (resized by `resample_labels` with `label_resampling`)."""
     transform = DisplayTransform.for_geometry(geometry)
     display = transform.to_display(np.asarray(pixels, dtype=np.float32))
     row_mm, column_mm = transform.display_spacing(geometry)
@@ -117,7 +150,7 @@ def prepare_slice(
     window = cut_window(image, origin, pre.input_size, fill=float(image.min()))
     label_window = None
     if labels is not None:
-        resampled_labels = resample(transform.to_display(np.asarray(labels, dtype=np.uint8)), shape, order=0)
+        resampled_labels = resample_labels(transform.to_display(np.asarray(labels, dtype=np.uint8)), shape, label_resampling)
         label_window = cut_window(resampled_labels, origin, pre.input_size, fill=0)
     return window, placement, label_window
 
