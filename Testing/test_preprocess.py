@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.geometry import DisplayTransform
 from ParaspinalSegLib.network.model import Preprocessing
-from ParaspinalSegLib.errors import InputError
 from ParaspinalSegLib.network.preprocess import Placement, prepare_slice, resample_labels, restore_labels, softmax
 from ParaspinalSegTrainingLib.config import TrainingConfig
 from ParaspinalSegTrainingLib.sample import axial_geometry
