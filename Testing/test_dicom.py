@@ -388,3 +388,19 @@ def test_patient_hashes_are_keyed_anew_in_every_process():
             for _ in range(2)}
     assert len(made) == 2 and all(len(h) == 8 for h in made)
     assert short_hash("12345") == short_hash("12345") and short_hash("") == ""
+
+
+def test_a_rescale_beyond_float32_reads_as_infinite_without_a_numpy_warning(study, tmp_path):
+    """A slope of 1e308 makes values no float32 holds: they read as inf, quietly (the input check then
+    refuses the series, naming the file: Testing/hostile), instead of printing numpy's overflow
+    warning and its source line to a user's terminal."""
+    import warnings
+
+    dataset = pydicom.dcmread(study["t2_files"][0])
+    dataset.RescaleSlope = 1e308
+    damaged = tmp_path / "slope.dcm"
+    dataset.save_as(damaged)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frames = read_frames(damaged)
+    assert np.isinf(frames[frames != 0]).all() and (frames != 0).any()

@@ -174,9 +174,10 @@ def read_image(reader: SourceReader, source: DicomSource) -> tuple[Dataset, np.n
     dataset, warned = reader.dataset(source, headers_only=False)
     stored = _decoded_frames(dataset, source, warned)
     frames = np.empty(stored.shape, dtype=np.float32)
-    for frame in range(stored.shape[0]):
-        slope, intercept = frame_rescale(dataset, frame)
-        frames[frame] = stored[frame].astype(np.float64) * slope + intercept
+    with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become inf, which the input check refuses
+        for frame in range(stored.shape[0]):
+            slope, intercept = frame_rescale(dataset, frame)
+            frames[frame] = stored[frame].astype(np.float64) * slope + intercept
     return dataset, frames
 
 
