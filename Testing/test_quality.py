@@ -136,6 +136,21 @@ def test_a_study_whose_mean_confidence_is_low_is_flagged_though_no_slice_is_belo
     assert assess_quality(series_of(NORMAL), confidence=[math.nan] * 5).flags == ()
 
 
+def test_a_model_result_on_pixels_coarser_than_any_measured_is_flagged_and_a_hand_drawn_one_is_not():
+    """4 mm pixels lie beyond the coarsest held-out domain (3.6 mm); 3.5 mm pixels do not. The areas are
+    normal and the model sure, so nothing else fires."""
+    coarse = series_of([(1600, 1600), (3200, 3200), (1600, 1600)], spacing=(4.0, 4.0))
+    report = assess_quality(coarse, confidence=[0.99] * 3)
+    assert checks(report) == {(n, Check.COARSE_PIXELS, "both") for n in range(3)}
+    assert report.warnings == ("pixels coarser than 3.6 mm, beyond any series the model was measured on, on 3 of "
+                               "3 slices (0, 1, 2)",)
+    assert report.flags[0].message == "pixels of 4.0 mm, coarser than 3.6 mm" and report.flags[0].tag == "coarse pixels"
+    assert grade_caution(report.warnings).endswith("the segmentation may have failed")
+    assert assess_quality(coarse).flags == ()  # a segmentation the user drew: not the model's to doubt
+    measured = series_of([(2450, 2450)] * 3, spacing=(3.5, 3.5))
+    assert assess_quality(measured, confidence=[0.99] * 3).flags == ()
+
+
 def test_thresholds_are_the_callers_to_change():
     report = assess_quality(series_of(NORMAL), confidence=[0.95] * 5, thresholds=Thresholds(min_confidence=0.96))
     assert len(report.flags) == 5
