@@ -70,8 +70,8 @@ class Thresholds:
     area) is flagged. 3.6 mm is the coarsest pixel of the held-out domains that every model is measured
     on (`very_coarse_pixels`, 3.1-3.6 mm, where 2.19.0 reaches a compartment Dice of 0.896 on the
     selection draws against 0.95 at training's pixels); beyond it, no figure says how a model draws the
-    borders. The input check refuses pixels above 5 mm. No held-out draw reaches it, so it warns no
-    good case of theirs.
+    borders (the input check takes pixels up to 5 mm). No held-out draw is coarser than 3.6 mm, so the
+    check warns none of their good cases.
     """
 
     area_range_mm2: tuple[float, float] = (400.0, 5000.0)
