@@ -2,7 +2,7 @@
 
     python bench/site_finetune.py --data heldout-report [--domains NAME ...] [--site-patients 0 1 ...]
                                   [--selection] [--offsets FAT:BACKGROUND ...] [--shares S ...]
-                                  [--model MODEL] [--epochs N] [--mirror P] [-o table.md]
+                                  [--model MODEL] [--epochs N] [--mirror P] [--per-patient] [-o table.md]
 
 A synthetic stand-in for a site: a held-out domain's report draws (`paraspinal heldout --report`, made
 in `--data` if missing; 8 patients a domain; with --selection the selection draws, `paraspinal heldout
@@ -23,7 +23,9 @@ them (compartment Dice per side, area bias, patients' fat within 3 points), all 
   fine-tune's own (`paraspinal heldout --fat-score-offset X --background-score-offset B`);
 - with --shares, the average with the parent at each of those parent shares (`--parent-share S`).
 Each row also gives the model's own compartment Dice on the site's corrected study ("the model on the
-study"): how much the surgeon had to correct, known before fine-tuning.
+study"): how much the surgeon had to correct, known before fine-tuning. With --per-patient each row is
+followed by a table per patient (the study itself first): pixel size, compartment Dice and area bias of
+the model and of each variant, which shows how an error of the model on the study carries over.
 The last table sums over all the fine-tunes: mean compartment Dice, fine-tunes that harm (Dice more than
 0.005 below the model's on the same patients) and (fine-tune, patient) pairs with the fat within 3
 points. The fine-tuned models live in a temporary registry and are deleted.
@@ -56,6 +58,7 @@ class SiteRow:
     parent: object  # DomainFigures
     variants: dict
     seconds: float
+    patients: str = ""  # with --per-patient: the table per patient (patients_markdown)
 
 
 def case_figures(model, case):
@@ -66,13 +69,6 @@ def case_figures(model, case):
     figures = DomainFigures(case.case_id, "")
     evaluate_case(model, case, figures, (FAT_FROM_MODEL,), "cpu")
     return figures
-
-
-def figures_on(model, cases):
-    """The model's `paraspinal heldout` figures on these cases together."""
-    from ParaspinalSegTrainingLib.heldout import pooled_figures
-
-    return pooled_figures([case_figures(model, case) for case in cases])
 
 
 def site_study(case, folder: Path) -> Path:
@@ -169,8 +165,33 @@ def offset_pair(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(f"{text!r}: needs FAT:BACKGROUND, e.g. 1.5:1.5") from None
 
 
+def pixel_mm(case) -> float:
+    """The in-plane pixel size of a case's image, from its header."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(case.image))
+    reader.ReadImageInformation()
+    return float(reader.GetSpacing()[0])
+
+
+def patients_markdown(cases: list, parent_figures: dict, per_case: dict) -> str:
+    """Per patient (the site's study first): pixel size, then the model's and each variant's compartment
+    Dice and area bias. per_case: variant name -> the variant's figures on `cases`, in their order."""
+    names = ["model"] + list(per_case)
+    lines = ["| patient | pixel (mm) | " + " | ".join(f"{n}: Dice; area bias" for n in names) + " |",
+             "|---|---:|" + "---|" * len(names)]
+    for k, case in enumerate(cases):
+        figures = [parent_figures[case.case_id]] + [per_case[name][k] for name in per_case]
+        label = f"{case.case_id} (the study)" if k == 0 else case.case_id
+        lines.append(f"| {label} | {pixel_mm(case):.2f} | "
+                     + " | ".join(f"{f.dice:.3f}; {f.csa_bias_pct:+.1f} %" for f in figures) + " |")
+    return "\n".join(lines)
+
+
 def site_rows(base: Path, domain: str, folder: Path, site_patients: list[int],
-              offsets: list[tuple[float, float]], shares: list[float], settings) -> list[SiteRow]:
+              offsets: list[tuple[float, float]], shares: list[float], settings,
+              per_patient: bool = False) -> list[SiteRow]:
     from ParaspinalSegLib.network.modelfile import load_model
     from ParaspinalSegTrainingLib.datasets import find_cases
     from ParaspinalSegTrainingLib.heldout import pooled_figures
@@ -186,10 +207,13 @@ def site_rows(base: Path, domain: str, folder: Path, site_patients: list[int],
             fine_tuned = fine_tuned_on(site, base, Path(work), settings)
             seconds = time.perf_counter() - started
             models = variant_models(parent, parent_figures[site.case_id].dice, fine_tuned, Path(work), offsets, shares)
-            variants = {name: figures_on(model, others) for name, model in models.items()}
+            measured = [site, *others] if per_patient else others
+            per_case = {name: [case_figures(model, c) for c in measured] for name, model in models.items()}
+        variants = {name: pooled_figures(figures[len(measured) - len(others):]) for name, figures in per_case.items()}
+        patients = patients_markdown(measured, parent_figures, per_case) if per_patient else ""
         rows.append(SiteRow(domain, site.case_id, parent_figures[site.case_id].dice,
-                            pooled_figures([parent_figures[c.case_id] for c in others]), variants, seconds))
-        print(row_markdown(rows[-1]), flush=True)
+                            pooled_figures([parent_figures[c.case_id] for c in others]), variants, seconds, patients))
+        print(row_markdown(rows[-1]) + (f"\n\n{patients}\n" if patients else ""), flush=True)
     return rows
 
 
@@ -267,6 +291,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="fine-tune for this many epochs (default: the recipe's)")
     parser.add_argument("--mirror", type=mirror_share, metavar="P",
                         help="mirror this share of the slices left-right, sides swapped (default: the recipe's)")
+    parser.add_argument("--per-patient", action="store_true",
+                        help="after each fine-tune, a table per patient: pixel size, Dice and area bias")
     parser.add_argument("-o", "--out", type=Path, help="Markdown file for the tables")
     args = parser.parse_args()
     if not all(0 <= k < PATIENTS for k in args.site_patients):
@@ -279,12 +305,13 @@ def main() -> None:
     rows = []
     for domain, folder in domain_folders(args.data, PATIENTS, report=not args.selection, names=tuple(args.domains)):
         rows += site_rows(base, domain.name, folder, args.site_patients, args.offsets, args.shares,
-                          recipe(args.epochs, args.mirror))
+                          recipe(args.epochs, args.mirror), args.per_patient)
     tables = (header(list(rows[0].variants)) + "\n" + "\n".join(row_markdown(r) for r in rows) + "\n\n"
               + totals_markdown(rows, by_domain=True) + "\n\n" + totals_markdown(rows, by_domain=False))
+    patients = "\n\n".join(f"{r.domain}, study {r.site_case}:\n\n{r.patients}" for r in rows if r.patients)
     print("\n" + tables.split("\n\n", 1)[1])
     if args.out:
-        args.out.write_text(tables + "\n")
+        args.out.write_text(tables + (f"\n\n{patients}" if patients else "") + "\n")
 
 
 if __name__ == "__main__":
