@@ -209,7 +209,7 @@ def site_rows(base: Path, domain: str, folder: Path, site_patients: list[int],
             models = variant_models(parent, parent_figures[site.case_id].dice, fine_tuned, Path(work), offsets, shares)
             measured = [site, *others] if per_patient else others
             per_case = {name: [case_figures(model, c) for c in measured] for name, model in models.items()}
-        variants = {name: pooled_figures(figures[len(measured) - len(others):]) for name, figures in per_case.items()}
+        variants = {name: pooled_figures(figures[-len(others):]) for name, figures in per_case.items()}
         patients = patients_markdown(measured, parent_figures, per_case) if per_patient else ""
         rows.append(SiteRow(domain, site.case_id, parent_figures[site.case_id].dice,
                             pooled_figures([parent_figures[c.case_id] for c in others]), variants, seconds, patients))
