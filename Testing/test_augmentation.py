@@ -48,3 +48,20 @@ def test_training_draws_mirrored_slices_at_the_set_rate_and_never_when_off():
             assert 70 <= mirrored <= 130
         else:
             assert mirrored == expected
+
+
+def test_building_the_augmentation_asks_nothing_of_the_internet():
+    """albumentations checks for a newer version online when imported, unless told not to."""
+    import subprocess
+    import sys
+
+    code = ("import socket\n"
+            "def refuse(*args, **kwargs):\n"
+            "    raise SystemExit('network call: ' + repr(args[:1]))\n"
+            "socket.getaddrinfo = socket.create_connection = refuse\n"
+            "from ParaspinalSegTrainingLib.augmentation import AugmentationSettings, build_augmentation\n"
+            "build_augmentation(AugmentationSettings(), 0)\n"
+            "print('offline')\n")
+    done = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True,
+                          env={k: v for k, v in __import__("os").environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"})
+    assert done.returncode == 0 and done.stdout.strip() == "offline", done.stderr[-800:]

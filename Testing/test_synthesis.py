@@ -192,6 +192,19 @@ def test_write_dataset_writes_cases_that_read_back_on_matching_grids(tmp_path):
         write_dataset(out, 1, SMALL)
 
 
+def test_write_dataset_in_two_processes_writes_the_same_files(tmp_path):
+    serial = write_dataset(tmp_path / "serial", 3, SMALL)
+    calls = []
+    parallel = write_dataset(tmp_path / "parallel", 3, SMALL, progress=lambda f, m: calls.append(f), workers=2)
+    assert calls == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert (serial / "dataset.json").read_text() == (parallel / "dataset.json").read_text()
+    for one, two in zip(find_cases(serial), find_cases(parallel), strict=True):
+        assert one.case_id == two.case_id and one.meta == two.meta
+        for name in ("image", "labels"):
+            assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(getattr(one, name)))),
+                                  sitk.GetArrayFromImage(sitk.ReadImage(str(getattr(two, name)))))
+
+
 def test_procedural_mode_needs_no_shared_folder(tmp_path):
     missing = str(tmp_path / "absent.zip")
     settings = SynthesisSettings(image_size=128, pixel_spacing_mm=(1.8, 1.8), shapes_zip=missing)

@@ -166,3 +166,13 @@ def test_held_out_validation_sets_choose_the_epoch_instead_of_a_share_of_the_tra
     assert card.validation["validation_dice_mean"] == pytest.approx(float(best["val_dice_mean"]), abs=1e-5)
     with pytest.raises(Exception, match="other settings"):
         run_training(dataset, tmp_path / "run", config)  # the same folder without the held-out sets is refused
+
+
+def test_cases_read_in_two_processes_give_the_same_slices(dataset):
+    from ParaspinalSegTrainingLib.datasets import find_cases, prepare_dataset
+
+    cases, pre = find_cases(dataset), Preprocessing(pixel_spacing_mm=3.0, input_size=64)
+    serial, parallel = prepare_dataset(cases, pre), prepare_dataset(cases, pre, workers=2)
+    assert len(serial) == len(cases) * 3
+    assert np.array_equal(serial.images, parallel.images) and np.array_equal(serial.labels, parallel.labels)
+    assert serial.case_ids == parallel.case_ids and serial.patient_ids == parallel.patient_ids

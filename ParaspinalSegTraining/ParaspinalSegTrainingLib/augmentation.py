@@ -8,6 +8,7 @@ on the other side), which keeps the network from reading the side from the organ
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ class AugmentationSettings:
 
 def build_augmentation(settings: AugmentationSettings, seed: int):
     """An albumentations pipeline, seeded."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations asks the internet for news at import
     import albumentations as A
     import cv2
 

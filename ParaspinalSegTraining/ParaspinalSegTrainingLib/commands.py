@@ -50,7 +50,8 @@ def command_synth(args: argparse.Namespace, progress) -> int:
     settings = synthesis_settings(Path(args.config) if args.config else None)
     changes = {"seed": args.seed, "image_size": args.size, "shape_source": args.shapes}
     settings = SynthesisSettings.from_dict({**settings.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
-    folder = write_dataset(Path(args.out), args.cases, settings, progress=progress, overwrite=args.overwrite)
+    folder = write_dataset(Path(args.out), args.cases, settings, progress=progress, overwrite=args.overwrite,
+                           workers=args.workers)
     progress.close()
     summary = json.loads((folder / "dataset.json").read_text())
     print(f"{args.cases} synthetic cases in {folder} ({summary['slices']} slices)")
@@ -356,6 +357,8 @@ def add_training_commands(commands) -> None:
     synth.add_argument("--shapes", choices=["auto", "procedural", "real"],
                        help="compartment shapes: real traced L4/L5 masks from ../shared where present (auto)")
     synth.add_argument("--config", help="synthesis settings JSON (flags above override it)")
+    synth.add_argument("--workers", type=positive_int, default=1,
+                       help="draw the cases in this many processes (the same data set whatever their number)")
     synth.add_argument("--overwrite", action="store_true")
     synth.set_defaults(run=command_synth, input_paths=("config",), output_paths=("out",))
 

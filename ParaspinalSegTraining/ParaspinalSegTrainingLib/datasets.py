@@ -32,6 +32,8 @@ from ParaspinalSegLib.read.segmentation import load_segmentation
 from ParaspinalSegLib.progress import ProgressCallback
 from ParaspinalSegLib.slices import SliceSeries
 
+from .workers import in_processes
+
 log = logging.getLogger(__name__)
 
 IMAGE_NAMES = ("image.nii.gz", "image.nii", "image.nrrd", "image")
@@ -130,11 +132,13 @@ def prepare_case(case: CaseFiles, pre: Preprocessing, label_resampling: str = "n
 
 def prepare_dataset(
     cases: list[CaseFiles], pre: Preprocessing, progress: ProgressCallback | None = None,
-    label_resampling: str = "nearest",
+    label_resampling: str = "nearest", workers: int = 0,
 ) -> PreparedSlices:
+    """Every slice of the cases as a network window with its label window, in case order; `workers`
+    processes read and resample the cases where there are more than one (as a GPU run has)."""
     images, labels, case_ids, patient_ids, fat_cases = [], [], [], [], []
-    for n, case in enumerate(cases):
-        case_images, case_labels, fat_from_image = prepare_case(case, pre, label_resampling)
+    for n, (case, (case_images, case_labels, fat_from_image)) in enumerate(
+            zip(cases, in_processes(prepare_case, cases, workers, pre, label_resampling))):
         images += case_images
         labels += case_labels
         case_ids += [case.case_id] * len(case_images)

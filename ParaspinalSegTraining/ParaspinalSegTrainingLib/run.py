@@ -32,7 +32,7 @@ from .distributed import World, barrier
 from .evaluate import EvaluationReport, evaluate_cases
 from .folds import Split, patient_splits
 from .sharding import micro_batch_size
-from .training import EpochCallback, FoldResult, train_fold
+from .training import EpochCallback, FoldResult, loader_workers, train_fold
 from ParaspinalSegLib.progress import ProgressCallback, part_of
 
 READING_SHARE = 0.05  # of the progress bar, for reading and preparing the cases
@@ -123,10 +123,12 @@ def run_training(
     cases = find_cases(dataset)
     card = card_template(config, base, {**dataset_fingerprint(cases), "case_ids": [c.case_id for c in cases]}, world,
                          postprocessing)
-    data = prepare_dataset(cases, card.preprocessing, part_of(progress, 0.0, READING_SHARE / 2), config.label_resampling)
+    workers = loader_workers(config, choose_device(config.device))
+    data = prepare_dataset(cases, card.preprocessing, part_of(progress, 0.0, READING_SHARE / 2), config.label_resampling,
+                           workers)
     validation_slices = prepare_dataset([c for v in validation for c in find_cases(v)], card.preprocessing,
                                         part_of(progress, READING_SHARE / 2, READING_SHARE),
-                                        config.label_resampling) if validation else None
+                                        config.label_resampling, workers) if validation else None
     if data.fat_by_image_analysis:
         card = ModelCard.from_dict({**card.to_dict(), "training_data": {
             **card.training_data, "fat_by_image_analysis": data.fat_by_image_analysis}})

@@ -184,6 +184,11 @@ class FoldResult:
     card: ModelCard
 
 
+def loader_workers(config: TrainingConfig, device: str) -> int:
+    """The settings' worker processes, or by default none on the CPU and 8 on a GPU."""
+    return config.workers if config.workers >= 0 else (8 if device == "cuda" else 0)
+
+
 def set_encoder_trainable(network, trainable: bool) -> None:
     for parameter in network.encoder.parameters():
         parameter.requires_grad = trainable
@@ -275,7 +280,7 @@ def train_fold(
     loss = loss_function(config)
     state = load_checkpoint(folder / "checkpoint", network, optimizer) or {"epoch": 0, "best_dice": -1.0, "best_epoch": 0}
     best_folder = folder / "best"
-    workers = config.workers if config.workers >= 0 else (8 if device == "cuda" else 0)
+    workers = loader_workers(config, device)
     use_amp = config.mixed_precision and device == "cuda"
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         started = time.monotonic()

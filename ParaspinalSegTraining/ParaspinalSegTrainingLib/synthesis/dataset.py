@@ -23,6 +23,7 @@ import numpy as np
 
 from ParaspinalSegLib.output.outputs import output_folder, write_text_atomic
 
+from ..workers import in_processes
 from .generator import SynthCase, synth_case
 from .settings import SYNTHESIS_VERSION, SynthesisSettings
 from .shapes import SHAPES_NAME, real_shapes_available
@@ -78,9 +79,18 @@ def dataset_document(settings: SynthesisSettings, cases: list[dict]) -> dict:
     }
 
 
+def synth_and_write(index: int, settings: SynthesisSettings, cases_folder: Path) -> dict:
+    """Case `index` of `settings` drawn and written under `cases_folder`; its case.json document."""
+    case = synth_case(index, settings)
+    write_case(case, cases_folder / case.case_id)
+    log.debug("wrote %s (%d slices)", case.case_id, len(case.slices))
+    return case.metadata()
+
+
 def write_dataset(out: Path, n_cases: int, settings: SynthesisSettings,
-                  progress: ProgressCallback | None = None, overwrite: bool = False) -> Path:
-    """Write cases 0..n_cases-1 of `settings` as a data set folder at `out` (whole or not at all).
+                  progress: ProgressCallback | None = None, overwrite: bool = False, workers: int = 1) -> Path:
+    """Write cases 0..n_cases-1 of `settings` as a data set folder at `out` (whole or not at all), drawing
+    them in `workers` processes (the same files whatever their number).
 
     Raises OutputExistsError if `out` holds files and overwrite is False; a progress callback may
     raise OperationCancelled to stop, leaving `out` untouched.
@@ -88,13 +98,10 @@ def write_dataset(out: Path, n_cases: int, settings: SynthesisSettings,
     out = Path(out)
     documents = []
     with output_folder(out, overwrite=overwrite) as staging:
-        for index in range(n_cases):
-            case = synth_case(index, settings)
-            write_case(case, staging / "cases" / case.case_id)
-            documents.append(case.metadata())
-            log.debug("wrote %s (%d slices)", case.case_id, len(case.slices))
+        for document in in_processes(synth_and_write, range(n_cases), workers, settings, staging / "cases"):
+            documents.append(document)
             if progress:
-                progress((index + 1) / n_cases, f"synthesising cases, {index + 1}/{n_cases}")
+                progress(len(documents) / n_cases, f"synthesising cases, {len(documents)}/{n_cases}")
         write_text_atomic(staging / "dataset.json", json.dumps(dataset_document(settings, documents), indent=2) + "\n")
     log.info("wrote %d synthetic cases to %s", n_cases, out)
     return out
