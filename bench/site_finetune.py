@@ -2,11 +2,16 @@
 
     python bench/site_finetune.py --data heldout-report [--domains NAME ...] [--site-patients 0 1 ...]
                                   [--selection] [--offsets FAT:BACKGROUND ...] [--shares S ...]
-                                  [--model MODEL] [--epochs N] [--mirror P] [--per-patient] [-o table.md]
+                                  [--model MODEL] [--epochs N] [--mirror P] [--per-patient] [--sites N]
+                                  [-o table.md]
 
 A synthetic stand-in for a site: a held-out domain's report draws (`paraspinal heldout --report`, made
 in `--data` if missing; 8 patients a domain; with --selection the selection draws, `paraspinal heldout
---data`, which choose). For each patient named by `--site-patients` (an index in the domain's case
+--data`, which choose). Those draw each patient's pixel size, slice gap, matrix reduction and noise anew, and
+each slice's contrast; a real site keeps one protocol. `--sites N` makes N same-protocol sites a domain
+instead (in `--data`/sites, 8 patients each): each takes one pixel size, slice gap, matrix reduction and noise
+level for all its patients, drawn once from the domain's ranges, and one contrast per patient (within the
+domain's family) instead of one per slice; its seed is the draws' seed + 1000 x (site + 1). For each patient named by `--site-patients` (an index in the domain's case
 order), the model is fine-tuned on that one patient's slices with their true labels, as on a surgeon's
 corrected study, with the recipe of `paraspinal train STUDY --base MODEL --register` (its epochs, 3 with
 the encoder frozen, every slice trained on, the last epoch kept; `--epochs N` trains N epochs instead, as
@@ -45,6 +50,8 @@ import numpy as np
 DEFAULT_DOMAINS = ("thoracolumbar_coarse", "very_coarse_pixels", "inverted", "gre_in_phase")
 PATIENTS = 8
 HARM = 0.005  # a fine-tune harms where its compartment Dice is this much below the model's
+PROTOCOL = ("pixel_spacing_mm", "slice_spacing_mm", "resolution_factor", "snr")  # one value for all of a site's patients
+SITE_SEED_STEP = 1000
 
 
 @dataclass
@@ -189,9 +196,41 @@ def patients_markdown(cases: list, parent_figures: dict, per_case: dict) -> str:
     return "\n".join(lines)
 
 
+def site_settings(domain: str, report: bool, site: int):
+    """Synthesis settings of one same-protocol site of a held-out domain: the domain's draws with each PROTOCOL
+    range narrowed to one value drawn from it, and the contrast drawn per patient instead of per slice."""
+    from ParaspinalSegTrainingLib.synthesis import SynthesisSettings
+    from ParaspinalSegTrainingLib.synthesis.domains import held_out_settings
+
+    settings = held_out_settings(domain, report)
+    seed = settings.seed + SITE_SEED_STEP * (site + 1)
+    rng = np.random.default_rng(seed)
+    protocol = {name: [float(rng.uniform(*getattr(settings, name)))] * 2 for name in PROTOCOL}
+    return SynthesisSettings.from_dict({**settings.to_dict(), **protocol, "seed": seed, "contrast_per_slice": False})
+
+
+def site_folder(data: Path, domain: str, report: bool, site: int) -> Path:
+    """The data set of one same-protocol site (PATIENTS patients) under data/sites, written if missing; a
+    folder made with other settings is refused."""
+    import json
+
+    from ParaspinalSegLib.errors import InputError
+    from ParaspinalSegTrainingLib.heldout import same_settings
+    from ParaspinalSegTrainingLib.synthesis import write_dataset
+
+    settings = site_settings(domain, report, site)
+    folder = data / "sites" / f"{domain}-{'report' if report else 'selection'}-site{site}"
+    if not (folder / "dataset.json").exists():
+        return write_dataset(folder, PATIENTS, settings)
+    made = json.loads((folder / "dataset.json").read_text())
+    if not same_settings(made["settings"], settings) or made["cases"] != PATIENTS:
+        raise InputError(f"{folder}: made with other settings or another number of patients; use a new --data")
+    return folder
+
+
 def site_rows(base: Path, domain: str, folder: Path, site_patients: list[int],
               offsets: list[tuple[float, float]], shares: list[float], settings,
-              per_patient: bool = False) -> list[SiteRow]:
+              per_patient: bool = False, site: str = "") -> list[SiteRow]:
     from ParaspinalSegLib.network.modelfile import load_model
     from ParaspinalSegTrainingLib.datasets import find_cases
     from ParaspinalSegTrainingLib.heldout import pooled_figures
@@ -201,17 +240,17 @@ def site_rows(base: Path, domain: str, folder: Path, site_patients: list[int],
     parent_figures = {case.case_id: case_figures(parent, case) for case in cases}
     rows = []
     for index in site_patients:
-        site, others = cases[index], [c for c in cases if c is not cases[index]]
+        study, others = cases[index], [c for c in cases if c is not cases[index]]
         with tempfile.TemporaryDirectory(prefix="site-finetune-") as work:
             started = time.perf_counter()
-            fine_tuned = fine_tuned_on(site, base, Path(work), settings)
+            fine_tuned = fine_tuned_on(study, base, Path(work), settings)
             seconds = time.perf_counter() - started
-            models = variant_models(parent, parent_figures[site.case_id].dice, fine_tuned, Path(work), offsets, shares)
-            measured = [site, *others] if per_patient else others
+            models = variant_models(parent, parent_figures[study.case_id].dice, fine_tuned, Path(work), offsets, shares)
+            measured = [study, *others] if per_patient else others
             per_case = {name: [case_figures(model, c) for c in measured] for name, model in models.items()}
         variants = {name: pooled_figures(figures[-len(others):]) for name, figures in per_case.items()}
         patients = patients_markdown(measured, parent_figures, per_case) if per_patient else ""
-        rows.append(SiteRow(domain, site.case_id, parent_figures[site.case_id].dice,
+        rows.append(SiteRow(domain, site + study.case_id, parent_figures[study.case_id].dice,
                             pooled_figures([parent_figures[c.case_id] for c in others]), variants, seconds, patients))
         print(row_markdown(rows[-1]) + (f"\n\n{patients}\n" if patients else ""), flush=True)
     return rows
@@ -275,6 +314,7 @@ def totals_markdown(rows: list[SiteRow], by_domain: bool) -> str:
 
 def main() -> None:
     from ParaspinalSegLib.network.registry import ModelRegistry, resolve_model
+    from ParaspinalSegTrainingLib.datasets import find_cases
     from ParaspinalSegTrainingLib.heldout import domain_folders
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -293,6 +333,8 @@ def main() -> None:
                         help="mirror this share of the slices left-right, sides swapped (default: the recipe's)")
     parser.add_argument("--per-patient", action="store_true",
                         help="after each fine-tune, a table per patient: pixel size, Dice and area bias")
+    parser.add_argument("--sites", type=int, default=0, metavar="N",
+                        help="N same-protocol sites a domain instead of the domain's draws (see above)")
     parser.add_argument("-o", "--out", type=Path, help="Markdown file for the tables")
     args = parser.parse_args()
     if not all(0 <= k < PATIENTS for k in args.site_patients):
@@ -302,10 +344,17 @@ def main() -> None:
     registry = ModelRegistry()
     base = resolve_model(args.model or registry.active().model_id, registry)
     print(header(variant_names(args.offsets, args.shares)), flush=True)
-    rows = []
-    for domain, folder in domain_folders(args.data, PATIENTS, report=not args.selection, names=tuple(args.domains)):
-        rows += site_rows(base, domain.name, folder, args.site_patients, args.offsets, args.shares,
-                          recipe(args.epochs, args.mirror), args.per_patient)
+    rows, settings = [], recipe(args.epochs, args.mirror)
+    if args.sites:
+        for domain in args.domains:
+            for site in range(args.sites):
+                folder = site_folder(args.data, domain, not args.selection, site)
+                rows += site_rows(base, domain, folder, args.site_patients, args.offsets, args.shares, settings,
+                                  args.per_patient, f"site {site} ({pixel_mm(find_cases(folder)[0]):.2f} mm): ")
+    else:
+        for domain, folder in domain_folders(args.data, PATIENTS, report=not args.selection, names=tuple(args.domains)):
+            rows += site_rows(base, domain.name, folder, args.site_patients, args.offsets, args.shares, settings,
+                              args.per_patient)
     tables = (header(list(rows[0].variants)) + "\n" + "\n".join(row_markdown(r) for r in rows) + "\n\n"
               + totals_markdown(rows, by_domain=True) + "\n\n" + totals_markdown(rows, by_domain=False))
     patients = "\n\n".join(f"{r.domain}, study {r.site_case}:\n\n{r.patients}" for r in rows if r.patients)
