@@ -10,8 +10,8 @@ in `--data` if missing; 8 patients a domain; with --selection the selection draw
 --data`, which choose). Those draw each patient's pixel size, slice gap, matrix reduction and noise anew, and
 each slice's contrast; a real site keeps one protocol. `--sites N` makes N same-protocol sites a domain
 instead (in `--data`/sites, 8 patients each): each takes one pixel size, slice gap, matrix reduction and noise
-level for all its patients, drawn once from the domain's ranges, and one contrast per patient (within the
-domain's family) instead of one per slice; its seed is the draws' seed + 1000 x (site + 1). For each patient named by `--site-patients` (an index in the domain's case
+level for all its patients, drawn once from the domain's ranges, and one contrast (within the domain's
+family) for all its patients and slices; its seed is the draws' seed + 1000 x (site + 1). For each patient named by `--site-patients` (an index in the domain's case
 order), the model is fine-tuned on that one patient's slices with their true labels, as on a surgeon's
 corrected study, with the recipe of `paraspinal train STUDY --base MODEL --register` (its epochs, 3 with
 the encoder frozen, every slice trained on, the last epoch kept; `--epochs N` trains N epochs instead, as
@@ -198,7 +198,7 @@ def patients_markdown(cases: list, parent_figures: dict, per_case: dict) -> str:
 
 def site_settings(domain: str, report: bool, site: int):
     """Synthesis settings of one same-protocol site of a held-out domain: the domain's draws with each PROTOCOL
-    range narrowed to one value drawn from it, and the contrast drawn per patient instead of per slice."""
+    range narrowed to one value drawn from it, and one contrast for all its patients and slices."""
     from ParaspinalSegTrainingLib.synthesis import SynthesisSettings
     from ParaspinalSegTrainingLib.synthesis.domains import held_out_settings
 
@@ -206,7 +206,8 @@ def site_settings(domain: str, report: bool, site: int):
     seed = settings.seed + SITE_SEED_STEP * (site + 1)
     rng = np.random.default_rng(seed)
     protocol = {name: [float(rng.uniform(*getattr(settings, name)))] * 2 for name in PROTOCOL}
-    return SynthesisSettings.from_dict({**settings.to_dict(), **protocol, "seed": seed, "contrast_per_slice": False})
+    return SynthesisSettings.from_dict({**settings.to_dict(), **protocol, "seed": seed, "contrast_per_slice": False,
+                                        "site_contrast_seed": seed})
 
 
 def site_folder(data: Path, domain: str, report: bool, site: int) -> Path:

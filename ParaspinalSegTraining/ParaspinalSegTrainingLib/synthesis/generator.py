@@ -58,15 +58,24 @@ def draw_contrast_mode(rng: np.random.Generator, settings: SynthesisSettings) ->
     return modes[int(rng.choice(len(modes), p=weights / weights.sum()))]
 
 
+def site_contrast(settings: SynthesisSettings, own: Contrast) -> Contrast:
+    """The contrast drawn from settings.site_contrast_seed alone where it is set (0 or more), else `own`."""
+    if settings.site_contrast_seed < 0:
+        return own
+    site = np.random.default_rng(settings.site_contrast_seed)
+    return draw_contrast(draw_contrast_mode(site, settings), site)
+
+
 def draw_patient(rng: np.random.Generator, settings: SynthesisSettings) -> Patient:
     """A new synthetic patient. The case fat fraction is low + (high - low) x Beta(a, b), the settings'
     fat_fraction_beta (by default (1.2, 2): mostly lean muscle, sometimes very fatty); it rises by 0-4
-    points per level caudally, and the sides differ by a normal N(0, 3) points."""
+    points per level caudally, and the sides differ by a normal N(0, 3) points. With a site_contrast_seed the
+    patient takes the site's contrast (the patient's own is still drawn, so that the rest of it stays the same)."""
     mode = draw_contrast_mode(rng, settings)
     low, high = settings.fat_fraction_pct
     return Patient(
         habitus=draw_habitus(rng, settings.habitus_spread),
-        contrast=draw_contrast(mode, rng),
+        contrast=site_contrast(settings, draw_contrast(mode, rng)),
         fat_pattern=draw_fat_pattern(rng, settings.deep_fat, settings.fat_streak_length_mm, settings.fat_streak_width_mm,
                                      settings.fat_patch_mm),
         fat_fraction_pct=float(low + (high - low) * rng.beta(*settings.fat_fraction_beta)),

@@ -80,7 +80,9 @@ class SynthesisSettings:
     that share of the difference; 1, the default, is tendon's and draws nothing; 0 makes the fascia as
     grey as muscle, a border seen only by its shape); real_shape_split: which traced masks may be
     used, "all", "train" (four in five) or "heldout" (every fifth, by file name order), so that
-    validation can use traced shapes that training never saw.
+    validation can use traced shapes that training never saw; site_contrast_seed: 0 or more gives every
+    patient the one contrast (mode, material means and textures) drawn from a generator seeded by it alone,
+    as one protocol at one site does (with contrast_per_slice off; -1, the default, draws each patient its own).
     """
 
     image_size: int = 256
@@ -125,6 +127,7 @@ class SynthesisSettings:
     aponeurosis_probability: float = 0.0
     fascia_contrast: tuple[float, float] = (1.0, 1.0)
     real_shape_split: str = "all"
+    site_contrast_seed: int = -1
     seed: int = 0
 
     def __post_init__(self) -> None:
