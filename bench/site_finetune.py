@@ -11,8 +11,8 @@ in `--data` if missing; 8 patients a domain; with --selection the selection draw
 each slice's contrast; a real site keeps one protocol. `--sites N` makes N same-protocol sites a domain
 instead (in `--data`/sites, 8 patients each): each takes one pixel size, slice gap, matrix reduction and noise
 level for all its patients, drawn once from the domain's ranges, and one contrast (within the domain's
-family) for all its patients and slices; its seed is the draws' seed + 1000 x (site + 1). For each patient named by `--site-patients` (an index in the domain's case
-order), the model is fine-tuned on that one patient's slices with their true labels, as on a surgeon's
+family) for all its patients and slices; its seed is the draws' seed + 1000 x (site + 1). For each patient
+named by `--site-patients` (an index in the domain's case order), the model is fine-tuned on that one patient's slices with their true labels, as on a surgeon's
 corrected study, with the recipe of `paraspinal train STUDY --base MODEL --register` (its epochs, 3 with
 the encoder frozen, every slice trained on, the last epoch kept; `--epochs N` trains N epochs instead, as
 `--epochs 10` gives the recipe before it went to 30; `--mirror P` mirrors that share of the slices
@@ -213,20 +213,10 @@ def site_settings(domain: str, report: bool, site: int):
 def site_folder(data: Path, domain: str, report: bool, site: int) -> Path:
     """The data set of one same-protocol site (PATIENTS patients) under data/sites, written if missing; a
     folder made with other settings is refused."""
-    import json
+    from ParaspinalSegTrainingLib.heldout import dataset_of
 
-    from ParaspinalSegLib.errors import InputError
-    from ParaspinalSegTrainingLib.heldout import same_settings
-    from ParaspinalSegTrainingLib.synthesis import write_dataset
-
-    settings = site_settings(domain, report, site)
-    folder = data / "sites" / f"{domain}-{'report' if report else 'selection'}-site{site}"
-    if not (folder / "dataset.json").exists():
-        return write_dataset(folder, PATIENTS, settings)
-    made = json.loads((folder / "dataset.json").read_text())
-    if not same_settings(made["settings"], settings) or made["cases"] != PATIENTS:
-        raise InputError(f"{folder}: made with other settings or another number of patients; use a new --data")
-    return folder
+    return dataset_of(data / "sites" / f"{domain}-{'report' if report else 'selection'}-site{site}", PATIENTS,
+                      site_settings(domain, report, site))
 
 
 def site_rows(base: Path, domain: str, folder: Path, site_patients: list[int],

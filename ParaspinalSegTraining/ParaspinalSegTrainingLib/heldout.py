@@ -154,18 +154,20 @@ def domain_folders(folder: Path, patients: int, progress: ProgressCallback | Non
         held_out_domain(name)  # an unknown name is refused, with the known ones
     domains = [d for d in HELD_OUT if (not d.needs_real_shapes or real_shapes_available("")) and
                (not names or d.name in names)]
-    out = []
-    for n, domain in enumerate(domains):
-        settings, target = held_out_settings(domain, report), Path(folder) / domain.name
-        if (target / "dataset.json").exists():
-            made = json.loads((target / "dataset.json").read_text())
-            if not same_settings(made["settings"], settings) or made["cases"] != patients:
-                raise InputError(f"{target}: made with other settings or another number of patients; "
-                                 "use a new folder")
-        else:
-            write_dataset(target, patients, settings, progress=part_of(progress, n / len(domains), (n + 1) / len(domains)))
-        out.append((domain, target))
-    return out
+    return [(domain, dataset_of(Path(folder) / domain.name, patients, held_out_settings(domain, report),
+                                part_of(progress, n / len(domains), (n + 1) / len(domains))))
+            for n, domain in enumerate(domains)]
+
+
+def dataset_of(target: Path, patients: int, settings: SynthesisSettings, progress: ProgressCallback | None = None) -> Path:
+    """The data set of `patients` cases of `settings` at `target`, written if missing; a folder made with other
+    settings or another number of patients is refused."""
+    if not (target / "dataset.json").exists():
+        return write_dataset(target, patients, settings, progress=progress)
+    made = json.loads((target / "dataset.json").read_text())
+    if not same_settings(made["settings"], settings) or made["cases"] != patients:
+        raise InputError(f"{target}: made with other settings or another number of patients; use a new folder")
+    return target
 
 
 def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, fat_methods: tuple[str, ...],
