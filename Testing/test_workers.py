@@ -24,3 +24,13 @@ def test_items_come_back_in_order_from_single_threaded_processes(monkeypatch):
 def test_one_worker_runs_here():
     value, _, pid = next(in_processes(threads_setting, [1], 1, 1))
     assert value == 2 and pid == os.getpid()
+
+
+def test_inside_the_slicer_application_the_work_stays_in_this_process(monkeypatch):
+    import sys
+    from types import SimpleNamespace
+
+    monkeypatch.setitem(sys.modules, "slicer", SimpleNamespace(app=object()))
+    assert [pid for _, _, pid in in_processes(threads_setting, range(3), 2, 0)] == [os.getpid()] * 3
+    monkeypatch.setitem(sys.modules, "slicer", SimpleNamespace())  # PythonSlicer's slicer has no app: spawn works
+    assert os.getpid() not in {pid for _, _, pid in in_processes(threads_setting, range(2), 2, 0)}

@@ -4,13 +4,16 @@ The workers are spawned (no fork of a process that may hold threads or a GPU con
 libraries (OpenBLAS, OpenMP, MKL, ITK) on one thread each: N processes that each start a thread per core
 spin against each other (6 such workers took about 90 s to read 176 cases on a 16-core GPU machine; on 2
 cores, 2 such workers were slower than one process). Spawned processes import the caller's main module
-again, so a script that uses workers must guard its entry point (`if __name__ == "__main__":`).
+again, so a script that uses workers must guard its entry point (`if __name__ == "__main__":`). Inside the
+Slicer application the work stays in its process: there sys.executable is the PythonSlicer launcher, whose
+spawned child never starts, and the parent would wait for it forever (Slicer issue #7445).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -37,11 +40,17 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def inside_slicer_application() -> bool:
+    """Whether this is the Python of the Slicer application (slicer.app is set there alone), where spawning
+    hangs; the module is looked up, never imported."""
+    return getattr(sys.modules.get("slicer"), "app", None) is not None
+
+
 def in_processes(function: Callable[..., Result], items: Iterable[Item], workers: int, *args) -> Iterator[Result]:
     """function(item, *args) for each item, in order, as each becomes ready; in this process when
-    workers <= 1, else in that many spawned single-threaded processes. Stopping the iteration early
-    cancels the items not yet started."""
-    if workers <= 1:
+    workers <= 1 or inside the Slicer application, else in that many spawned single-threaded processes.
+    Stopping the iteration early cancels the items not yet started."""
+    if workers <= 1 or inside_slicer_application():
         yield from (function(item, *args) for item in items)
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
