@@ -52,6 +52,7 @@ def test_training_draws_mirrored_slices_at_the_set_rate_and_never_when_off():
 
 def test_building_the_augmentation_asks_nothing_of_the_internet():
     """albumentations checks for a newer version online when imported, unless told not to."""
+    import os
     import subprocess
     import sys
 
@@ -63,5 +64,5 @@ def test_building_the_augmentation_asks_nothing_of_the_internet():
             "build_augmentation(AugmentationSettings(), 0)\n"
             "print('offline')\n")
     done = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True,
-                          env={k: v for k, v in __import__("os").environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"})
+                          env={k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"})
     assert done.returncode == 0 and done.stdout.strip() == "offline", done.stderr[-800:]

@@ -5,20 +5,21 @@
                                   [--model MODEL] [--epochs N] [--mirror P] [--per-patient] [--sites N]
                                   [-o table.md]
 
-A synthetic stand-in for a site: a held-out domain's report draws (`paraspinal heldout --report`, made
-in `--data` if missing; 8 patients a domain; with --selection the selection draws, `paraspinal heldout
---data`, which choose). Those draw each patient's pixel size, slice gap, matrix reduction and noise anew, and
-each slice's contrast; a real site keeps one protocol. `--sites N` makes N same-protocol sites a domain
-instead (in `--data`/sites, 8 patients each): each takes one pixel size, slice gap, matrix reduction and noise
-level for all its patients, drawn once from the domain's ranges, and one contrast (within the domain's
-family) for all its patients and slices; its seed is the draws' seed + 1000 x (site + 1). For each patient
-named by `--site-patients` (an index in the domain's case order), the model is fine-tuned on that one patient's slices with their true labels, as on a surgeon's
-corrected study, with the recipe of `paraspinal train STUDY --base MODEL --register` (its epochs, 3 with
-the encoder frozen, every slice trained on, the last epoch kept; `--epochs N` trains N epochs instead, as
-`--epochs 10` gives the recipe before it went to 30; `--mirror P` mirrors that share of the slices
-left-right, sides swapped, as the training stages' `flip_probability` does). Measured through the
-product's path (segment, clean, measure) on the domain's other patients, as `paraspinal heldout` counts
-them (compartment Dice per side, area bias, patients' fat within 3 points), all on torch on the CPU:
+A synthetic stand-in for a site: a held-out domain's report draws (`paraspinal heldout --report`, made in
+`--data` if missing; 8 patients a domain; with --selection the selection draws, `paraspinal heldout --data`,
+which choose). Those draw each patient's pixel size, slice gap, matrix reduction and noise anew, and each
+slice's contrast; a real site keeps one protocol. `--sites N` makes N same-protocol sites a domain instead
+(in `--data`/sites, 8 patients each): each takes one pixel size, slice gap, matrix reduction and noise level
+for all its patients, drawn once from the domain's ranges, and one contrast (within the domain's family) for
+all its patients and slices; its seed is the draws' seed + 1000 x (site + 1). For each patient named by
+`--site-patients` (an index in the domain's case order), the model is fine-tuned on that one patient's
+slices with their true labels, as on a surgeon's corrected study, with the recipe of `paraspinal train STUDY
+--base MODEL --register` (its epochs, 3 with the encoder frozen, every slice trained on, the last epoch
+kept; `--epochs N` trains N epochs instead, as `--epochs 10` gives the recipe before it went to 30;
+`--mirror P` mirrors that share of the slices left-right, sides swapped, as the training stages'
+`flip_probability` does). Measured through the product's path (segment, clean, measure) on the domain's
+other patients, as `paraspinal heldout` counts them (compartment Dice per side, area bias, patients' fat
+within 3 points), all on torch on the CPU:
 - "model": the model itself;
 - "fine-tuned": the fine-tuned network alone, as `--parent-share 0` registers it;
 - "registered": what the fine-tune registers by default: the weight average of the fine-tuned network
@@ -210,13 +211,12 @@ def site_settings(domain: str, report: bool, site: int):
                                         "site_contrast_seed": seed})
 
 
-def site_folder(data: Path, domain: str, report: bool, site: int) -> Path:
-    """The data set of one same-protocol site (PATIENTS patients) under data/sites, written if missing; a
-    folder made with other settings is refused."""
+def site_folder(data: Path, domain: str, report: bool, site: int, settings) -> Path:
+    """The data set of one same-protocol site (PATIENTS patients of its `settings`) under data/sites, written
+    if missing; a folder made with other settings is refused."""
     from ParaspinalSegTrainingLib.heldout import dataset_of
 
-    return dataset_of(data / "sites" / f"{domain}-{'report' if report else 'selection'}-site{site}", PATIENTS,
-                      site_settings(domain, report, site))
+    return dataset_of(data / "sites" / f"{domain}-{'report' if report else 'selection'}-site{site}", PATIENTS, settings)
 
 
 def site_rows(base: Path, domain: str, folder: Path, site_patients: list[int],
@@ -305,7 +305,6 @@ def totals_markdown(rows: list[SiteRow], by_domain: bool) -> str:
 
 def main() -> None:
     from ParaspinalSegLib.network.registry import ModelRegistry, resolve_model
-    from ParaspinalSegTrainingLib.datasets import find_cases
     from ParaspinalSegTrainingLib.heldout import domain_folders
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -339,9 +338,10 @@ def main() -> None:
     if args.sites:
         for domain in args.domains:
             for site in range(args.sites):
-                folder = site_folder(args.data, domain, not args.selection, site)
+                protocol = site_settings(domain, not args.selection, site)
+                folder = site_folder(args.data, domain, not args.selection, site, protocol)
                 rows += site_rows(base, domain, folder, args.site_patients, args.offsets, args.shares, settings,
-                                  args.per_patient, f"site {site} ({pixel_mm(find_cases(folder)[0]):.2f} mm): ")
+                                  args.per_patient, f"site {site} ({protocol.pixel_spacing_mm[0]:.2f} mm): ")
     else:
         for domain, folder in domain_folders(args.data, PATIENTS, report=not args.selection, names=tuple(args.domains)):
             rows += site_rows(base, domain.name, folder, args.site_patients, args.offsets, args.shares, settings,
