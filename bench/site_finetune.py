@@ -2,8 +2,8 @@
 
     python bench/site_finetune.py --data heldout-report [--domains NAME ...] [--site-patients 0 1 ...]
                                   [--selection] [--offsets FAT:BACKGROUND ...] [--shares S ...]
-                                  [--model MODEL] [--epochs N] [--mirror P] [--per-patient] [--sites N]
-                                  [-o table.md]
+                                  [--model MODEL] [--epochs N] [--mirror P] [--compartment-dice W]
+                                  [--per-patient] [--sites N] [-o table.md]
 
 A synthetic stand-in for a site: a held-out domain's report draws (`paraspinal heldout --report`, made in
 `--data` if missing; 8 patients a domain; with --selection the selection draws, `paraspinal heldout --data`,
@@ -17,9 +17,10 @@ slices with their true labels, as on a surgeon's corrected study, with the recip
 --base MODEL --register` (its epochs, 3 with the encoder frozen, every slice trained on, the last epoch
 kept; `--epochs N` trains N epochs instead, as `--epochs 10` gives the recipe before it went to 30;
 `--mirror P` mirrors that share of the slices left-right, sides swapped, as the training stages'
-`flip_probability` does). Measured through the product's path (segment, clean, measure) on the domain's
-other patients, as `paraspinal heldout` counts them (compartment Dice per side, area bias, patients' fat
-within 3 points), all on torch on the CPU:
+`flip_probability` does; `--compartment-dice W` adds the per-slice Dice of each side's compartment to the
+loss at weight W, as the training stages' `compartment_dice_weight` does). Measured through the product's
+path (segment, clean, measure) on the domain's other patients, as `paraspinal heldout` counts them
+(compartment Dice per side, area bias, patients' fat within 3 points), all on torch on the CPU:
 - "model": the model itself;
 - "fine-tuned": the fine-tuned network alone, as `--parent-share 0` registers it;
 - "registered": what the fine-tune registers by default: the weight average of the fine-tuned network
@@ -85,18 +86,21 @@ def site_study(case, folder: Path) -> Path:
     return folder
 
 
-def recipe(epochs: int | None, mirror: float | None):
-    """The fine-tuning recipe on the CPU, the fine-tuned network alone (parent share 0), with `epochs`
-    and the mirrored share of the slices where given (None: the recipe's)."""
+def recipe(epochs: int | None, mirror: float | None, compartment_dice: float | None = None):
+    """The fine-tuning recipe on the CPU, the fine-tuned network alone (parent share 0), with `epochs`,
+    the mirrored share of the slices and the weight of the per-slice compartment Dice in the loss where
+    given (None: the recipe's)."""
     from dataclasses import replace
 
     from ParaspinalSegTrainingLib.finetune import FineTuneSettings
 
     settings = FineTuneSettings(device="cpu", parent_share=0.0).with_overrides(epochs=epochs)
-    if mirror is None:
-        return settings
-    augmentation = replace(settings.config.augmentation, flip_probability=mirror)
-    return replace(settings, config=replace(settings.config, augmentation=augmentation))
+    config = settings.config
+    if mirror is not None:
+        config = replace(config, augmentation=replace(config.augmentation, flip_probability=mirror))
+    if compartment_dice is not None:
+        config = replace(config, compartment_dice_weight=compartment_dice)
+    return replace(settings, config=config)
 
 
 def fine_tuned_on(case, base: Path, work: Path, settings) -> Path:
@@ -321,6 +325,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="fine-tune for this many epochs (default: the recipe's)")
     parser.add_argument("--mirror", type=mirror_share, metavar="P",
                         help="mirror this share of the slices left-right, sides swapped (default: the recipe's)")
+    parser.add_argument("--compartment-dice", type=float, metavar="W",
+                        help="weight of the per-slice compartment Dice in the loss (default: the recipe's)")
     parser.add_argument("--per-patient", action="store_true",
                         help="after each fine-tune, a table per patient: pixel size, Dice and area bias")
     parser.add_argument("--sites", type=int, default=0, metavar="N",
@@ -331,10 +337,12 @@ def main() -> None:
         parser.error(f"--site-patients are indexes 0-{PATIENTS - 1}")
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs needs at least 1")
+    if args.compartment_dice is not None and args.compartment_dice < 0:
+        parser.error("--compartment-dice needs a weight of 0 or more")
     registry = ModelRegistry()
     base = resolve_model(args.model or registry.active().model_id, registry)
     print(header(variant_names(args.offsets, args.shares)), flush=True)
-    rows, settings = [], recipe(args.epochs, args.mirror)
+    rows, settings = [], recipe(args.epochs, args.mirror, args.compartment_dice)
     if args.sites:
         for domain in args.domains:
             for site in range(args.sites):
