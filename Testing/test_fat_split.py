@@ -64,7 +64,7 @@ def test_cards_without_postprocessing_mean_no_offset_and_bad_offsets_are_refused
     card = ModelCard(name="m", version="1")
     data = card.to_dict()
     assert data["postprocessing"] == {"fat_score_offset": 0.0, "background_score_offset": 0.0, "label_decision": "flat",
-                                      "fat_split": "per_pixel"}
+                                      "fat_split": "per_pixel", "mirror_below_confidence": 0.0}
     del data["postprocessing"]
     assert ModelCard.from_dict(data).postprocessing == Postprocessing(0.0, 0.0, "flat")
     older = ModelCard.from_dict({**data, "postprocessing": {"fat_score_offset": 0.5}}).postprocessing  # a 2.6.0 card
@@ -172,14 +172,15 @@ def test_release_and_heldout_take_an_offset_and_refuse_a_bad_one(shipped, tmp_pa
     assert code == 0, err
     card = json.loads((tmp_path / "released" / "model.json").read_text())
     assert card["postprocessing"] == {"fat_score_offset": 0.25, "background_score_offset": 0.5, "label_decision": "flat",
-                                      "fat_split": "per_pixel"}
+                                      "fat_split": "per_pixel", "mirror_below_confidence": 0.0}
     released = load_model(tmp_path / "released").card
     assert released.postprocessing == Postprocessing(0.25, 0.5)
     code, _, err = run_cli(capsys, "release", tmp_path / "released", "--out", tmp_path / "first", "--shared",
                            tmp_path / "shared", "--label-decision", "compartment_first", "--fat-split", "expected_area",
-                           "--version", "0.0.2")
+                           "--mirror-below", "0.98", "--version", "0.0.2")
     assert code == 0, err
-    assert load_model(tmp_path / "first").card.postprocessing == Postprocessing(0.25, 0.5, "compartment_first", "expected_area")
+    assert load_model(tmp_path / "first").card.postprocessing == Postprocessing(0.25, 0.5, "compartment_first",
+                                                                                "expected_area", 0.98)
     with pytest.raises(SystemExit) as exit:
         run_cli(capsys, "heldout", shipped.folder, "--data", tmp_path / "h", "--label-decision", "sides")
     err = capsys.readouterr().err
@@ -195,6 +196,10 @@ def test_release_and_heldout_take_an_offset_and_refuse_a_bad_one(shipped, tmp_pa
         err = capsys.readouterr().err
         name = option[2:].replace("-", "_")
         assert exit.value.code == 2 and f"{name} 9.0: needs a number from -5 to 5" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit:
+        run_cli(capsys, "heldout", shipped.folder, "--data", tmp_path / "h", "--mirror-below", "1.5")
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "mirror_below_confidence 1.5: needs a number from 0 to 1" in err
 
 
 def test_the_training_engine_chooses_epochs_on_the_labels_the_offset_gives():

@@ -52,6 +52,7 @@ class MeasurementResult:
     flags: tuple[SliceFlag, ...] = ()
     confidence: tuple[float, ...] = ()  # the model's, per slice; empty when no model segmented
     model_note: str = ""
+    mirrored: tuple[int, ...] = ()  # slices segmented again mirrored, the network unsure of them (card's threshold)
 
 
 def add_fat(
@@ -123,9 +124,16 @@ def method_text(source: str, fat_settings: FatSettings | None) -> str:
     return f"compartment from {source}, fat by {fat_settings.method.value}"
 
 
-def model_source(model_id: str, mirror: bool = False) -> str:
-    """How a model's segmentation is named in the provenance's method."""
-    return f"model {model_id}" + (" with mirrored test-time augmentation" if mirror else "")
+def model_source(model_id: str, mirror: bool = False, unsure_mirrored: int = 0, threshold: float = 0.0) -> str:
+    """How a model's segmentation is named in the provenance's method: with mirrored test-time
+    augmentation on every slice (`mirror`), or on the slices whose confidence was below the card's
+    threshold (`unsure_mirrored` of them)."""
+    if mirror:
+        return f"model {model_id} with mirrored test-time augmentation"
+    if unsure_mirrored:
+        return (f"model {model_id} with mirrored test-time augmentation on {unsure_mirrored} slice(s) of "
+                f"confidence below {threshold:g}")
+    return f"model {model_id}"
 
 
 FAT_FROM_MODEL = "cnn"
@@ -164,9 +172,11 @@ def segment_series(
         label_kind="model",
         model=model.card.model_id,
         backend=model.backend,
-        source=model_source(model.card.model_id, mirror),
+        source=model_source(model.card.model_id, mirror, len(predicted.mirrored),
+                            model.card.postprocessing.mirror_below_confidence),
         confidence=predicted.confidence,
         progress=part_of(progress, network_share, 1.0),
     )
     result.model_note = real_case_note(model.card)
+    result.mirrored = predicted.mirrored
     return result

@@ -203,7 +203,7 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
 
     model = load_model(resolve_model(args.model)).with_postprocessing(
         fat_score_offset=args.fat_score_offset, background_score_offset=args.background_score_offset,
-        label_decision=args.label_decision, fat_split=args.fat_split)
+        label_decision=args.label_decision, fat_split=args.fat_split, mirror_below_confidence=args.mirror_below)
     methods = FAT_METHODS if args.fat_methods else (FAT_FROM_MODEL,)
     figures = evaluate_held_out(model, Path(args.data), args.patients, methods, available_device(args.device), progress,
                                 args.mirror, args.report, tuple(args.domains or ()))
@@ -228,6 +228,10 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
     pooled = pooled_figures(figures)
     print(f"pooled compartment Dice of the held-out domains, the figure that chooses: {pooled.dice:.4f} "
           f"({len(pooled.dice_right)} slices)")
+    if model.card.postprocessing.mirror_below_confidence and not args.mirror:
+        mirrored, slices = sum(f.mirrored_slices for f in figures), sum(len(f.dice_right) for f in figures)
+        print(f"slices segmented again mirrored (confidence below "
+              f"{model.card.postprocessing.mirror_below_confidence:g}): {mirrored} of {slices} ({mirrored / slices:.0%})")
     within, patients = pooled.fat_within_count(FAT_FROM_MODEL)
     print(f"patients of the held-out domains with the model's fat fraction within {GOAL_FAT_POINTS:g} points of the "
           f"truth: {within} of {patients} (mean absolute error "
@@ -279,7 +283,7 @@ def command_release(args: argparse.Namespace, progress) -> int:
     card = release_model(Path(args.model), Path(args.out), Path(args.shared), args.notes or "",
                          Path(args.heldout) if args.heldout else None, fat_score_offset=args.fat_score_offset,
                          background_score_offset=args.background_score_offset, label_decision=args.label_decision,
-                         fat_split=args.fat_split, version=args.version)
+                         fat_split=args.fat_split, mirror_below_confidence=args.mirror_below, version=args.version)
     print(f"released {card.model_id} to {args.out}: sample compartment Dice {card.validation['sample_compartment_dice']:.3f}")
     for case in card.validation["real_cases"]:
         levels = ", ".join(f"{name} {dice:.3f}" for name, dice in case["dice_per_level"].items())
@@ -326,6 +330,9 @@ def add_postprocessing_options(parser, why: str) -> None:
                         help="per_pixel: a compartment pixel is fat where fat's odds beat muscle's; expected_area: each "
                              "side's fat area on a slice is the sum of fat's share of its compartment probability, "
                              f"given to the pixels with the highest share; {why}")
+    parser.add_argument("--mirror-below", type=score_offset("mirror_below_confidence"), metavar="T",
+                        help="a slice whose compartment confidence is below T is segmented again mirrored, sides "
+                             f"swapped, and the two averaged (0: never); {why}")
 
 
 def add_training_commands(commands) -> None:

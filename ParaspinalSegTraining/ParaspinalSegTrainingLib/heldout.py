@@ -68,6 +68,7 @@ class DomainFigures:
     inside_training: str = ""  # since when the training domain covers it (then measured, not pooled)
     level_dice: dict[str, list[float]] = field(default_factory=dict)  # vertebra -> per slice and side Dice
     area_errors: list[float] = field(default_factory=list)  # per slice and side: (predicted - true) / true area
+    mirrored_slices: int = 0  # segmented again mirrored, the network unsure of them (card's mirror_below_confidence)
 
     @property
     def csa_bias_pct(self) -> float:
@@ -178,6 +179,7 @@ def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, f
     started = time.perf_counter()
     result = segment_series(study.series, model, device=device, mirror=mirror)
     figures.seconds += time.perf_counter() - started
+    figures.mirrored_slices += len(result.mirrored)
     scores = [side_scores(t, p, side) for t, p in zip(truth, result.labels) for side in (RIGHT, LEFT)]
     case_dice = [dice for dice, _ in scores]
     figures.dice_right += case_dice[0::2]

@@ -91,18 +91,20 @@ def held_out_figures(model, folder: Path, patients: int) -> list[dict]:
 def release_model(source: Path, destination: Path, shared: Path | None, notes: str = "",
                   heldout: Path | None = None, patients: int = 8, fat_score_offset: float | None = None,
                   background_score_offset: float | None = None, label_decision: str | None = None,
-                  version: str | None = None, fat_split: str | None = None) -> ModelCard:
+                  version: str | None = None, fat_split: str | None = None,
+                  mirror_below_confidence: float | None = None) -> ModelCard:
     """Copy a trained model to `destination` with a card holding its validation figures (the held-out
     domains' when `heldout`, the folder of their data sets, is given); `fat_score_offset`,
-    `background_score_offset`, `label_decision` and `fat_split`, chosen on the selection draws, go into
-    the card's postprocessing before anything is measured. `version`: the released model's, when it is
+    `background_score_offset`, `label_decision`, `fat_split` and `mirror_below_confidence`, chosen on the
+    selection draws, go into the card's postprocessing before anything is measured. `version`: the released model's, when it is
     not the trained one's (the same weights released again with other postprocessing give other
     results, so they get a version of their own)."""
     if destination.exists():
         raise InputError(f"{destination}: already exists; a released model is never replaced")
     model = load_model(source)
     model = model.with_postprocessing(fat_score_offset=fat_score_offset, background_score_offset=background_score_offset,
-                                      label_decision=label_decision, fat_split=fat_split)
+                                      label_decision=label_decision, fat_split=fat_split,
+                                      mirror_below_confidence=mirror_below_confidence)
     domains = held_out_figures(model, heldout, patients) if heldout else []
     real = validate_real(model, shared) if shared and (shared / "data" / "real").is_dir() else []
     card = model.card.to_dict()

@@ -44,23 +44,29 @@ def choose_device(requested: str = "auto") -> str:
 
 @dataclass(frozen=True)
 class SeriesPrediction:
-    """Scheme label maps per slice and, per slice, the network's confidence in its compartments."""
+    """Scheme label maps per slice and, per slice, the network's confidence in its compartments, and
+    the slices segmented again mirrored because the network was unsure of them (`mirror_unsure`)."""
 
     labels: list[np.ndarray]
     confidence: list[float]  # NaN where the network found no compartment on the slice
+    mirrored: tuple[int, ...] = ()  # slice indices; every slice's mirrored look (mirror=True) is not listed
 
 
 # Class channels of a left-right mirrored prediction, read back in the original's order (sides swapped).
 MIRRORED_CLASSES = [0, LEFT_MUSCLE, LEFT_FAT, RIGHT_MUSCLE, RIGHT_FAT]
 
 
+def mirrored_scores(runner: NetworkRunner, batch: np.ndarray) -> np.ndarray:
+    """Class scores of the left-right mirrored windows, mirrored back and their sides swapped."""
+    return runner.scores(batch[..., ::-1])[..., ::-1][:, MIRRORED_CLASSES]
+
+
 def network_scores(runner: NetworkRunner, batch: np.ndarray, mirror: bool = False) -> np.ndarray:
     """Class scores (logits) of a batch of windows; with `mirror`, averaged with the scores of the
-    left-right mirrored windows, mirrored back and their sides swapped (test-time augmentation)."""
+    left-right mirrored windows (`mirrored_scores`; test-time augmentation)."""
     scores = runner.scores(batch)
     if mirror:
-        mirrored = runner.scores(batch[..., ::-1])[..., ::-1][:, MIRRORED_CLASSES]
-        scores = (scores + mirrored) / 2
+        scores = (scores + mirrored_scores(runner, batch)) / 2
     return scores
 
 
@@ -126,7 +132,8 @@ def predict_series_with_confidence(
 ) -> SeriesPrediction:
     """Scheme label maps, one per slice of the series, from the model's class scores, and the
     model's confidence per slice (`compartment_confidence`, on the network window). mirror: average
-    with the left-right mirrored slice, sides swapped (twice the network time).
+    with the left-right mirrored slice, sides swapped (twice the network time); without it, only the
+    slices below the card's `mirror_below_confidence` are (`mirror_unsure`).
 
     The card's postprocessing moves the background's odds and each side's fat/muscle split (`class_probabilities`)
     and says how the labels are taken and fat is split (`preprocess.class_labels`).
@@ -141,16 +148,36 @@ def predict_series_with_confidence(
     post = model.card.postprocessing
     labels: list[np.ndarray] = []
     confidence: list[float] = []
+    mirrored: list[int] = []
     for start in range(0, len(prepared), NETWORK_GROUP):
         group = prepared[start : start + NETWORK_GROUP]
-        scores = scores_of_group(runner, [window for window, _, _ in group], batch_size, mirror, progress, start,
-                                 len(prepared))
+        windows = [window for window, _, _ in group]
+        scores = scores_of_group(runner, windows, batch_size, mirror, progress, start, len(prepared))
+        if not mirror and post.mirror_below_confidence > 0:
+            scores, unsure = mirror_unsure(runner, windows, scores, post, batch_size)
+            mirrored += [start + index for index in unsure]
         for first, batch_scores in zip(range(0, len(group), batch_size), scores):
             placements = [placement for _, placement, _ in group[first : first + batch_size]]
             batch_labels, batch_confidence = labels_from_scores(batch_scores, placements, post)
             labels += batch_labels
             confidence += batch_confidence
-    return SeriesPrediction(labels, confidence)
+    return SeriesPrediction(labels, confidence, tuple(mirrored))
+
+
+def mirror_unsure(
+    runner: NetworkRunner, windows: list[np.ndarray], scores: list[np.ndarray], post: Postprocessing, batch_size: int
+) -> tuple[list[np.ndarray], list[int]]:
+    """A group's scores (one array per batch) with each slice whose compartment confidence is below the
+    card's `mirror_below_confidence` averaged with its mirrored scores, and those slices' indices in the
+    group. A slice without a compartment (confidence NaN) is left as it is."""
+    flat = np.concatenate(scores)
+    found = [compartment_confidence(class_probabilities(slice_scores[None], post)[0]) for slice_scores in flat]
+    unsure = [i for i, confidence in enumerate(found) if confidence < post.mirror_below_confidence]
+    for first in range(0, len(unsure), batch_size):
+        chosen = unsure[first : first + batch_size]
+        batch = np.stack([windows[i] for i in chosen])[:, None]
+        flat[chosen] = (flat[chosen] + mirrored_scores(runner, batch).astype(np.float32, copy=False)) / 2
+    return [flat[first : first + batch_size] for first in range(0, len(flat), batch_size)], unsure
 
 
 # Slices whose scores are made, batch after batch, before their labels: making each batch's labels

@@ -112,15 +112,20 @@ class Postprocessing:
     fat's share of its pixels' compartment probability, p_fat / (p_fat + p_muscle) after the offset,
     and gives them to the pixels with the highest share, so that fat the pixels average away (fine
     marbling seen as partial volume) still counts by its expected area; the compartments do not move.
-    All four are chosen on the held-out domains' selection draws (`paraspinal heldout --fat-score-offset
-    / --background-score-offset / --label-decision / --fat-split`); a card without a field means 0 for an
-    offset, "flat" for the decision and "per_pixel" for the split.
+    mirror_below_confidence: a slice whose compartment confidence (`inference.compartment_confidence`)
+    is below it is segmented again mirrored left-right, sides swapped, and the two scores averaged
+    (the test-time augmentation that `--mirror` applies to every slice), so the second look costs
+    network time only where the network is unsure; 0 never does.
+    All five are chosen on the held-out domains' selection draws (`paraspinal heldout --fat-score-offset
+    / --background-score-offset / --label-decision / --fat-split / --mirror-below`); a card without a
+    field means 0 for an offset or the threshold, "flat" for the decision and "per_pixel" for the split.
     """
 
     fat_score_offset: float = 0.0
     background_score_offset: float = 0.0
     label_decision: str = "flat"
     fat_split: str = "per_pixel"
+    mirror_below_confidence: float = 0.0
 
     def __post_init__(self) -> None:
         for name, choices in (("label_decision", LABEL_DECISIONS), ("fat_split", FAT_SPLITS)):
@@ -131,6 +136,9 @@ class Postprocessing:
             if not (math.isfinite(value) and abs(value) <= MAX_FAT_SCORE_OFFSET):
                 raise ValueError(f"postprocessing {name} {value!r}: needs a number from "
                                  f"-{MAX_FAT_SCORE_OFFSET:g} to {MAX_FAT_SCORE_OFFSET:g}")
+        if not 0.0 <= self.mirror_below_confidence <= 1.0:
+            raise ValueError(f"postprocessing mirror_below_confidence {self.mirror_below_confidence!r}: "
+                             "needs a number from 0 to 1")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,87 @@
+"""Mirrored test-time augmentation only where the network is unsure (the card's `mirror_below_confidence`):
+which slices get the second look, what their scores become, the product path on the sample, the card field."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import SHIPPED_MODEL
+from ParaspinalSegLib.network.inference import (class_probabilities, compartment_confidence, mirror_unsure,
+                                                network_scores)
+from ParaspinalSegLib.network.model import Postprocessing
+from ParaspinalSegLib.network.modelfile import load_model
+from ParaspinalSegLib.pipeline import segment_series
+
+
+@pytest.fixture(scope="module")
+def runner():
+    """A small network that reads the side from the position too, so that its mirrored look differs."""
+    import torch
+
+    from ParaspinalSegLib.network.runtime import TorchRunner
+
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(8, 5, 3, padding=1))
+    coordinate = torch.linspace(0, 1, 20)
+    side = torch.tensor([0.0, 2.0, 0.0, -2.0, 0.0])[:, None, None]
+    return TorchRunner(lambda x: network(x) + coordinate * side)
+
+
+def confidence(scores: np.ndarray, post: Postprocessing) -> float:
+    return compartment_confidence(class_probabilities(scores[None], post)[0])
+
+
+def test_only_the_slices_below_the_threshold_are_averaged_with_their_mirrored_look(runner):
+    windows = list(np.random.default_rng(1).random((5, 16, 20)).astype(np.float32))
+    batch = np.stack(windows)[:, None]
+    plain, both = network_scores(runner, batch), network_scores(runner, batch, mirror=True)
+    plain[4, 0] += 50.0  # slice 4: background everywhere, no compartment (confidence NaN)
+    found = [confidence(s, Postprocessing()) for s in plain]
+    assert np.isnan(found[4]) and len(set(found[:4])) == 4
+    threshold = float(np.median(found[:4]))  # two of the four slices with a compartment lie below it
+    post = Postprocessing(mirror_below_confidence=threshold)
+    scores, unsure = mirror_unsure(runner, windows, [plain[:3].copy(), plain[3:].copy()], post, batch_size=3)
+    assert unsure == [i for i in range(4) if found[i] < threshold] and len(unsure) == 2
+    assert [len(s) for s in scores] == [3, 2]  # the batches as they came
+    result = np.concatenate(scores)
+    for i in range(5):
+        expected = both[i] if i in unsure else plain[i]
+        np.testing.assert_allclose(result[i], expected, rtol=1e-5, atol=1e-5)
+    _, none = mirror_unsure(runner, windows, [plain.copy()], Postprocessing(mirror_below_confidence=1e-6), batch_size=8)
+    assert none == []
+
+
+@pytest.fixture(scope="module")
+def sample_series():
+    from ParaspinalSegLib.cli import sample_folder
+    from ParaspinalSegLib.read.reading import read_study
+
+    return read_study(sample_folder() / "study").series
+
+
+def test_on_the_sample_a_threshold_of_one_mirrors_every_slice_as_the_mirror_does_and_says_so(sample_series):
+    model = load_model(SHIPPED_MODEL, "cpu", backend="torch")
+    assert model.card.postprocessing.mirror_below_confidence == 0.0  # the shipped card: never
+    everywhere = segment_series(sample_series, model, mirror=True)
+    unsure = segment_series(sample_series, model.with_postprocessing(mirror_below_confidence=1.0))
+    assert unsure.mirrored == tuple(range(len(sample_series)))  # every slice has a compartment below 1
+    for a, b in zip(everywhere.labels, unsure.labels):
+        np.testing.assert_array_equal(a, b)
+    assert f"mirrored test-time augmentation on {len(sample_series)} slice(s) of confidence below 1" \
+        in unsure.provenance.method
+    plain = segment_series(sample_series, model)
+    assert plain.mirrored == () and "mirrored" not in plain.provenance.method
+    assert any((a != b).any() for a, b in zip(plain.labels, unsure.labels))
+
+
+def test_the_threshold_is_a_card_field_between_zero_and_one_absent_from_older_cards():
+    card = json.loads((SHIPPED_MODEL / "model.json").read_text())
+    assert "mirror_below_confidence" not in card["postprocessing"]
+    assert Postprocessing.from_dict(card["postprocessing"]).mirror_below_confidence == 0.0
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="mirror_below_confidence"):
+            Postprocessing(mirror_below_confidence=bad)
