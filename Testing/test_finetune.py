@@ -224,9 +224,10 @@ def test_fine_tuning_on_a_contrast_the_parent_never_saw_improves_dice_on_new_hel
     assert result.parent_dice < POOR_PARENT_DICE and result.parent_share == 0, result.parent_dice
     assert "the fine-tuned network alone, because the parent's compartment Dice" in shown
     # The gain asked is a share of what the parent leaves to gain, so that it means the same as parents improve
-    # (a fixed +0.3 suited 2.6.2; 2.12.0 already reaches 0.57 and 0.49 on this validation case): what is
-    # registered must remove at least a third of the parent's shortfall from a Dice of 1 on the validation case,
-    # and end above 0.8 on it (0.85 when written).
+    # (a fixed +0.3 suited 2.6.2; 2.12.0 already reaches 0.57 and 0.49 on this validation case, 2.19.0 0.54 and
+    # 0.43): what is registered must remove at least a third of the parent's shortfall from a Dice of 1 on the
+    # validation case, and end above 0.8 on it (0.85 when written; from 2.19.0 0.81 and 0.76, 0.59 and 0.58 of
+    # the shortfall).
     for structure in ("overall muscle", "muscle tissue"):
         assert removed_share(figures[structure]["dice_parent"], figures[structure]["dice_new"]) > 1 / 3, shown
     validation = case_pairs(training_set, result.held_out_case_ids)
@@ -238,7 +239,8 @@ def test_fine_tuning_on_a_contrast_the_parent_never_saw_improves_dice_on_new_hel
               for seed in (20, 21, 22)]
     parent_dice, new_dice = series_dice(shipped, unseen), series_dice(result.model_folder, unseen)
     # The same share on slices of new seeds, and above 0.8 there (parents there: 2.6.2 0.41, 2.9.0 0.63, 2.12.0
-    # 0.72; the fine-tuned network alone 0.83 when written, its average with the parent 0.85)
+    # 0.72, 2.19.0 0.70; the fine-tuned network alone 0.83 when written, its average with the parent 0.85; from
+    # 2.19.0, alone, 0.82)
     assert removed_share(parent_dice, new_dice) > 1 / 3 and new_dice > 0.8, (parent_dice, new_dice)
 
 
