@@ -176,3 +176,52 @@ def test_cases_read_in_two_processes_give_the_same_slices(dataset):
     assert len(serial) == len(cases) * 3
     assert np.array_equal(serial.images, parallel.images) and np.array_equal(serial.labels, parallel.labels)
     assert serial.case_ids == parallel.case_ids and serial.patient_ids == parallel.patient_ids
+
+
+def test_the_distillation_term_is_least_where_the_network_agrees_with_its_teacher():
+    import torch
+
+    from ParaspinalSegTrainingLib.training import distillation_loss
+
+    logits = torch.randn(2, 5, 6, 7, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    teacher = logits.detach().softmax(dim=1)
+    value = distillation_loss(logits, teacher)
+    value.backward()
+    entropy = -(teacher * teacher.log()).sum(dim=1).mean()
+    assert float(value.detach()) == pytest.approx(float(entropy), rel=1e-5)  # the cross-entropy with itself: its entropy
+    assert float(logits.grad.abs().max()) < 1e-6  # a minimum: nothing to learn from a teacher it already matches
+    other = torch.roll(teacher, 1, dims=1)
+    assert float(distillation_loss(logits.detach(), other)) > float(entropy) + 0.1
+
+
+def test_the_mirrored_teacher_answers_a_mirrored_batch_with_its_mirrored_answer_sides_swapped():
+    import torch
+
+    from ParaspinalSegLib.network.inference import MIRRORED_CLASSES
+    from ParaspinalSegLib.network.model import build_network
+    from ParaspinalSegTrainingLib.training import mirrored_teacher
+
+    torch.manual_seed(0)
+    teacher = mirrored_teacher(build_network(TINY.architecture), "cpu", use_amp=False)
+    images = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    plain, mirrored = teacher(images), teacher(images.flip(-1))
+    torch.testing.assert_close(mirrored, plain.flip(-1)[:, MIRRORED_CLASSES], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(plain.sum(dim=1), torch.ones(2, 64, 64), rtol=1e-5, atol=1e-5)
+
+
+def test_distillation_from_the_base_model_trains_and_is_refused_without_one(dataset, tmp_path):
+    from ParaspinalSegLib.errors import InputError
+
+    base = run_training(dataset, tmp_path / "base", TINY.with_overrides(folds=0, epochs=1)).folds[0]
+    untaught = TINY.with_overrides(folds=0, epochs=1, version="0.1.2")
+    taught = untaught.with_overrides(mirror_distillation_weight=1.0)
+    run_training(dataset, tmp_path / "untaught", untaught, base_model=base.model_folder)
+    tuned = run_training(dataset, tmp_path / "taught", taught, base_model=base.model_folder).folds[0]
+    assert load_model(tuned.model_folder).card.training_settings["mirror_distillation_weight"] == 1.0
+    # the same seed and batches: the loss adds the cross-entropy against the teacher, at least its entropy
+    loss = {name: float(metrics(tmp_path / name / "fold_0")[0]["train_loss"]) for name in ("untaught", "taught")}
+    assert loss["taught"] > loss["untaught"] + 0.1, loss
+    with pytest.raises(InputError, match="mirror_distillation_weight needs a base model"):
+        run_training(dataset, tmp_path / "alone", taught)
+    with pytest.raises(ValueError, match="mirror_distillation_weight -1"):
+        TINY.with_overrides(mirror_distillation_weight=-1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -40,6 +41,7 @@ class TrainingConfig:
     focal_weight: float = 1.0
     compartment_dice_weight: float = 0.0  # a per-slice Dice of each side's compartment, added to the loss
     fat_split_weight: float = 0.0  # a per-slice error of each side's fat share inside its true compartment, added
+    mirror_distillation_weight: float = 0.0  # cross-entropy against the base model's mirrored look (needs a base)
     label_resampling: str = "nearest"  # how label maps reach the network grid: "nearest" or "smooth" (resample_labels)
     device: str = "auto"
     workers: int = -1  # -1: none on the CPU, 8 on a GPU
@@ -50,6 +52,9 @@ class TrainingConfig:
     augmentation: AugmentationSettings = field(default_factory=AugmentationSettings)
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.mirror_distillation_weight) and self.mirror_distillation_weight >= 0):
+            raise ValueError(f"mirror_distillation_weight {self.mirror_distillation_weight!r}: "
+                             "needs a weight of 0 or more")
         if self.label_resampling not in LABEL_RESAMPLING:
             raise ValueError(f"label_resampling {self.label_resampling!r}: choose one of {', '.join(LABEL_RESAMPLING)}")
 

@@ -1,7 +1,7 @@
 """The training engine: one fold's epochs (resumable, seeded), k-fold runs, and the resulting models.
 
-Per epoch: augmented batches, loss = Dice + focal (+ optionally a per-slice compartment Dice and a
-per-slice fat-split error),
+Per epoch: augmented batches, loss = Dice + focal (+ optionally a per-slice compartment Dice, a
+per-slice fat-split error and a cross-entropy against the base model's mirrored look),
 validation Dice of the compartment, muscle tissue and fat; metrics appended to metrics.csv; a
 checkpoint after every epoch; the best epoch on validation becomes the fold's model. A training set
 of one patient (one corrected study) has no patient to validate with: its slices are all trained on
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ParaspinalSegLib.errors import InputError, OperationCancelled
-from ParaspinalSegLib.network.inference import choose_device, class_probabilities
+from ParaspinalSegLib.network.inference import MIRRORED_CLASSES, choose_device, class_probabilities
 from ParaspinalSegLib.labels import SIDES
 from ParaspinalSegLib.measure.measurement import overlap_counts
 from ParaspinalSegLib.network.model import Postprocessing, build_network
@@ -96,19 +96,46 @@ def fat_split_loss(logits, target):
     return mean_over_pairs(errors, logits)
 
 
+def distillation_loss(logits, teacher_probabilities):
+    """Cross-entropy of the network's class probabilities against a teacher's, per pixel, mean over the
+    pixels (the teacher's own entropy apart, the KL divergence from it: the same gradient)."""
+    return -(teacher_probabilities * logits.float().log_softmax(dim=1)).sum(dim=1).mean()
+
+
+def mirrored_teacher(network, device: str, use_amp: bool) -> Callable:
+    """The base network, frozen in eval mode, with mirrored test-time augmentation: for a batch, the
+    softmax of its class scores averaged with those of the left-right mirrored batch, mirrored back and
+    its sides swapped (what `--mirror` segments with)."""
+    import torch
+
+    network = network.to(device).eval()
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+
+    def probabilities(images):
+        with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+            scores = network(images).float()
+            mirrored = network(images.flip(-1)).float().flip(-1)[:, MIRRORED_CLASSES]
+        return ((scores + mirrored) / 2).softmax(dim=1)
+
+    return probabilities
+
+
 def loss_function(config: TrainingConfig):
     """The recipe's loss: class Dice over the batch + focal, + the per-slice compartment Dice and fat-split
-    error where weighted."""
+    error where weighted, + the distillation from a teacher's probabilities where weighted and given."""
     from segmentation_models_pytorch.losses import DiceLoss, FocalLoss
 
     dice, focal = DiceLoss("multiclass", from_logits=True), FocalLoss("multiclass")
 
-    def loss(logits, target):
+    def loss(logits, target, teacher_probabilities=None):
         value = config.dice_weight * dice(logits, target) + config.focal_weight * focal(logits, target)
         if config.compartment_dice_weight:
             value = value + config.compartment_dice_weight * compartment_dice_loss(logits, target)
         if config.fat_split_weight:
             value = value + config.fat_split_weight * fat_split_loss(logits, target)
+        if config.mirror_distillation_weight and teacher_probabilities is not None:
+            value = value + config.mirror_distillation_weight * distillation_loss(logits, teacher_probabilities)
         return value
 
     return loss
@@ -204,10 +231,12 @@ def append_metrics(path: Path, row: dict) -> None:
 
 
 def train_epoch(model, steps, step_count: int, optimizer, loss, device: str, use_amp: bool, where: str,
-                should_stop: Callable[[], bool] | None, report: Callable[[float, float], None] | None) -> list[float]:
+                should_stop: Callable[[], bool] | None, report: Callable[[float, float], None] | None,
+                teacher: Callable | None = None) -> list[float]:
     """One epoch's optimizer steps; the loss of every micro-batch. A step's micro-batches add up their
     gradients (each loss divided by their number) before the optimizer steps; report(fraction of the
-    epoch, mean loss so far) after each step; `where` (fold and epoch) names the stop."""
+    epoch, mean loss so far) after each step; `where` (fold and epoch) names the stop; `teacher` gives
+    each batch's teacher probabilities for the loss (`mirrored_teacher`)."""
     import torch
 
     losses = []
@@ -217,15 +246,28 @@ def train_epoch(model, steps, step_count: int, optimizer, loss, device: str, use
         optimizer.zero_grad(set_to_none=True)
         for n, (images, target) in enumerate(micro_batches):
             images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
+            taught = teacher(images) if teacher else None
             with gradient_sync(model, last_micro_batch=n == len(micro_batches) - 1), running_statistics(model, n == 0):
                 with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                    value = loss(model(images).float(), target)
+                    value = loss(model(images).float(), target, taught)
                 (value / len(micro_batches)).backward()
             losses.append(float(value.detach()))
         optimizer.step()
         if report:
             report((step + 1) / max(step_count, 1), float(np.mean(losses)))
     return losses
+
+
+def base_teacher(config: TrainingConfig, initial_weights: dict | None, device: str) -> Callable | None:
+    """The base model's mirrored look as the teacher of `mirror_distillation_weight` (None when unweighted);
+    refused without a base model."""
+    if not config.mirror_distillation_weight:
+        return None
+    if initial_weights is None:
+        raise InputError("mirror_distillation_weight needs a base model to learn from (--base)")
+    network = build_network(config.architecture)
+    network.load_state_dict(initial_weights)
+    return mirrored_teacher(network, device, config.mixed_precision and device == "cuda")
 
 
 def train_fold(
@@ -278,6 +320,7 @@ def train_fold(
     network.to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     loss = loss_function(config)
+    teacher = base_teacher(config, initial_weights, device)
     state = load_checkpoint(folder / "checkpoint", network, optimizer) or {"epoch": 0, "best_dice": -1.0, "best_epoch": 0}
     best_folder = folder / "best"
     workers = loader_workers(config, device)
@@ -302,7 +345,7 @@ def train_fold(
                          f"loss {mean_loss:.3f}")
 
         losses = train_epoch(model, steps, step_count, optimizer, loss, device, use_amp,
-                             f"fold {split.fold}, epoch {epoch}", should_stop, report)
+                             f"fold {split.fold}, epoch {epoch}", should_stop, report, teacher)
         broadcast_buffers(network, world)
         train_loss = mean_over_processes(losses, world)
         validation_loss, dice = (validation_scores(network, scored, loss, device, config, world, card.postprocessing)
