@@ -70,3 +70,21 @@ def phantom_series(slices: int = 3, size: int = 96, spacing: float = 3.0, fat_fr
     images = [m.image if contrast is None else contrast(m.image).astype(np.float32) for m in made]
     planes = [ImageSlice(image, axial_geometry(k, spacing, 5.0, (size, size)), k) for k, image in enumerate(images)]
     return SliceSeries(planes, SeriesInfo(uid="phantom", description="phantom")), [m.labels for m in made]
+
+
+def side_reading_runner(width: int = 20):
+    """A small seeded network on windows `width` columns wide that also reads the patient's side from
+    the column (right muscle up toward one edge, left muscle toward the other), so that its mirrored
+    look differs from its own: a stand-in for the mirrored test-time augmentation's tests."""
+    import torch
+
+    from ParaspinalSegLib.network.runtime import TorchRunner
+
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(8, 5, 3, padding=1))
+    with torch.no_grad():
+        network[2].bias += torch.linspace(-1, 1, 5)
+    coordinate = torch.linspace(0, 1, width)
+    side = torch.tensor([0.0, 2.0, 0.0, -2.0, 0.0])[:, None, None]
+    return TorchRunner(lambda x: network(x) + coordinate * side)

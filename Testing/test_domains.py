@@ -252,18 +252,12 @@ def test_cards_without_a_resampling_field_keep_linear_resampling_and_new_ones_an
 def test_mirrored_test_time_augmentation_is_exactly_left_right_equivariant():
     """With the mirror, a mirrored slice gives the mirrored prediction with the sides swapped, whatever the
     network; without it, a network that reads the side from position does not."""
-    import torch
+    from helpers import side_reading_runner
 
     from ParaspinalSegLib.network.inference import MIRRORED_CLASSES, network_scores
-    from ParaspinalSegLib.network.runtime import TorchRunner
 
-    torch.manual_seed(0)
-    network = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 5, 3, padding=1))
-    with torch.no_grad():
-        network[2].bias += torch.linspace(-1, 1, 5)
     batch = np.random.default_rng(0).random((2, 1, 16, 20)).astype(np.float32)
-    coordinate = torch.linspace(0, 1, 20)
-    biased = TorchRunner(lambda x: network(x) + coordinate * torch.tensor([0.0, 2.0, 0.0, -2.0, 0.0])[:, None, None])
+    biased = side_reading_runner(width=20)
     flipped = batch[..., ::-1]
 
     def swapped(scores):

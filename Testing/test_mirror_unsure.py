@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import SHIPPED_MODEL
+from helpers import SHIPPED_MODEL, side_reading_runner
 from ParaspinalSegLib.network.inference import (class_probabilities, compartment_confidence, mirror_unsure,
                                                 network_scores)
 from ParaspinalSegLib.network.model import Postprocessing
@@ -18,17 +18,7 @@ from ParaspinalSegLib.pipeline import segment_series
 
 @pytest.fixture(scope="module")
 def runner():
-    """A small network that reads the side from the position too, so that its mirrored look differs."""
-    import torch
-
-    from ParaspinalSegLib.network.runtime import TorchRunner
-
-    torch.manual_seed(0)
-    network = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(),
-                                  torch.nn.Conv2d(8, 5, 3, padding=1))
-    coordinate = torch.linspace(0, 1, 20)
-    side = torch.tensor([0.0, 2.0, 0.0, -2.0, 0.0])[:, None, None]
-    return TorchRunner(lambda x: network(x) + coordinate * side)
+    return side_reading_runner(width=20)
 
 
 def confidence(scores: np.ndarray, post: Postprocessing) -> float:
