@@ -96,9 +96,9 @@ def release_model(source: Path, destination: Path, shared: Path | None, notes: s
     """Copy a trained model to `destination` with a card holding its validation figures (the held-out
     domains' when `heldout`, the folder of their data sets, is given); `fat_score_offset`,
     `background_score_offset`, `label_decision`, `fat_split` and `mirror_below_confidence`, chosen on the
-    selection draws, go into the card's postprocessing before anything is measured. `version`: the released model's, when it is
-    not the trained one's (the same weights released again with other postprocessing give other
-    results, so they get a version of their own)."""
+    selection draws, go into the card's postprocessing before anything is measured. `version`: the
+    released model's, when it is not the trained one's (the same weights released again with other
+    postprocessing give other results, so they get a version of their own)."""
     if destination.exists():
         raise InputError(f"{destination}: already exists; a released model is never replaced")
     model = load_model(source)
