@@ -124,15 +124,16 @@ def method_text(source: str, fat_settings: FatSettings | None) -> str:
     return f"compartment from {source}, fat by {fat_settings.method.value}"
 
 
-def model_source(model_id: str, mirror: bool = False, unsure_mirrored: int = 0, threshold: float = 0.0) -> str:
+def model_source(model_id: str, mirror: bool = False, mirror_below: float = 0.0) -> str:
     """How a model's segmentation is named in the provenance's method: with mirrored test-time
-    augmentation on every slice (`mirror`), or on the slices whose confidence was below the card's
-    threshold (`unsure_mirrored` of them)."""
+    augmentation on every slice (`mirror`), or on the slices whose confidence is below the card's
+    `mirror_below_confidence` (which slices, patient.json's quality block lists). The same for every
+    study segmented the same way, so that a batch run can tell its own outputs (`cohorts.batchplan`)."""
     if mirror:
         return f"model {model_id} with mirrored test-time augmentation"
-    if unsure_mirrored:
-        return (f"model {model_id} with mirrored test-time augmentation on {unsure_mirrored} slice(s) of "
-                f"confidence below {threshold:g}")
+    if mirror_below:
+        return (f"model {model_id} with mirrored test-time augmentation on the slices of confidence "
+                f"below {mirror_below:g}")
     return f"model {model_id}"
 
 
@@ -172,8 +173,7 @@ def segment_series(
         label_kind="model",
         model=model.card.model_id,
         backend=model.backend,
-        source=model_source(model.card.model_id, mirror, len(predicted.mirrored),
-                            model.card.postprocessing.mirror_below_confidence),
+        source=model_source(model.card.model_id, mirror, model.card.postprocessing.mirror_below_confidence),
         confidence=predicted.confidence,
         progress=part_of(progress, network_share, 1.0),
     )

@@ -247,7 +247,8 @@ def segment_folder(
         raise ParaspinalError(f"{folder}: holds no studies (sub-folders, zips or volumes)")
     out.mkdir(parents=True, exist_ok=True)
     settings = SegmentSettings(fat_method=fat_method, device=device, batch_size=batch_size, mirror=mirror, dicom=dicom)
-    decisions = plan_batch(studies, out, shard, settings.method(model.card.model_id), overwrite, dicom)
+    method = settings.method(model.card.model_id, model.card.postprocessing.mirror_below_confidence)
+    decisions = plan_batch(studies, out, shard, method, overwrite, dicom)
     known = [known_outcome(d) for d in decisions if not d.run]
     jobs = [d.job for d in decisions if d.run]
     recorder = BatchRecorder(out, jobs, progress)

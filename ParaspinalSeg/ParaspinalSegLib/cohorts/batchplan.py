@@ -31,10 +31,11 @@ class SegmentSettings:
     mirror: bool = False
     dicom: bool = False  # also the DICOM SEG and SR (dicomexport)
 
-    def method(self, model_id: str) -> str:
-        """The provenance method (patient.json) of outputs made with these settings."""
+    def method(self, model_id: str, mirror_below: float = 0.0) -> str:
+        """The provenance method (patient.json) of outputs made with these settings by a model whose card
+        has this `mirror_below_confidence`."""
         fat = None if self.fat_method == FAT_FROM_MODEL else FatSettings(method=FatMethod(self.fat_method))
-        return method_text(model_source(model_id, self.mirror), fat)
+        return method_text(model_source(model_id, self.mirror, mirror_below), fat)
 
 
 @dataclass(frozen=True)

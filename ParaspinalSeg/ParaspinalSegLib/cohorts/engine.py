@@ -97,15 +97,16 @@ def segment_on_worker(job: StudyJob, model_folder: str, settings: SegmentSetting
         model = model_on_worker(model_folder, device, backend)
     except ParaspinalError as error:
         return failed(job, str(error))
-    return (done_before(job, settings, model.card.model_id)
+    method = settings.method(model.card.model_id, model.card.postprocessing.mirror_below_confidence)
+    return (done_before(job, settings, method)
             or run_job(job, model, dataclasses.replace(settings, device=device)).portable())
 
 
-def done_before(job: StudyJob, settings: SegmentSettings, model_id: str) -> StudyOutcome | None:
+def done_before(job: StudyJob, settings: SegmentSettings, method: str) -> StudyOutcome | None:
     """The outcome of a study that an earlier try of this task finished before its worker died (the
     outputs are there, the result never reached the scheduler); None when it has to run."""
     document = None if job.replace else complete_outputs(job.target)
-    if document is None or not made_as_asked(document, settings.method(model_id), settings.dicom):
+    if document is None or not made_as_asked(document, method, settings.dicom):
         return None
     return StudyOutcome(job.study, job.target, None, document=document, number=job.number)
 

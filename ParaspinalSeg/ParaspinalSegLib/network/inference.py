@@ -16,8 +16,8 @@ import numpy as np
 from ..labels import LEFT_FAT, LEFT_MUSCLE, RIGHT_FAT, RIGHT_MUSCLE
 from .modelfile import LoadedModel
 from .model import Postprocessing
-from .preprocess import Placement, prepare_slice, restore_labels, softmax
-from ..progress import ProgressCallback
+from .preprocess import prepare_slice, restore_labels, softmax
+from ..progress import ProgressCallback, part_of
 from .runtime import NetworkRunner, TorchRunner
 from ..slices import SliceSeries
 
@@ -140,7 +140,8 @@ def predict_series_with_confidence(
     Mixed precision (bfloat16) is used on CUDA only: the CPU's fast paths are ONNX Runtime and
     OpenVINO (the README's Speed section), and torch's float32 keeps this path exact there.
     The network runs over up to `NETWORK_GROUP` slices, batch after batch, before their labels are
-    made (`scores_of_group`), then a batch at a time (`labels_from_scores`).
+    made (`scores_of_group`), then the group's class probabilities are taken once, for the choice of
+    `mirror_unsure` and for the labels and confidence.
     """
     pre = model.card.preprocessing
     prepared = [prepare_slice(s.pixels, s.geometry, pre) for s in series.slices]
@@ -153,36 +154,53 @@ def predict_series_with_confidence(
         group = prepared[start : start + NETWORK_GROUP]
         windows = [window for window, _, _ in group]
         scores = scores_of_group(runner, windows, batch_size, mirror, progress, start, len(prepared))
+        probabilities = [class_probabilities(batch_scores, post) for batch_scores in scores]
         if not mirror and post.mirror_below_confidence > 0:
-            scores, unsure = mirror_unsure(runner, windows, scores, post, batch_size)
+            done = (start + len(group)) / len(prepared)
+            unsure = mirror_unsure(runner, windows, scores, probabilities, post, batch_size,
+                                   part_of(progress, done, done))
             mirrored += [start + index for index in unsure]
-        for first, batch_scores in zip(range(0, len(group), batch_size), scores):
+        del scores
+        for first, batch_probabilities in zip(range(0, len(group), batch_size), probabilities):
             placements = [placement for _, placement, _ in group[first : first + batch_size]]
-            batch_labels, batch_confidence = labels_from_scores(batch_scores, placements, post)
-            labels += batch_labels
-            confidence += batch_confidence
+            labels += [restore_labels(p, placement, post.label_decision, post.fat_split)
+                       for p, placement in zip(batch_probabilities, placements)]
+            confidence += [compartment_confidence(p) for p in batch_probabilities]
     return SeriesPrediction(labels, confidence, tuple(mirrored))
 
 
 def mirror_unsure(
-    runner: NetworkRunner, windows: list[np.ndarray], scores: list[np.ndarray], post: Postprocessing, batch_size: int
-) -> tuple[list[np.ndarray], list[int]]:
-    """A group's scores (one array per batch) with each slice whose compartment confidence is below the
-    card's `mirror_below_confidence` averaged with its mirrored scores, and those slices' indices in the
-    group. A slice without a compartment (confidence NaN) is left as it is."""
-    flat = np.concatenate(scores)
-    found = [compartment_confidence(class_probabilities(slice_scores[None], post)[0]) for slice_scores in flat]
+    runner: NetworkRunner,
+    windows: list[np.ndarray],
+    scores: list[np.ndarray],
+    probabilities: list[np.ndarray],
+    post: Postprocessing,
+    batch_size: int,
+    progress: ProgressCallback | None = None,
+) -> list[int]:
+    """Looks again, mirrored, at each slice of a group whose compartment confidence is below the card's
+    `mirror_below_confidence`: its class probabilities (in `probabilities`, one array per batch of
+    `scores`, changed in place) become those of its scores averaged with its mirrored scores. Returns
+    those slices' indices in the group. A slice without a compartment (confidence NaN) is left as it is.
+    Reports progress (and so can be cancelled) after each batch of the second look."""
+    found = [compartment_confidence(p) for batch in probabilities for p in batch]
     unsure = [i for i, confidence in enumerate(found) if confidence < post.mirror_below_confidence]
     for first in range(0, len(unsure), batch_size):
         chosen = unsure[first : first + batch_size]
-        batch = np.stack([windows[i] for i in chosen])[:, None]
-        flat[chosen] = (flat[chosen] + mirrored_scores(runner, batch).astype(np.float32, copy=False)) / 2
-    return [flat[first : first + batch_size] for first in range(0, len(flat), batch_size)], unsure
+        again = mirrored_scores(runner, np.stack([windows[i] for i in chosen])[:, None]).astype(np.float32, copy=False)
+        for index, mirrored in zip(chosen, again):
+            batch, position = divmod(index, batch_size)
+            averaged = (scores[batch][position] + mirrored) / 2
+            probabilities[batch][position] = class_probabilities(averaged[None], post)[0]
+        if progress:
+            looked = first + len(chosen)
+            progress(looked / len(unsure), f"segmenting again mirrored, unsure slice {looked}/{len(unsure)}")
+    return unsure
 
 
 # Slices whose scores are made, batch after batch, before their labels: making each batch's labels
 # between the network's batches made a 40-slice study's network a third slower on the 2-core CPU
-# (README, Speed); 64 slices' scores take 64 MB.
+# (README, Speed); 64 slices' scores take 64 MB, and their class probabilities as much again.
 NETWORK_GROUP = 64
 
 
@@ -205,17 +223,6 @@ def scores_of_group(
             scored = done_before + start + len(batch)
             progress(scored / total, f"segmenting, slice {scored}/{total}")
     return scores
-
-
-def labels_from_scores(
-    scores: np.ndarray, placements: list[Placement], post: Postprocessing
-) -> tuple[list[np.ndarray], list[float]]:
-    """Label maps on the slices' own grids and the confidence per slice, from a batch's class scores
-    and the card's postprocessing."""
-    probabilities = class_probabilities(scores, post)
-    labels = [restore_labels(p, placement, post.label_decision, post.fat_split)
-              for p, placement in zip(probabilities, placements)]
-    return labels, [compartment_confidence(p) for p in probabilities]
 
 
 def predict_series(

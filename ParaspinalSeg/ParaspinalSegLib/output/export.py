@@ -72,11 +72,14 @@ def patient_document(result: MeasurementResult, series: SliceSeries, segmentatio
 
 
 def quality_document(result: MeasurementResult) -> dict:
-    """The quality checks' thresholds, their per-slice flags and the model's confidence per slice."""
+    """The quality checks' thresholds, their per-slice flags, the model's confidence per slice and the
+    slices segmented again mirrored because the model was unsure of them (0-based, as the confidences;
+    only with a card's `mirror_below_confidence`)."""
     return {
         "thresholds": asdict(Thresholds()),
         "slice_flags": [flag.as_dict() for flag in result.flags],
         "slice_confidence": [_finite_or_none(value) for value in result.confidence],
+        "slices_mirrored_unsure": list(result.mirrored),
     }
 
 
