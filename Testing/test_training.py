@@ -113,10 +113,11 @@ def test_command_line_trains_evaluates_and_registers(dataset, tmp_path, capsys, 
     assert code == 0, err
     assert "overall muscle" in out and (tmp_path / "eval" / "table2.csv").exists()
     code, out, err = run_cli(capsys, "train", dataset, "--out", tmp_path / "run2", "--config", config, "--folds", "0",
-                             "--epochs", "1", "--base", "paraspinal-unet-9.9.9", "--version", "9.9.10")
+                             "--epochs", "1", "--base", "paraspinal-unet-9.9.9", "--version", "9.9.10", "--cpu-bfloat16")
     assert code == 0, err
     card = json.loads((tmp_path / "run2" / "fold_0" / "model" / "model.json").read_text())
-    assert card["parent"] == "paraspinal-unet-9.9.9"
+    assert card["parent"] == "paraspinal-unet-9.9.9" and card["training_settings"]["mixed_precision_cpu"] is True
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["mixed_precision_cpu"] is False
     code, _, err = run_cli(capsys, "evaluate", "no-such-model", dataset)
     assert code == 2 and "no model 'no-such-model'" in err
 
@@ -225,3 +226,18 @@ def test_distillation_from_the_base_model_trains_and_is_refused_without_one(data
         run_training(dataset, tmp_path / "alone", taught)
     with pytest.raises(ValueError, match="mirror_distillation_weight -1"):
         TINY.with_overrides(mirror_distillation_weight=-1.0)
+
+
+def test_bfloat16_on_the_cpu_is_asked_for_apart_and_trains_the_same_batches_nearly_alike(dataset, tmp_path):
+    from ParaspinalSegTrainingLib.training import uses_bfloat16
+
+    cpu_bf16 = TINY.with_overrides(mixed_precision_cpu=True)
+    assert not uses_bfloat16(TINY, "cpu") and uses_bfloat16(cpu_bf16, "cpu")
+    assert not uses_bfloat16(cpu_bf16.with_overrides(mixed_precision=False), "cuda:1")
+    assert uses_bfloat16(TrainingConfig(), "cuda:1") and not uses_bfloat16(TrainingConfig(), "cpu")
+    run_training(dataset, tmp_path / "float32", TINY.with_overrides(folds=0, epochs=1))
+    low = run_training(dataset, tmp_path / "bfloat16", cpu_bf16.with_overrides(folds=0, epochs=1))
+    assert load_model(low.folds[0].model_folder).card.training_settings["mixed_precision_cpu"] is True
+    # the same seed and batches: bfloat16's rounding moves the loss a little, not the training
+    loss = {name: float(metrics(tmp_path / name / "fold_0")[0]["train_loss"]) for name in ("float32", "bfloat16")}
+    assert loss["float32"] != loss["bfloat16"] and abs(loss["bfloat16"] / loss["float32"] - 1) < 0.05, loss

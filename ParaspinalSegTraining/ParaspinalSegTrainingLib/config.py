@@ -45,7 +45,10 @@ class TrainingConfig:
     label_resampling: str = "nearest"  # how label maps reach the network grid: "nearest" or "smooth" (resample_labels)
     device: str = "auto"
     workers: int = -1  # -1: none on the CPU, 8 on a GPU
-    mixed_precision: bool = True
+    mixed_precision: bool = True  # bfloat16 autocast on CUDA
+    # bfloat16 autocast on the CPU too: about 1.6 times as fast a training step on a CPU with AVX-512 BF16 (README,
+    # *Training on the CPU in bfloat16*); off by default, so that the recipes trained in float32 on the CPU stay exact
+    mixed_precision_cpu: bool = False
     half_precision_weights: bool = False
     architecture: ModelArchitecture = field(default_factory=ModelArchitecture)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)

@@ -113,7 +113,7 @@ def mirrored_teacher(network, device: str, use_amp: bool) -> Callable:
         parameter.requires_grad_(False)
 
     def probabilities(images):
-        with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+        with torch.no_grad(), torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp):
             scores = network(images).float()
             mirrored = network(images.flip(-1)).float().flip(-1)[:, MIRRORED_CLASSES]
         return ((scores + mirrored) / 2).softmax(dim=1)
@@ -248,7 +248,7 @@ def train_epoch(model, steps, step_count: int, optimizer, loss, device: str, use
             images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
             taught = teacher(images) if teacher else None
             with gradient_sync(model, last_micro_batch=n == len(micro_batches) - 1), running_statistics(model, n == 0):
-                with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp):
                     value = loss(model(images).float(), target, taught)
                 (value / len(micro_batches)).backward()
             losses.append(float(value.detach()))
@@ -256,6 +256,13 @@ def train_epoch(model, steps, step_count: int, optimizer, loss, device: str, use
         if report:
             report((step + 1) / max(step_count, 1), float(np.mean(losses)))
     return losses
+
+
+def uses_bfloat16(config: TrainingConfig, device: str) -> bool:
+    """Whether training runs the network under bfloat16 autocast: on CUDA with `mixed_precision`, on the CPU with
+    `mixed_precision_cpu`; the weights and the optimizer stay float32."""
+    kind = device.split(":")[0]
+    return (config.mixed_precision and kind == "cuda") or (config.mixed_precision_cpu and kind == "cpu")
 
 
 def base_teacher(config: TrainingConfig, initial_weights: dict | None, device: str) -> Callable | None:
@@ -267,7 +274,7 @@ def base_teacher(config: TrainingConfig, initial_weights: dict | None, device: s
         raise InputError("mirror_distillation_weight needs a base model to learn from (--base)")
     network = build_network(config.architecture)
     network.load_state_dict(initial_weights)
-    return mirrored_teacher(network, device, config.mixed_precision and device == "cuda")
+    return mirrored_teacher(network, device, uses_bfloat16(config, device))
 
 
 def train_fold(
@@ -324,7 +331,7 @@ def train_fold(
     state = load_checkpoint(folder / "checkpoint", network, optimizer) or {"epoch": 0, "best_dice": -1.0, "best_epoch": 0}
     best_folder = folder / "best"
     workers = loader_workers(config, device)
-    use_amp = config.mixed_precision and device == "cuda"
+    use_amp = uses_bfloat16(config, device)
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         started = time.monotonic()
         rng = seed_everything(config.seed, split.fold, epoch)
