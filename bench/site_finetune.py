@@ -2,7 +2,7 @@
 
     python bench/site_finetune.py --data heldout-report [--domains NAME ...] [--site-patients 0 1 ...]
                                   [--selection] [--offsets FAT:BACKGROUND ...] [--shares S ...]
-                                  [--model MODEL] [--epochs N] [--mirror P] [--compartment-dice W]
+                                  [--model MODEL] [--epochs N] [--mirror P] [--compartment-dice W] [--cpu-bfloat16]
                                   [--per-patient] [--sites N] [-o table.md]
 
 A synthetic stand-in for a site: a held-out domain's report draws (`paraspinal heldout --report`, made in
@@ -18,7 +18,8 @@ slices with their true labels, as on a surgeon's corrected study, with the recip
 kept; `--epochs N` trains N epochs instead, as `--epochs 10` gives the recipe before it went to 30;
 `--mirror P` mirrors that share of the slices left-right, sides swapped, as the training stages'
 `flip_probability` does; `--compartment-dice W` adds the per-slice Dice of each side's compartment to the
-loss at weight W, as the training stages' `compartment_dice_weight` does). Measured through the product's
+loss at weight W, as the training stages' `compartment_dice_weight` does; `--cpu-bfloat16` trains under
+bfloat16 autocast, as `paraspinal train --cpu-bfloat16` does). Measured through the product's
 path (segment, clean, measure) on the domain's other patients, as `paraspinal heldout` counts them
 (compartment Dice per side, area bias, patients' fat within 3 points), all on torch on the CPU:
 - "model": the model itself;
@@ -86,10 +87,10 @@ def site_study(case, folder: Path) -> Path:
     return folder
 
 
-def recipe(epochs: int | None, mirror: float | None, compartment_dice: float | None = None):
+def recipe(epochs: int | None, mirror: float | None, compartment_dice: float | None = None, bfloat16: bool = False):
     """The fine-tuning recipe on the CPU, the fine-tuned network alone (parent share 0), with `epochs`,
     the mirrored share of the slices and the weight of the per-slice compartment Dice in the loss where
-    given (None: the recipe's)."""
+    given (None: the recipe's); `bfloat16`: trained under bfloat16 autocast (`mixed_precision_cpu`)."""
     from dataclasses import replace
 
     from ParaspinalSegTrainingLib.finetune import FineTuneSettings
@@ -100,7 +101,7 @@ def recipe(epochs: int | None, mirror: float | None, compartment_dice: float | N
         config = replace(config, augmentation=replace(config.augmentation, flip_probability=mirror))
     if compartment_dice is not None:
         config = replace(config, compartment_dice_weight=compartment_dice)
-    return replace(settings, config=config)
+    return replace(settings, config=replace(config, mixed_precision_cpu=bfloat16))
 
 
 def fine_tuned_on(case, base: Path, work: Path, settings) -> Path:
@@ -327,6 +328,8 @@ def main() -> None:
                         help="mirror this share of the slices left-right, sides swapped (default: the recipe's)")
     parser.add_argument("--compartment-dice", type=float, metavar="W",
                         help="weight of the per-slice compartment Dice in the loss (default: the recipe's)")
+    parser.add_argument("--cpu-bfloat16", action="store_true",
+                        help="fine-tune under bfloat16 autocast, as `paraspinal train --cpu-bfloat16` does")
     parser.add_argument("--per-patient", action="store_true",
                         help="after each fine-tune, a table per patient: pixel size, Dice and area bias")
     parser.add_argument("--sites", type=int, default=0, metavar="N",
@@ -342,7 +345,7 @@ def main() -> None:
     registry = ModelRegistry()
     base = resolve_model(args.model or registry.active().model_id, registry)
     print(header(variant_names(args.offsets, args.shares)), flush=True)
-    rows, settings = [], recipe(args.epochs, args.mirror, args.compartment_dice)
+    rows, settings = [], recipe(args.epochs, args.mirror, args.compartment_dice, args.cpu_bfloat16)
     if args.sites:
         for domain in args.domains:
             for site in range(args.sites):
