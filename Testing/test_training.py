@@ -95,6 +95,28 @@ def test_other_settings_in_the_same_folder_are_refused(dataset, tmp_path):
         run_training(dataset, tmp_path / "run", TINY.with_overrides(folds=0, epochs=2))
 
 
+def test_a_run_started_before_a_setting_was_added_resumes_with_it_at_its_default(dataset, tmp_path):
+    import json
+
+    from ParaspinalSegLib.errors import InputError
+
+    one = TINY.with_overrides(folds=0, epochs=1)
+    first = run_training(dataset, tmp_path / "run", one)
+    saved = tmp_path / "run" / "config.json"
+    document = json.loads(saved.read_text())
+    del document["config"]["mixed_precision_cpu"]  # as a run started before the setting existed wrote it
+    saved.write_text(json.dumps(document))
+    again = run_training(dataset, tmp_path / "run", one)  # the same settings: resumed, nothing trained anew
+    assert again.folds[0].best_epoch == first.folds[0].best_epoch
+    assert len(metrics(tmp_path / "run" / "fold_0")) == 1
+    with pytest.raises(InputError, match="other settings"):
+        run_training(dataset, tmp_path / "run", one.with_overrides(mixed_precision_cpu=True))
+    document["config"]["no_such_setting"] = 1  # written by a later version
+    saved.write_text(json.dumps(document))
+    with pytest.raises(InputError, match="other settings"):
+        run_training(dataset, tmp_path / "run", one)
+
+
 def test_command_line_trains_evaluates_and_registers(dataset, tmp_path, capsys, monkeypatch):
     import json
 

@@ -50,6 +50,16 @@ class TrainingRun:
         return [f.model_folder for f in self.folds]
 
 
+def same_run(saved: dict, document: dict) -> bool:
+    """Whether a run folder's saved settings are this run's; settings added to `TrainingConfig` after the run
+    started count at their defaults (as `from_dict` reads them), so such a run still resumes."""
+    try:
+        saved = {**saved, "config": TrainingConfig.from_dict(saved["config"]).to_dict()}
+    except (KeyError, TypeError, ValueError, InputError):
+        return False
+    return json.loads(json.dumps(saved)) == json.loads(json.dumps(document))
+
+
 def _check_same_config(out: Path, config: TrainingConfig, base_id: str | None, validation: list[Path],
                        world: World | None) -> None:
     saved = out / "config.json"
@@ -59,7 +69,7 @@ def _check_same_config(out: Path, config: TrainingConfig, base_id: str | None, v
     if world:
         document["shards"] = world.shards
     if saved.exists():
-        if json.loads(saved.read_text()) != json.loads(json.dumps(document)):
+        if not same_run(json.loads(saved.read_text()), document):
             raise InputError(f"{saved}: this folder holds a run with other settings (or, with --ddp, another number of "
                              f"processes x accumulation steps); use a new output folder to start afresh")
         return
