@@ -390,7 +390,7 @@ def add_training_commands(commands) -> None:
     train.add_argument("--seed", type=int)
     train.add_argument("--cpu-bfloat16", action="store_true",
                        help="on the CPU, train under bfloat16 autocast (settings: mixed_precision_cpu): about 1.6 times "
-                            "as fast a step where the CPU has AVX-512 BF16 or AMX; off by default (float32)")
+                            "as fast a step on a CPU with AVX-512 BF16 (measured; README); off by default (float32)")
     train.add_argument("--name", help="model name (fine-tuning: default the parent's)")
     train.add_argument("--version", help="model version (name-version must be new; fine-tuning: default the "
                                          "parent's version + -ft<n>)")
