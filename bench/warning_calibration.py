@@ -109,12 +109,11 @@ def report(good: list[Study], failed: list[Study], pooled: list[Study]) -> str:
              f"{FAILED_DOMAIN} and the calibration set: {len(failed)}; the other checks miss {len(missed)}.", "",
              "| threshold | good studies warned by the study check alone | share of the good | "
              "failed studies the other checks miss, warned |", "|---:|---:|---:|---:|"]
-    for t in CANDIDATES:
-        alone = sum(1 for s in good if not s.other_checks and s.warned_at(t))
-        lines.append(f"| {t:.2f} | {alone} | {alone / len(good):.1%} | {sum(s.warned_at(t) for s in missed)} of "
+    alone = {t: sum(1 for s in good if not s.other_checks and s.warned_at(t)) for t in CANDIDATES}
+    for t, n in alone.items():
+        lines.append(f"| {t:.2f} | {n} | {n / len(good):.1%} | {sum(s.warned_at(t) for s in missed)} of "
                      f"{len(missed)} |")
-    within = [t for t in CANDIDATES
-              if sum(1 for s in good if not s.other_checks and s.warned_at(t)) <= GOOD_SHARE * len(good)]
+    within = [t for t, n in alone.items() if n <= GOOD_SHARE * len(good)]
     lines += ["", f"Highest candidate warning at most {GOOD_SHARE:.0%} of the good studies alone: "
               f"{max(within):.2f}" if within else "No candidate warns few enough of the good studies."]
     by_check = Counter(check for s in good for check in s.other_checks)
