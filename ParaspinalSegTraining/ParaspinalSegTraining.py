@@ -196,36 +196,43 @@ class ParaspinalSegTrainingLogic(ScriptedLoadableModuleLogic):
         ModelRegistry().set_active(modelId)
 
     def fineTuneSettings(self, epochs=None, learningRate=None, folds=None, device=None, freezeEncoderEpochs=None,
-                         parentShare=None):
+                         parentShare=None, cpuBfloat16=None):
         """FineTuneSettings with the given values (None keeps the library's default), once the
-        packages training needs are installed."""
+        packages training needs are installed. cpuBfloat16: train under bfloat16 autocast on the CPU
+        (the training setting `mixed_precision_cpu`, `paraspinal train --cpu-bfloat16`)."""
         self.setupPythonRequirements()
         from ParaspinalSegTrainingLib.finetune import FineTuneSettings
 
-        return FineTuneSettings().with_overrides(epochs=epochs, learning_rate=learningRate, folds=folds, device=device,
-                                                 freeze_encoder_epochs=freezeEncoderEpochs, parent_share=parentShare)
+        recipe = FineTuneSettings()
+        return recipe.with_overrides(epochs=epochs, learning_rate=learningRate, folds=folds, device=device,
+                                     freeze_encoder_epochs=freezeEncoderEpochs, parent_share=parentShare,
+                                     config=recipe.config.with_overrides(mixed_precision_cpu=cpuBfloat16))
 
     def train(self, trainingSetFolder, baseModel=None, epochs=None, learningRate=None, folds=None, device=None,
-              freezeEncoderEpochs=None, progressCallback=None, parentShare=None) -> ParaspinalSegTrainingResult:
+              freezeEncoderEpochs=None, progressCallback=None, parentShare=None,
+              cpuBfloat16=None) -> ParaspinalSegTrainingResult:
         """Fine-tune baseModel (registered id or folder; the active model if None) on a training set in
         this process (blocking), register the new model and compare it with its parent. Settings left
         None take FineTuneSettings' defaults (parentShare: the parent's share of the registered weight average;
         None: 0.5 where the parent's compartment Dice on the corrected cases is at least 0.80, else 0; 0 registers
-        the fine-tuned network alone). progressCallback (fraction, message) may raise OperationCancelled: then
-        nothing is registered and the run keeps its last checkpoint."""
+        the fine-tuned network alone; cpuBfloat16: bfloat16 autocast on the CPU, off by default). progressCallback
+        (fraction, message) may raise OperationCancelled: then nothing is registered and the run keeps its last
+        checkpoint."""
         folder = self.trainingSetPath(trainingSetFolder, needsCases=True)
-        settings = self.fineTuneSettings(epochs, learningRate, folds, device, freezeEncoderEpochs, parentShare)
+        settings = self.fineTuneSettings(epochs, learningRate, folds, device, freezeEncoderEpochs, parentShare,
+                                         cpuBfloat16)
         from ParaspinalSegTrainingLib.finetune import fine_tune
 
         result = fine_tune(folder, baseModel, settings, progress=progressCallback)
         return ParaspinalSegTrainingResult.fromDict(result.to_dict())
 
     def startTraining(self, trainingSetFolder, baseModel=None, epochs=None, learningRate=None, folds=None, device=None,
-                      freezeEncoderEpochs=None, workFolder=None, parentShare=None):
+                      freezeEncoderEpochs=None, workFolder=None, parentShare=None, cpuBfloat16=None):
         """The same fine-tuning in a separate process, returned at once (TrainingProcess: poll() for
         its events, cancel(), then `outcome`)."""
         folder = self.trainingSetPath(trainingSetFolder, needsCases=True)
-        settings = self.fineTuneSettings(epochs, learningRate, folds, device, freezeEncoderEpochs, parentShare)
+        settings = self.fineTuneSettings(epochs, learningRate, folds, device, freezeEncoderEpochs, parentShare,
+                                         cpuBfloat16)
         from ParaspinalSegTrainingLib.trainprocess import TrainingProcess
 
         process = TrainingProcess(folder, baseModel, settings, work_folder=workFolder)
@@ -424,7 +431,7 @@ class ParaspinalSegTrainingWidget(ScriptedLoadableModuleWidget):
                 self.trainingSetFolder, baseModel, epochs=self.ui.epochsSpinBox.value,
                 learningRate=self.ui.learningRateSpinBox.value, folds=self.ui.foldsSpinBox.value,
                 device=self.ui.deviceComboBox.currentData, freezeEncoderEpochs=self.ui.freezeEncoderSpinBox.value,
-                parentShare=self.parentShare)
+                parentShare=self.parentShare, cpuBfloat16=self.ui.cpuBfloat16CheckBox.checked)
         self.epochEvents = []
         self.curvesTable, self.curvesChart = self.logic.createCurveNodes(f"{baseModel} fine-tuning")
         self.onShowCurves()

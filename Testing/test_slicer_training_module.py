@@ -173,6 +173,7 @@ def test_the_panel_starts_at_the_fine_tuning_recipe(env):
     assert widget.ui.learningRateSpinBox.value == pytest.approx(recipe.learning_rate)
     assert widget.ui.foldsSpinBox.value == recipe.folds
     assert widget.parentShare is recipe.parent_share is None  # "automatic": the gate chooses
+    assert widget.ui.cpuBfloat16CheckBox.checked is recipe.config.mixed_precision_cpu is False
 
 
 def test_the_panels_parent_share_goes_to_the_training_as_automatic_or_as_set(env, monkeypatch):
@@ -193,6 +194,32 @@ def test_the_panels_parent_share_goes_to_the_training_as_automatic_or_as_set(env
         with pytest.raises(Started):
             widget.onTrainButton()
     assert sent == [None, 0.0, 0.25]
+
+
+def test_the_panels_bfloat16_box_reaches_the_training_settings(env, monkeypatch):
+    """Ticked, the box sends cpuBfloat16 to the training, whose settings then train under bfloat16 autocast on the
+    CPU (`mixed_precision_cpu`, as `paraspinal train --cpu-bfloat16`); unticked, the recipe's float32."""
+    class Started(Exception):
+        pass
+
+    sent = []
+
+    def start(*args, **kwargs):
+        sent.append(kwargs["cpuBfloat16"])
+        raise Started
+
+    widget = env.module.ParaspinalSegTrainingWidget()
+    widget.setup()
+    monkeypatch.setattr(widget.logic, "startTraining", start)
+    for ticked in (False, True):
+        widget.ui.cpuBfloat16CheckBox.setChecked(ticked)
+        with pytest.raises(Started):
+            widget.onTrainButton()
+    assert sent == [False, True]
+    monkeypatch.setattr(widget.logic, "setupPythonRequirements", lambda: None)
+    assert widget.logic.fineTuneSettings(cpuBfloat16=True).config.mixed_precision_cpu is True
+    assert widget.logic.fineTuneSettings(cpuBfloat16=False).config.mixed_precision_cpu is False
+    assert widget.logic.fineTuneSettings(epochs=5).config.mixed_precision_cpu is False
 
 
 def test_training_needs_a_folder_of_cases(env, tmp_path):
