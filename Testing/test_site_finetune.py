@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ParaspinalSegTrainingLib.synthesis.domains import held_out_settings
 from ParaspinalSegTrainingLib.synthesis.generator import draw_patient
@@ -39,3 +40,45 @@ def test_a_site_contrast_is_shared_and_leaves_the_rest_of_each_patient_as_it_was
         assert alone.contrast != at_site.contrast and alone.contrast.mode == at_site.contrast.mode == "gre_in_phase"
         assert (alone.pixel_spacing_mm, alone.fat_fraction_pct, alone.habitus) == (
             at_site.pixel_spacing_mm, at_site.fat_fraction_pct, at_site.habitus)
+
+
+def test_several_studies_are_fine_tuned_together_and_measured_on_the_same_later_patients(monkeypatch):
+    """--together: one fine-tune on all the named studies, the parent's Dice on them pooled over their slices (as
+    the recipe's gate measures it); --measure-from: only the later patients measured, whatever the studies."""
+    from types import SimpleNamespace
+
+    import ParaspinalSegLib.network.modelfile as modelfile
+    import ParaspinalSegTrainingLib.datasets as datasets
+    from ParaspinalSegTrainingLib.heldout import DomainFigures
+
+    cases = [SimpleNamespace(case_id=f"p{k}") for k in range(8)]
+    parent_slices = {"p0": [0.5, 0.5], "p1": [0.9, 0.9, 0.9, 0.9, 0.9, 0.9]}  # 2 and 6 slices a side
+    trained, measured_by = [], {}
+
+    def figures(model, case):
+        found = DomainFigures(case.case_id, "")
+        dice = parent_slices.get(case.case_id, [0.8]) if model == "parent" else [0.95]
+        found.dice_right, found.dice_left = list(dice), list(dice)
+        measured_by.setdefault(model, []).append(case.case_id)
+        return found
+
+    def variants(parent, parent_on_study, fine_tuned, work, offsets, shares):
+        trained.append((fine_tuned, round(parent_on_study, 6)))
+        return {"fine-tuned": "fine-tuned", "registered": "registered"}
+
+    monkeypatch.setattr(modelfile, "load_model", lambda *args, **kwargs: "parent")
+    monkeypatch.setattr(datasets, "find_cases", lambda folder: cases)
+    monkeypatch.setattr(site_finetune, "case_figures", figures)
+    monkeypatch.setattr(site_finetune, "fine_tuned_on", lambda studies, *args: "+".join(c.case_id for c in studies))
+    monkeypatch.setattr(site_finetune, "variant_models", variants)
+    for together, expected_rows in ((True, ["p0+p1"]), (False, ["p0", "p1"])):
+        trained.clear(), measured_by.clear()
+        rows = site_finetune.site_rows(Path("x"), "d", Path("f"), [0, 1], [], [], None, together=together,
+                                       measure_from=3)
+        assert [row.site_case for row in rows] == expected_rows
+        assert measured_by["registered"] == ["p3", "p4", "p5", "p6", "p7"] * len(expected_rows)
+        assert all(row.variants["registered"].dice == pytest.approx(0.95) and row.parent.dice == pytest.approx(0.8)
+                   for row in rows)
+    assert trained == [("p0", 0.5), ("p1", 0.9)]  # each study alone, the last loop
+    rows = site_finetune.site_rows(Path("x"), "d", Path("f"), [0, 1], [], [], None, together=True, measure_from=3)
+    assert rows[0].parent_on_study == pytest.approx((2 * 2 * 0.5 + 2 * 6 * 0.9) / 16)  # over both studies' slices

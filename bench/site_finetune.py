@@ -3,7 +3,7 @@
     python bench/site_finetune.py --data heldout-report [--domains NAME ...] [--site-patients 0 1 ...]
                                   [--selection] [--offsets FAT:BACKGROUND ...] [--shares S ...]
                                   [--model MODEL] [--epochs N] [--mirror P] [--compartment-dice W] [--cpu-bfloat16]
-                                  [--per-patient] [--sites N] [-o table.md]
+                                  [--per-patient] [--sites N] [--together] [--measure-from M] [-o table.md]
 
 A synthetic stand-in for a site: a held-out domain's report draws (`paraspinal heldout --report`, made in
 `--data` if missing; 8 patients a domain; with --selection the selection draws, `paraspinal heldout --data`,
@@ -15,12 +15,15 @@ all its patients and slices; its seed is the draws' seed + 1000 x (site + 1). Fo
 `--site-patients` (an index in the domain's case order), the model is fine-tuned on that one patient's
 slices with their true labels, as on a surgeon's corrected study, with the recipe of `paraspinal train STUDY
 --base MODEL --register` (its epochs, 3 with the encoder frozen, every slice trained on, the last epoch
-kept; `--epochs N` trains N epochs instead, as `--epochs 10` gives the recipe before it went to 30;
+kept; with `--together`, the fine-tune is one, on all the named patients' studies as one training set of
+several corrected studies; `--epochs N` trains N epochs instead, as `--epochs 10` gives the recipe before it
+went to 30;
 `--mirror P` mirrors that share of the slices left-right, sides swapped, as the training stages'
 `flip_probability` does; `--compartment-dice W` adds the per-slice Dice of each side's compartment to the
 loss at weight W, as the training stages' `compartment_dice_weight` does; `--cpu-bfloat16` trains under
 bfloat16 autocast, as `paraspinal train --cpu-bfloat16` does). Measured through the product's
-path (segment, clean, measure) on the domain's other patients, as `paraspinal heldout` counts them
+path (segment, clean, measure) on the domain's other patients (`--measure-from M`: only those whose index is
+M or more, so that runs with different studies measure the same patients), as `paraspinal heldout` counts them
 (compartment Dice per side, area bias, patients' fat within 3 points), all on torch on the CPU:
 - "model": the model itself;
 - "fine-tuned": the fine-tuned network alone, as `--parent-share 0` registers it;
@@ -81,9 +84,10 @@ def case_figures(model, case):
     return figures
 
 
-def site_study(case, folder: Path) -> Path:
-    """A training set holding one case: the site's corrected study."""
-    shutil.copytree(case.image.parent, folder / "cases" / case.case_id)
+def site_study(cases: list, folder: Path) -> Path:
+    """A training set holding the site's corrected studies."""
+    for case in cases:
+        shutil.copytree(case.image.parent, folder / "cases" / case.case_id)
     return folder
 
 
@@ -104,13 +108,13 @@ def recipe(epochs: int | None, mirror: float | None, compartment_dice: float | N
     return replace(settings, config=replace(config, mixed_precision_cpu=bfloat16))
 
 
-def fine_tuned_on(case, base: Path, work: Path, settings) -> Path:
-    """The base model fine-tuned on one case with these settings, registered in a registry under `work`."""
+def fine_tuned_on(cases: list, base: Path, work: Path, settings) -> Path:
+    """The base model fine-tuned on these cases with these settings, registered in a registry under `work`."""
     from ParaspinalSegLib.network.registry import ModelRegistry
     from ParaspinalSegTrainingLib.finetune import fine_tune
 
     registry = ModelRegistry(user_dir=work / "models")
-    result = fine_tune(site_study(case, work / "site"), base, settings, registry=registry, run_folder=work / "run")
+    result = fine_tune(site_study(cases, work / "site"), base, settings, registry=registry, run_folder=work / "run")
     return result.model_folder
 
 
@@ -226,7 +230,10 @@ def site_folder(data: Path, domain: str, report: bool, site: int, settings) -> P
 
 def site_rows(base: Path, domain: str, folder: Path, site_patients: list[int],
               offsets: list[tuple[float, float]], shares: list[float], settings,
-              per_patient: bool = False, site: str = "") -> list[SiteRow]:
+              per_patient: bool = False, site: str = "", together: bool = False,
+              measure_from: int = 0) -> list[SiteRow]:
+    """One row per fine-tune: on each named patient's study alone, or (`together`) one on all of them; measured on
+    the site's other patients from index `measure_from` on."""
     from ParaspinalSegLib.network.modelfile import load_model
     from ParaspinalSegTrainingLib.datasets import find_cases
     from ParaspinalSegTrainingLib.heldout import pooled_figures
@@ -235,18 +242,20 @@ def site_rows(base: Path, domain: str, folder: Path, site_patients: list[int],
     cases = find_cases(folder)
     parent_figures = {case.case_id: case_figures(parent, case) for case in cases}
     rows = []
-    for index in site_patients:
-        study, others = cases[index], [c for c in cases if c is not cases[index]]
+    for chosen in ([site_patients] if together else [[index] for index in site_patients]):
+        studies = [cases[index] for index in chosen]
+        others = [c for index, c in enumerate(cases) if index not in chosen and index >= measure_from]
+        parent_on_studies = pooled_figures([parent_figures[c.case_id] for c in studies]).dice
         with tempfile.TemporaryDirectory(prefix="site-finetune-") as work:
             started = time.perf_counter()
-            fine_tuned = fine_tuned_on(study, base, Path(work), settings)
+            fine_tuned = fine_tuned_on(studies, base, Path(work), settings)
             seconds = time.perf_counter() - started
-            models = variant_models(parent, parent_figures[study.case_id].dice, fine_tuned, Path(work), offsets, shares)
-            measured = [study, *others] if per_patient else others
+            models = variant_models(parent, parent_on_studies, fine_tuned, Path(work), offsets, shares)
+            measured = [*studies, *others] if per_patient else others
             per_case = {name: [case_figures(model, c) for c in measured] for name, model in models.items()}
         variants = {name: pooled_figures(figures[-len(others):]) for name, figures in per_case.items()}
         patients = patients_markdown(measured, parent_figures, per_case) if per_patient else ""
-        rows.append(SiteRow(domain, site + study.case_id, parent_figures[study.case_id].dice,
+        rows.append(SiteRow(domain, site + "+".join(c.case_id for c in studies), parent_on_studies,
                             pooled_figures([parent_figures[c.case_id] for c in others]), variants, seconds, patients))
         print(row_markdown(rows[-1]) + (f"\n\n{patients}\n" if patients else ""), flush=True)
     return rows
@@ -334,10 +343,17 @@ def main() -> None:
                         help="after each fine-tune, a table per patient: pixel size, Dice and area bias")
     parser.add_argument("--sites", type=int, default=0, metavar="N",
                         help="N same-protocol sites a domain instead of the domain's draws (see above)")
+    parser.add_argument("--together", action="store_true",
+                        help="one fine-tune on all the --site-patients' studies together (several corrected studies)")
+    parser.add_argument("--measure-from", type=int, default=0, metavar="M",
+                        help=f"measure only the patients with index M or more (0-{PATIENTS - 1})")
     parser.add_argument("-o", "--out", type=Path, help="Markdown file for the tables")
     args = parser.parse_args()
     if not all(0 <= k < PATIENTS for k in args.site_patients):
         parser.error(f"--site-patients are indexes 0-{PATIENTS - 1}")
+    later = range(args.measure_from, PATIENTS)
+    if not 0 <= args.measure_from < PATIENTS or all(k in args.site_patients for k in later):
+        parser.error("--measure-from must leave a patient to measure")
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs needs at least 1")
     if args.compartment_dice is not None and args.compartment_dice < 0:
@@ -352,11 +368,12 @@ def main() -> None:
                 protocol = site_settings(domain, not args.selection, site)
                 folder = site_folder(args.data, domain, not args.selection, site, protocol)
                 rows += site_rows(base, domain, folder, args.site_patients, args.offsets, args.shares, settings,
-                                  args.per_patient, f"site {site} ({protocol.pixel_spacing_mm[0]:.2f} mm): ")
+                                  args.per_patient, f"site {site} ({protocol.pixel_spacing_mm[0]:.2f} mm): ",
+                                  args.together, args.measure_from)
     else:
         for domain, folder in domain_folders(args.data, PATIENTS, report=not args.selection, names=tuple(args.domains)):
             rows += site_rows(base, domain.name, folder, args.site_patients, args.offsets, args.shares, settings,
-                              args.per_patient)
+                              args.per_patient, together=args.together, measure_from=args.measure_from)
     tables = (header(list(rows[0].variants)) + "\n" + "\n".join(row_markdown(r) for r in rows) + "\n\n"
               + totals_markdown(rows, by_domain=True) + "\n\n" + totals_markdown(rows, by_domain=False))
     patients = "\n\n".join(f"{r.domain}, study {r.site_case}:\n\n{r.patients}" for r in rows if r.patients)
