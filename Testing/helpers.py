@@ -9,9 +9,21 @@ import numpy as np
 import SimpleITK as sitk
 
 from ParaspinalSegLib.cli import main
+from ParaspinalSegLib.network.model import ModelArchitecture, Preprocessing
 from ParaspinalSegLib.network.registry import SHIPPED_MODELS
+from ParaspinalSegTrainingLib.config import TrainingConfig
 
 SHIPPED_MODEL = sorted(p.parent for p in SHIPPED_MODELS.glob("*/model.json"))[-1]  # the newest shipped: the default
+
+# A tiny training (2 folds, 2 epochs, a 3-level encoder at 64x64) that trains in seconds on phantom data.
+TINY = TrainingConfig(
+    epochs=2,
+    batch_size=4,
+    folds=2,
+    mixed_precision=False,
+    architecture=ModelArchitecture(encoder_depth=3, decoder_channels=(32, 16, 8)),
+    preprocessing=Preprocessing(pixel_spacing_mm=4.5, input_size=64),
+)
 
 
 def volume(array: np.ndarray, spacing=(0.8, 0.6, 4.0), origin=(-40.0, -30.0, -20.0), tilt_deg=12.0) -> sitk.Image:

@@ -5,7 +5,7 @@
 `DICOMLib.DICOMUtils` (importDicom, recorded),
 `vtk` (vtkMatrix4x4), `qt` (QTimer, fired by tests; QTableWidgetItem) and `ctk` (empty: the
 panels' widgets come from their real .ui files, faked by class), and the PyTorch extension's
-`PyTorchUtils`. They use Slicer's names and parameter names (Testing/test_slicer_api.py checks the
+`PyTorchUtils`. They use Slicer's names and parameter names (Testing/slicer/test_slicer_api.py checks the
 modules' names against Slicer's API reference), keep voxels in numpy arrays in [K, J, I] order,
 and record dialogs, installs and layouts for tests.
 

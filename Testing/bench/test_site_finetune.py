@@ -11,7 +11,7 @@ import pytest
 from ParaspinalSegTrainingLib.synthesis.domains import held_out_settings
 from ParaspinalSegTrainingLib.synthesis.generator import draw_patient
 
-spec = importlib.util.spec_from_file_location("site_finetune", Path(__file__).parents[1] / "bench" / "site_finetune.py")
+spec = importlib.util.spec_from_file_location("site_finetune", Path(__file__).parents[2] / "bench" / "site_finetune.py")
 site_finetune = sys.modules["site_finetune"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(site_finetune)
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 spec = importlib.util.spec_from_file_location("batchnorm_adaptation",
-                                              Path(__file__).parents[1] / "bench" / "batchnorm_adaptation.py")
+                                              Path(__file__).parents[2] / "bench" / "batchnorm_adaptation.py")
 adaptation = sys.modules["batchnorm_adaptation"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(adaptation)
 

@@ -19,7 +19,7 @@ import pytest
 from helpers import run_cli, volume, write
 from ParaspinalSegLib.labels import RIGHT_MUSCLE
 
-SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "Sample"
+SAMPLE = Path(__file__).resolve().parents[2] / "Resources" / "Sample"
 T2_FOLDER = "t2_tse_tra"
 
 

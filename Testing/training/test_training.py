@@ -5,24 +5,15 @@ import csv
 import numpy as np
 import pytest
 
-from helpers import write_phantom_dataset
+from helpers import TINY, write_phantom_dataset
 from ParaspinalSegLib.errors import OperationCancelled
 from ParaspinalSegLib.network.inference import predict_series
-from ParaspinalSegLib.network.model import ModelArchitecture, Preprocessing
+from ParaspinalSegLib.network.model import Preprocessing
 from ParaspinalSegLib.network.modelfile import load_model
 from ParaspinalSegLib.read.reading import read_study
 from ParaspinalSegTrainingLib.config import TrainingConfig
 from ParaspinalSegTrainingLib.folds import patient_splits
 from ParaspinalSegTrainingLib.run import run_training
-
-TINY = TrainingConfig(
-    epochs=2,
-    batch_size=4,
-    folds=2,
-    mixed_precision=False,
-    architecture=ModelArchitecture(encoder_depth=3, decoder_channels=(32, 16, 8)),
-    preprocessing=Preprocessing(pixel_spacing_mm=4.5, input_size=64),
-)
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,10 @@ import shutil
 
 import pytest
 
-from helpers import run_cli, write_phantom_dataset
+from helpers import TINY, run_cli, write_phantom_dataset
 from ParaspinalSegLib.cli import sample_folder
 from ParaspinalSegLib.measure.grading import sgc_grade
 from ParaspinalSegTrainingLib.run import run_training
-from test_training import TINY
 
 
 @pytest.fixture(scope="module")

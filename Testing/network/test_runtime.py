@@ -21,7 +21,7 @@ from ParaspinalSegLib.network.preprocess import (Placement, class_labels, resamp
                                                  restore_labels, softmax)
 from ParaspinalSegLib.network.runtime import GRAPH_FILE, choose_backend
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("shape_in, shape_out", [((512, 512), (240, 240)), ((256, 250), (240, 230)),

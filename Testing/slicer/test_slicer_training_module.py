@@ -28,7 +28,7 @@ from ParaspinalSegLib.network.registry import ModelRegistry
 from ParaspinalSegLib.read.segmentation import load_segmentation
 from ParaspinalSegTrainingLib.evaluation import METRICS, STRUCTURES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRUTH = json.loads((sample_folder() / "truth.json").read_text())
 MODULES = ("ParaspinalSeg", "ParaspinalSegTraining")
 PROCESS_TIMEOUT_S = 400

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODULE_FILES = (ROOT / "ParaspinalSeg" / "ParaspinalSeg.py", ROOT / "ParaspinalSegTraining" / "ParaspinalSegTraining.py")
 CHECKED_ROOTS = ("slicer", "qt", "ctk", "vtk", "DICOMUtils")
 

@@ -22,7 +22,7 @@ from ParaspinalSegTrainingLib.synthesis.viscera import kidney_scale
 # As test_synthesis.WIDE: 2 mm pixels, every organ of the level in the image, procedural compartments.
 WIDE = SynthesisSettings(image_size=192, pixel_spacing_mm=(2.0, 2.0), shape_source="procedural", levels=("T12", "L1"))
 SEEDS = (0, 1, 2, 3, 4, 5)
-RECIPE = Path(__file__).parents[1] / "Resources" / "Recipes" / "paraspinalseg-unet-r18-2.1.0" / "synth.json"
+RECIPE = Path(__file__).parents[2] / "Resources" / "Recipes" / "paraspinalseg-unet-r18-2.1.0" / "synth.json"
 
 
 def wide_slice(level: str, seed: int):

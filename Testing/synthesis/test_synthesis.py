@@ -307,7 +307,7 @@ def test_the_shipped_models_recipes_are_valid_settings():
 
     from ParaspinalSegTrainingLib.config import TrainingConfig
 
-    recipes = sorted((Path(__file__).parents[1] / "Resources" / "Recipes").glob("*/"))
+    recipes = sorted((Path(__file__).parents[2] / "Resources" / "Recipes").glob("*/"))
     assert recipes
     for folder in recipes:
         SynthesisSettings.from_dict(json.loads((folder / "synth.json").read_text()))  # refuses unknown or bad settings

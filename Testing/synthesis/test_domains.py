@@ -315,7 +315,7 @@ def test_segment_with_the_mirror_says_so_in_its_provenance(tmp_path, capsys):
                                              ("2.9.0", TRAINING), ("2.10.0", TRAINING), ("2.11.0", TRAINING),
                                              ("2.17.0", TRAINING_2_19), ("2.18.0", TRAINING_2_19)])
 def test_the_recipes_draw_from_their_training_domains(version, domain):
-    recipe = json.loads((Path(__file__).parents[1] / "Resources" / "Recipes" / f"paraspinalseg-unet-r18-{version}"
+    recipe = json.loads((Path(__file__).parents[2] / "Resources" / "Recipes" / f"paraspinalseg-unet-r18-{version}"
                          / "synth.json").read_text())
     settings = SynthesisSettings.from_dict({**SynthesisSettings().to_dict(), **recipe})
     assert settings == domain_settings(domain, recipe["seed"])

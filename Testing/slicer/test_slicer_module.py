@@ -25,7 +25,7 @@ from ParaspinalSegLib.network.modelfile import real_case_note
 from ParaspinalSegLib.network.registry import ModelRegistry
 from ParaspinalSegLib.read.segmentation import load_segmentation
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRUTH = json.loads((sample_folder() / "truth.json").read_text())
 
 

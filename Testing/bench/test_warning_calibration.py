@@ -11,7 +11,7 @@ from ParaspinalSegLib.labels import LEFT_MUSCLE, RIGHT_MUSCLE
 from ParaspinalSegLib.measure.quality import Check, SliceFlag
 
 spec = importlib.util.spec_from_file_location("warning_calibration",
-                                              Path(__file__).parents[1] / "bench" / "warning_calibration.py")
+                                              Path(__file__).parents[2] / "bench" / "warning_calibration.py")
 calibration = sys.modules["warning_calibration"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(calibration)
 Study = calibration.Study

@@ -11,7 +11,7 @@ from ParaspinalSegLib.geometry import SliceGeometry
 from ParaspinalSegLib.labels import LEFT_MUSCLE, RIGHT_MUSCLE
 from ParaspinalSegLib.slices import ImageSlice
 
-spec = importlib.util.spec_from_file_location("real_misses", Path(__file__).parents[1] / "bench" / "real_misses.py")
+spec = importlib.util.spec_from_file_location("real_misses", Path(__file__).parents[2] / "bench" / "real_misses.py")
 real_misses = sys.modules["real_misses"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(real_misses)
 
