@@ -176,50 +176,48 @@ def test_the_panel_starts_at_the_fine_tuning_recipe(env):
     assert widget.ui.cpuBfloat16CheckBox.checked is recipe.config.mixed_precision_cpu is False
 
 
-def test_the_panels_parent_share_goes_to_the_training_as_automatic_or_as_set(env, monkeypatch):
-    class Started(Exception):
-        pass
+class Started(Exception):
+    """Raised by the stand-in startTraining (`sent_to_training`): the panel got as far as starting a training."""
 
+
+def sent_to_training(env, monkeypatch, key: str, set_box, values) -> list:
+    """The value of startTraining's argument `key` that the panel's Train button sends after `set_box(widget,
+    value)`, for each of `values` (no training started)."""
     sent = []
 
     def start(*args, **kwargs):
-        sent.append(kwargs["parentShare"])
+        sent.append(kwargs[key])
         raise Started
 
     widget = env.module.ParaspinalSegTrainingWidget()
     widget.setup()
     monkeypatch.setattr(widget.logic, "startTraining", start)
-    for value in (-0.05, 0.0, 0.25):
-        widget.ui.parentShareSpinBox.value = value
+    for value in values:
+        set_box(widget, value)
         with pytest.raises(Started):
             widget.onTrainButton()
-    assert sent == [None, 0.0, 0.25]
+    return sent
+
+
+def test_the_panels_parent_share_goes_to_the_training_as_automatic_or_as_set(env, monkeypatch):
+    def set_share(widget, value):
+        widget.ui.parentShareSpinBox.value = value
+
+    assert sent_to_training(env, monkeypatch, "parentShare", set_share, (-0.05, 0.0, 0.25)) == [None, 0.0, 0.25]
 
 
 def test_the_panels_bfloat16_box_reaches_the_training_settings(env, monkeypatch):
     """Ticked, the box sends cpuBfloat16 to the training, whose settings then train under bfloat16 autocast on the
     CPU (`mixed_precision_cpu`, as `paraspinal train --cpu-bfloat16`); unticked, the recipe's float32."""
-    class Started(Exception):
-        pass
-
-    sent = []
-
-    def start(*args, **kwargs):
-        sent.append(kwargs["cpuBfloat16"])
-        raise Started
-
-    widget = env.module.ParaspinalSegTrainingWidget()
-    widget.setup()
-    monkeypatch.setattr(widget.logic, "startTraining", start)
-    for ticked in (False, True):
+    def tick(widget, ticked):
         widget.ui.cpuBfloat16CheckBox.setChecked(ticked)
-        with pytest.raises(Started):
-            widget.onTrainButton()
-    assert sent == [False, True]
-    monkeypatch.setattr(widget.logic, "setupPythonRequirements", lambda: None)
-    assert widget.logic.fineTuneSettings(cpuBfloat16=True).config.mixed_precision_cpu is True
-    assert widget.logic.fineTuneSettings(cpuBfloat16=False).config.mixed_precision_cpu is False
-    assert widget.logic.fineTuneSettings(epochs=5).config.mixed_precision_cpu is False
+
+    assert sent_to_training(env, monkeypatch, "cpuBfloat16", tick, (False, True)) == [False, True]
+    logic = env.module.ParaspinalSegTrainingLogic()
+    monkeypatch.setattr(logic, "setupPythonRequirements", lambda: None)
+    assert logic.fineTuneSettings(cpuBfloat16=True).config.mixed_precision_cpu is True
+    assert logic.fineTuneSettings(cpuBfloat16=False).config.mixed_precision_cpu is False
+    assert logic.fineTuneSettings(epochs=5).config.mixed_precision_cpu is False
 
 
 def test_training_needs_a_folder_of_cases(env, tmp_path):
