@@ -2,7 +2,8 @@
 
     python bench/site_finetune.py --data heldout-report [--domains NAME ...] [--site-patients 0 1 ...]
                                   [--selection] [--offsets FAT:BACKGROUND ...] [--shares S ...]
-                                  [--model MODEL] [--epochs N] [--mirror P] [--compartment-dice W] [--cpu-bfloat16]
+                                  [--model MODEL] [--epochs N] [--learning-rate LR] [--mirror P]
+                                  [--compartment-dice W] [--cpu-bfloat16]
                                   [--per-patient] [--sites N] [--together] [--measure-from M] [-o table.md]
 
 A synthetic stand-in for a site: a held-out domain's report draws (`paraspinal heldout --report`, made in
@@ -18,7 +19,8 @@ slices with their true labels, as on a surgeon's corrected study, with the recip
 kept; with `--together`, the fine-tune is one, on all the named patients' studies as one training set of
 several corrected studies; `--epochs N` trains N epochs instead, as `--epochs 10` gives the recipe before it
 went to 30;
-`--mirror P` mirrors that share of the slices left-right, sides swapped, as the training stages'
+`--learning-rate LR` trains at that rate instead of the recipe's; `--mirror P` mirrors that share of the
+slices left-right, sides swapped, as the training stages'
 `flip_probability` does; `--compartment-dice W` adds the per-slice Dice of each side's compartment to the
 loss at weight W, as the training stages' `compartment_dice_weight` does; `--cpu-bfloat16` trains under
 bfloat16 autocast, as `paraspinal train --cpu-bfloat16` does). Measured through the product's
@@ -91,15 +93,18 @@ def site_study(cases: list, folder: Path) -> Path:
     return folder
 
 
-def recipe(epochs: int | None, mirror: float | None, compartment_dice: float | None = None, bfloat16: bool = False):
+def recipe(epochs: int | None, mirror: float | None, compartment_dice: float | None = None, bfloat16: bool = False,
+           learning_rate: float | None = None):
     """The fine-tuning recipe on the CPU, the fine-tuned network alone (parent share 0), with `epochs`,
-    the mirrored share of the slices and the weight of the per-slice compartment Dice in the loss where
-    given (None: the recipe's); `bfloat16`: trained under bfloat16 autocast (`mixed_precision_cpu`)."""
+    the mirrored share of the slices, the weight of the per-slice compartment Dice in the loss and the
+    learning rate where given (None: the recipe's); `bfloat16`: trained under bfloat16 autocast
+    (`mixed_precision_cpu`)."""
     from dataclasses import replace
 
     from ParaspinalSegTrainingLib.finetune import FineTuneSettings
 
-    settings = FineTuneSettings(device="cpu", parent_share=0.0).with_overrides(epochs=epochs)
+    settings = FineTuneSettings(device="cpu", parent_share=0.0).with_overrides(epochs=epochs,
+                                                                              learning_rate=learning_rate)
     config = settings.config
     if mirror is not None:
         config = replace(config, augmentation=replace(config.augmentation, flip_probability=mirror))
@@ -333,6 +338,8 @@ def main() -> None:
                         help="also measure the average with the model at these parent shares")
     parser.add_argument("--model", default="", help="the model to fine-tune (default: the active one)")
     parser.add_argument("--epochs", type=int, help="fine-tune for this many epochs (default: the recipe's)")
+    parser.add_argument("--learning-rate", type=float, metavar="LR",
+                        help="fine-tune at this learning rate (default: the recipe's)")
     parser.add_argument("--mirror", type=mirror_share, metavar="P",
                         help="mirror this share of the slices left-right, sides swapped (default: the recipe's)")
     parser.add_argument("--compartment-dice", type=float, metavar="W",
@@ -361,7 +368,9 @@ def main() -> None:
     registry = ModelRegistry()
     base = resolve_model(args.model or registry.active().model_id, registry)
     print(header(variant_names(args.offsets, args.shares)), flush=True)
-    rows, settings = [], recipe(args.epochs, args.mirror, args.compartment_dice, args.cpu_bfloat16)
+    if args.learning_rate is not None and args.learning_rate <= 0:
+        parser.error("--learning-rate needs a positive rate")
+    rows, settings = [], recipe(args.epochs, args.mirror, args.compartment_dice, args.cpu_bfloat16, args.learning_rate)
     if args.sites:
         for domain in args.domains:
             for site in range(args.sites):

@@ -82,3 +82,12 @@ def test_several_studies_are_fine_tuned_together_and_measured_on_the_same_later_
     assert trained == [("p0", 0.5), ("p1", 0.9)]  # each study alone, the last loop
     rows = site_finetune.site_rows(Path("x"), "d", Path("f"), [0, 1], [], [], None, together=True, measure_from=3)
     assert rows[0].parent_on_study == pytest.approx((2 * 2 * 0.5 + 2 * 6 * 0.9) / 16)  # over both studies' slices
+
+
+def test_the_recipe_takes_a_learning_rate_and_keeps_the_rest():
+    from ParaspinalSegTrainingLib.finetune import FineTuneSettings
+
+    default, other = site_finetune.recipe(None, None), site_finetune.recipe(None, None, learning_rate=1e-3)
+    assert default.learning_rate == FineTuneSettings().learning_rate != 1e-3
+    assert other.learning_rate == 1e-3 and other.training_config("m", "1").learning_rate == 1e-3
+    assert other.epochs == default.epochs and other.config == default.config and other.parent_share == 0.0
