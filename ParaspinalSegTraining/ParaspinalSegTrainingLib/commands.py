@@ -209,7 +209,7 @@ def command_heldout(args: argparse.Namespace, progress) -> int:
         label_decision=args.label_decision, fat_split=args.fat_split, mirror_below_confidence=args.mirror_below)
     methods = FAT_METHODS if args.fat_methods else (FAT_FROM_MODEL,)
     figures = evaluate_held_out(model, Path(args.data), args.patients, methods, available_device(args.device), progress,
-                                args.mirror, args.report, tuple(args.domains or ()))
+                                args.mirror, args.report, tuple(args.domains or ()), args.fat_starts)
     progress.close()
     table = held_out_markdown(figures, methods)
     if args.out:
@@ -437,6 +437,8 @@ def add_training_commands(commands) -> None:
                                                       "reused after)")
     heldout.add_argument("--patients", type=positive_int, default=8, help="synthetic patients per domain (default 8)")
     heldout.add_argument("--fat-methods", action="store_true", help="also compare the fat methods (cnn, gmm, otsu)")
+    heldout.add_argument("--fat-starts", type=positive_int, default=1, metavar="N",
+                         help="with --fat-methods: fit gmm's mixture from N starts, the most likely kept (default 1)")
     heldout.add_argument("--report", action="store_true",
                          help="the fresh draws of the domains (other seeds) that report a chosen model, instead of "
                               "the sets that choose")

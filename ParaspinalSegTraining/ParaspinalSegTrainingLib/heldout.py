@@ -172,8 +172,9 @@ def dataset_of(target: Path, patients: int, settings: SynthesisSettings, progres
 
 
 def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, fat_methods: tuple[str, ...],
-                  device: str, mirror: bool = False) -> None:
-    """One case through the product's path (segment, clean, measure), added to the domain's figures."""
+                  device: str, mirror: bool = False, fat_starts: int = 1) -> None:
+    """One case through the product's path (segment, clean, measure), added to the domain's figures; `gmm`'s
+    mixture fitted from `fat_starts` starts."""
     study = read_study(case.image)
     truth, _ = case_labels(case, study.series)
     started = time.perf_counter()
@@ -192,7 +193,7 @@ def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, f
     for method in fat_methods:
         if method != FAT_FROM_MODEL:
             measured[method] = measure_series(study.series, result.labels, needs_fat=True,
-                                              fat_settings=FatSettings(method=FatMethod(method)))
+                                              fat_settings=FatSettings(method=FatMethod(method), starts=fat_starts))
     for method, found in measured.items():
         figures.slice_fat.setdefault(method, []).extend(
             (t.both.fat_fraction_pct, p.both.fat_fraction_pct) for t, p in zip(true_slices, found.slices))
@@ -202,16 +203,18 @@ def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, f
 
 def evaluate_held_out(model: LoadedModel, folder: Path, patients: int = 8, fat_methods: tuple[str, ...] = (FAT_FROM_MODEL,),
                       device: str = "cpu", progress: ProgressCallback | None = None,
-                      mirror: bool = False, report: bool = False, names: tuple[str, ...] = ()) -> list[DomainFigures]:
+                      mirror: bool = False, report: bool = False, names: tuple[str, ...] = (),
+                      fat_starts: int = 1) -> list[DomainFigures]:
     """The model on every held-out domain (data sets made under `folder` if missing); with `mirror`,
-    test-time augmentation with the mirrored slices; `report`: on the fresh report draws."""
+    test-time augmentation with the mirrored slices; `report`: on the fresh report draws; `fat_starts`: the
+    starts of `gmm`'s mixture."""
     domains = domain_folders(folder, patients, part_of(progress, 0.0, 0.3), report, names)
     out = []
     for n, (domain, target) in enumerate(domains):
         figures = DomainFigures(domain.name, domain.holds_out, inside_training=domain.inside_training)
         cases = find_cases(target)
         for k, case in enumerate(cases):
-            evaluate_case(model, case, figures, fat_methods, device, mirror)
+            evaluate_case(model, case, figures, fat_methods, device, mirror, fat_starts)
             if progress:
                 done = (n + (k + 1) / len(cases)) / len(domains)
                 progress(0.3 + 0.7 * done, f"held-out domain {domain.name}, case {k + 1}/{len(cases)}")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ParaspinalSegLib.measure.fat import (HISTOGRAM_BINS, FatMethod, FatSettings, fat_mask_gmm, fit_gaussian_mixture,
+from ParaspinalSegLib.measure.fat import (FatMethod, FatSettings, fat_mask_gmm, fit_gaussian_mixture,
                                           mixture_from_start, otsu_threshold, quantify_fat, value_counts)
 
 
@@ -79,7 +79,7 @@ def test_mixture_and_otsu_find_the_two_populations():
 def test_settings_are_recorded():
     described = FatSettings(method=FatMethod.OTSU, n4=True).describe()
     assert described["method"] == "otsu" and described["n4"] is True and "classes" not in described
-    assert "starts" not in described and FatSettings().describe()["starts"] == 10
+    assert "starts" not in described and FatSettings().describe()["starts"] == 1
 
 
 def muscle_partial_volume_and_fat(seed: int) -> tuple[np.ndarray, float]:
@@ -93,14 +93,14 @@ def muscle_partial_volume_and_fat(seed: int) -> tuple[np.ndarray, float]:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_mixture_from_several_starts_finds_the_fat_that_one_start_misses(seed):
-    # from the evenly spaced quantiles alone, EM settles with the partial volume and the fat in one class and
-    # muscle split in two, and calls about 47 % fat where the true classes give about 23 %
+def test_more_starts_find_the_more_likely_mixture_that_one_start_misses(seed):
+    # from the evenly spaced quantiles alone (the default), EM settles with the partial volume and the fat in one
+    # class and muscle split in two, and calls about 47 % fat where the true classes give about 23 %; ten starts
+    # find the true classes (on the held-out images they agreed worse with the truth: README, Fat)
     values, truth = muscle_partial_volume_and_fat(seed)
-    one_start = fat_mask_gmm(values, FatSettings(starts=1)).mean()
-    assert one_start - truth > 0.20
-    assert abs(fat_mask_gmm(values, FatSettings()).mean() - truth) < 0.015
-    mixture = fit_gaussian_mixture(values)
+    assert fat_mask_gmm(values, FatSettings()).mean() - truth > 0.20
+    assert abs(fat_mask_gmm(values, FatSettings(starts=10)).mean() - truth) < 0.015
+    mixture = fit_gaussian_mixture(values, starts=10)
     np.testing.assert_allclose(mixture.means, [80, 165, 270], rtol=0.05)
     np.testing.assert_allclose(mixture.weights, [0.55, 0.325, 0.125], atol=0.02)
 
@@ -113,18 +113,19 @@ def test_the_kept_fit_is_the_most_likely_start_and_the_same_each_time():
     def likelihood(mixture):
         return mixture_from_start(levels, counts, mixture.means.copy(), spread, 1, 0.0)[1]
 
-    kept = fit_gaussian_mixture(values)
-    first_start_only = fit_gaussian_mixture(values, starts=1)
-    assert likelihood(kept) > likelihood(first_start_only)
-    again = fit_gaussian_mixture(values)
-    np.testing.assert_array_equal(kept.means, again.means)
+    kept = fit_gaussian_mixture(values, starts=10)
+    assert likelihood(kept) > likelihood(fit_gaussian_mixture(values))
+    np.testing.assert_array_equal(kept.means, fit_gaussian_mixture(values, starts=10).means)
 
 
-def test_values_are_fitted_on_their_distinct_levels_or_on_a_fine_histogram():
-    integers = np.repeat(np.arange(100, 400, dtype=np.float64), 3)
-    levels, counts = value_counts(integers)
-    np.testing.assert_array_equal(levels, np.arange(100, 400))
-    np.testing.assert_array_equal(counts, 3)
-    spread = np.random.default_rng(0).normal(0, 1, 50_000)
-    levels, counts = value_counts(spread)
-    assert levels.size <= HISTOGRAM_BINS and counts.sum() == spread.size and np.all(np.diff(levels) > 0)
+def test_a_fit_on_the_distinct_values_with_their_counts_is_the_fit_on_the_pixels():
+    # integer intensities, as DICOM stores them: 4000 pixels on a few hundred levels; EM on each pixel alone
+    # (a count of 1 each) gives the same mixture
+    values = np.round(muscle_partial_volume_and_fat(4)[0])
+    levels, counts = value_counts(values)
+    assert counts.sum() == values.size and np.all(np.diff(levels) > 0) and levels.size < values.size / 5
+    start = np.quantile(values, [1 / 6, 1 / 2, 5 / 6])
+    on_pixels, _ = mixture_from_start(values, np.ones(values.size), start, float(values.std()), 200, 1e-6)
+    on_levels = fit_gaussian_mixture(values)
+    np.testing.assert_allclose(on_levels.means, on_pixels.means, rtol=1e-9)
+    np.testing.assert_allclose(on_levels.weights, on_pixels.weights, rtol=1e-9)

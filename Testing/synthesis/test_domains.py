@@ -414,3 +414,29 @@ def test_heldout_prints_the_pooled_dice_that_chooses_and_the_offsets_it_ran_with
     error = float(patient["cnn_fat_pct"]) - float(patient["true_fat_pct"])
     assert f"{abs(error):.1f}" == row.split("|")[8].strip() and f"{error:+.1f}" == row.split("|")[9].strip()
     assert within == (abs(error) <= 3.0)
+
+
+def test_the_fat_methods_comparison_fits_gmm_from_the_starts_asked(tmp_path, monkeypatch):
+    """`heldout --fat-methods --fat-starts N`: gmm measured with its mixture from N starts (the default 1)."""
+    import ParaspinalSegTrainingLib.heldout as heldout
+    from ParaspinalSegLib.pipeline import measure_series
+    from ParaspinalSegTrainingLib.datasets import case_labels, find_cases
+    from ParaspinalSegTrainingLib.synthesis import write_dataset
+
+    write_dataset(tmp_path / "data", 1, training_settings(5, image_size=160, levels=("L3",),
+                                                          contrast_probabilities={"t2": 1.0}))
+    [case] = find_cases(tmp_path / "data")
+    asked = []
+
+    def measure(series, labels, needs_fat=False, fat_settings=None):
+        asked.append((fat_settings.method.value, fat_settings.starts) if fat_settings else None)
+        return measure_series(series, labels, needs_fat=needs_fat, fat_settings=fat_settings)
+
+    monkeypatch.setattr(heldout, "segment_series",
+                        lambda series, model, device, mirror: measure_series(series, case_labels(case, series)[0],
+                                                                                 needs_fat=False))
+    monkeypatch.setattr(heldout, "measure_series", measure)
+    for starts in (1, 10):
+        asked.clear()
+        heldout.evaluate_case(None, case, DomainFigures("d", ""), ("cnn", "gmm", "otsu"), "cpu", fat_starts=starts)
+        assert ("gmm", starts) in asked
