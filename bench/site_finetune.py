@@ -19,8 +19,9 @@ slices with their true labels, as on a surgeon's corrected study, with the recip
 kept; with `--together`, the fine-tune is one, on all the named patients' studies as one training set of
 several corrected studies; `--epochs N` trains N epochs instead, as `--epochs 10` gives the recipe before it
 went to 30; `--learning-rate LR` trains at that rate instead of the recipe's; `--mirror P` mirrors that share
-of the slices left-right, sides swapped, as the training stages' `flip_probability` does; `--compartment-dice W` adds the per-slice Dice of each side's compartment to the
-loss at weight W, as the training stages' `compartment_dice_weight` does; `--cpu-bfloat16` trains under
+of the slices left-right, sides swapped, as the training stages' `flip_probability` does;
+`--compartment-dice W` adds the per-slice Dice of each side's compartment to the loss at weight W, as the
+training stages' `compartment_dice_weight` does; `--cpu-bfloat16` trains under
 bfloat16 autocast, as `paraspinal train --cpu-bfloat16` does). Measured through the product's
 path (segment, clean, measure) on the domain's other patients (`--measure-from M`: only those whose index is
 M or more, so that runs with different studies measure the same patients), as `paraspinal heldout` counts them
