@@ -3,7 +3,7 @@
     python bench/site_finetune.py --data heldout-report [--domains NAME ...] [--site-patients 0 1 ...]
                                   [--selection] [--offsets FAT:BACKGROUND ...] [--shares S ...]
                                   [--model MODEL] [--epochs N] [--learning-rate LR] [--mirror P]
-                                  [--compartment-dice W] [--cpu-bfloat16]
+                                  [--augmentation NAME=VALUE ...] [--compartment-dice W] [--cpu-bfloat16]
                                   [--per-patient] [--sites N] [--together] [--measure-from M] [-o table.md]
 
 A synthetic stand-in for a site: a held-out domain's report draws (`paraspinal heldout --report`, made in
@@ -19,7 +19,8 @@ slices with their true labels, as on a surgeon's corrected study, with the recip
 kept; with `--together`, the fine-tune is one, on all the named patients' studies as one training set of
 several corrected studies; `--epochs N` trains N epochs instead, as `--epochs 10` gives the recipe before it
 went to 30; `--learning-rate LR` trains at that rate instead of the recipe's; `--mirror P` mirrors that share
-of the slices left-right, sides swapped, as the training stages' `flip_probability` does;
+of the slices left-right, sides swapped, as the training stages' `flip_probability` does; `--augmentation`
+sets other fields of the recipe's `AugmentationSettings`, such as `scale=0.25 elastic_probability=0.7`;
 `--compartment-dice W` adds the per-slice Dice of each side's compartment to the loss at weight W, as the
 training stages' `compartment_dice_weight` does; `--cpu-bfloat16` trains under
 bfloat16 autocast, as `paraspinal train --cpu-bfloat16` does). Measured through the product's
@@ -93,11 +94,11 @@ def site_study(cases: list, folder: Path) -> Path:
 
 
 def recipe(epochs: int | None, mirror: float | None, compartment_dice: float | None = None, bfloat16: bool = False,
-           learning_rate: float | None = None):
+           learning_rate: float | None = None, augmentation: dict[str, float] | None = None):
     """The fine-tuning recipe on the CPU, the fine-tuned network alone (parent share 0), with `epochs`,
-    the mirrored share of the slices, the weight of the per-slice compartment Dice in the loss and the
-    learning rate where given (None: the recipe's); `bfloat16`: trained under bfloat16 autocast
-    (`mixed_precision_cpu`)."""
+    the mirrored share of the slices, the weight of the per-slice compartment Dice in the loss, the
+    learning rate and other augmentation settings (`AugmentationSettings` fields) where given (None: the
+    recipe's); `bfloat16`: trained under bfloat16 autocast (`mixed_precision_cpu`)."""
     from dataclasses import replace
 
     from ParaspinalSegTrainingLib.finetune import FineTuneSettings
@@ -105,6 +106,8 @@ def recipe(epochs: int | None, mirror: float | None, compartment_dice: float | N
     settings = FineTuneSettings(device="cpu", parent_share=0.0).with_overrides(epochs=epochs,
                                                                               learning_rate=learning_rate)
     config = settings.config
+    if augmentation:
+        config = replace(config, augmentation=replace(config.augmentation, **augmentation))
     if mirror is not None:
         config = replace(config, augmentation=replace(config.augmentation, flip_probability=mirror))
     if compartment_dice is not None:
@@ -175,6 +178,25 @@ def mirror_share(text: str) -> float:
     if not 0.0 <= share <= 1.0:
         raise argparse.ArgumentTypeError(f"{text}: a share of the slices lies in 0 <= P <= 1")
     return share
+
+
+def augmentation_setting(text: str) -> tuple[str, float]:
+    """NAME=VALUE for a number field of `AugmentationSettings` (shift, scale, rotate_deg, ...), at 0 or more."""
+    from dataclasses import fields
+
+    from ParaspinalSegTrainingLib.augmentation import AugmentationSettings
+
+    name, _, value = text.partition("=")
+    known = [f.name for f in fields(AugmentationSettings)]
+    if name not in known:
+        raise argparse.ArgumentTypeError(f"{text}: NAME=VALUE with NAME one of {', '.join(known)}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: {value!r} is not a number") from None
+    if not (0 <= number <= 1 if name.endswith("_probability") else number >= 0):
+        raise argparse.ArgumentTypeError(f"{text}: needs a value of 0 or more (at most 1 for a probability)")
+    return name, number
 
 
 def offset_pair(text: str) -> tuple[float, float]:
@@ -341,6 +363,8 @@ def main() -> None:
                         help="fine-tune at this learning rate (default: the recipe's)")
     parser.add_argument("--mirror", type=mirror_share, metavar="P",
                         help="mirror this share of the slices left-right, sides swapped (default: the recipe's)")
+    parser.add_argument("--augmentation", nargs="+", type=augmentation_setting, default=[], metavar="NAME=VALUE",
+                        help="augmentation settings instead of the recipe's (AugmentationSettings fields)")
     parser.add_argument("--compartment-dice", type=float, metavar="W",
                         help="weight of the per-slice compartment Dice in the loss (default: the recipe's)")
     parser.add_argument("--cpu-bfloat16", action="store_true",
@@ -369,7 +393,8 @@ def main() -> None:
     print(header(variant_names(args.offsets, args.shares)), flush=True)
     if args.learning_rate is not None and args.learning_rate <= 0:
         parser.error("--learning-rate needs a positive rate")
-    rows, settings = [], recipe(args.epochs, args.mirror, args.compartment_dice, args.cpu_bfloat16, args.learning_rate)
+    rows, settings = [], recipe(args.epochs, args.mirror, args.compartment_dice, args.cpu_bfloat16, args.learning_rate,
+                                   dict(args.augmentation))
     if args.sites:
         for domain in args.domains:
             for site in range(args.sites):

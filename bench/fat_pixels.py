@@ -1,0 +1,132 @@
+"""Benchmark: where a model's fat pixels go on the held-out draws, by band of the patient's true fat.
+
+    python bench/fat_pixels.py MODEL --data heldout-wide [--patients 24] [--domains NAME ...]
+
+A report that chooses nothing. Each held-out patient (the domains that stay held out, or `--domains`) is
+segmented through the product's path (segment, clean, labels on the slices' own pixels, the card's offsets)
+and its pixels are counted against the truth: true fat called muscle or background, fat called where the
+truth has muscle or background, and the compartments' and their fat's area against the truth. Pixels are
+summed over the patients of each band of the true patient fat (the compartments' fat over their area, all
+slices), so a band's shares are of its true fat. `paraspinal heldout --data DIR` makes the draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+BANDS = ((0, 10), (10, 20), (20, 30), (30, 45), (45, 100))
+
+
+@dataclass
+class PixelCounts:
+    """One patient's pixel counts, truth against prediction (compartment = muscle + fat, both sides)."""
+
+    true_fat: int = 0
+    true_muscle: int = 0
+    predicted_fat: int = 0
+    predicted_muscle: int = 0
+    fat_as_muscle: int = 0
+    fat_as_background: int = 0
+    muscle_as_fat: int = 0
+    background_as_fat: int = 0
+
+    def add(self, other: PixelCounts) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def true_fat_pct(self) -> float:
+        return 100.0 * self.true_fat / max(self.true_fat + self.true_muscle, 1)
+
+    @property
+    def predicted_fat_pct(self) -> float:
+        return 100.0 * self.predicted_fat / max(self.predicted_fat + self.predicted_muscle, 1)
+
+
+def slice_counts(truth: np.ndarray, prediction: np.ndarray) -> PixelCounts:
+    """The counts of one slice's label maps (the project's scheme, both sides pooled)."""
+    from ParaspinalSegLib.labels import LEFT, RIGHT
+
+    fat, muscle = (RIGHT.fat, LEFT.fat), (RIGHT.muscle, LEFT.muscle)
+    true_fat, true_muscle = np.isin(truth, fat), np.isin(truth, muscle)
+    called_fat, called_muscle = np.isin(prediction, fat), np.isin(prediction, muscle)
+    return PixelCounts(int(true_fat.sum()), int(true_muscle.sum()), int(called_fat.sum()), int(called_muscle.sum()),
+                       int((true_fat & called_muscle).sum()), int((true_fat & (prediction == 0)).sum()),
+                       int((true_muscle & called_fat).sum()), int(((truth == 0) & called_fat).sum()))
+
+
+@dataclass
+class Band:
+    """The patients of one band of true fat, their counts summed and their patient fat errors."""
+
+    low: float
+    high: float
+    counts: PixelCounts = field(default_factory=PixelCounts)
+    errors: list[float] = field(default_factory=list)
+
+    def row(self) -> str:
+        c, share = self.counts, lambda n: 100.0 * n / max(self.counts.true_fat, 1)
+        compartment = (c.predicted_fat + c.predicted_muscle) / max(c.true_fat + c.true_muscle, 1) - 1
+        errors = np.asarray(self.errors)
+        return (f"| {self.low:g}-{self.high:g} % | {errors.size} | {errors.mean():+.2f} | {(abs(errors) <= 3).sum()} | "
+                f"{share(c.fat_as_muscle):.1f} / {share(c.muscle_as_fat):.1f} | "
+                f"{share(c.fat_as_background):.1f} / {share(c.background_as_fat):.1f} | "
+                f"{100 * compartment:+.1f} | {100 * (c.predicted_fat / max(c.true_fat, 1) - 1):+.1f} |")
+
+
+HEADER = ("| true patient fat | patients | fat bias, points | within 3 points | true fat called muscle / muscle "
+          "called fat, % of true fat | true fat called background / background called fat | compartment area, % | "
+          "fat area, % |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+
+
+def patient_counts(model, case) -> PixelCounts:
+    """One held-out patient segmented through the product's path, counted against its truth."""
+    from ParaspinalSegLib.pipeline import segment_series
+    from ParaspinalSegLib.read.reading import read_study
+    from ParaspinalSegTrainingLib.datasets import case_labels
+
+    study = read_study(case.image)
+    truth, _ = case_labels(case, study.series)
+    counts = PixelCounts()
+    for true_labels, labels in zip(truth, segment_series(study.series, model).labels):
+        counts.add(slice_counts(true_labels, labels))
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ParaspinalSegLib.network.modelfile import load_model
+    from ParaspinalSegLib.network.registry import resolve_model
+    from ParaspinalSegTrainingLib.datasets import find_cases
+    from ParaspinalSegTrainingLib.synthesis.domains import HELD_OUT
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--data", type=Path, required=True, help="the held-out draws (`paraspinal heldout --data`)")
+    parser.add_argument("--patients", type=int, default=24)
+    parser.add_argument("--domains", nargs="+", default=[d.name for d in HELD_OUT if not d.inside_training])
+    args = parser.parse_args(argv)
+    missing = [name for name in args.domains if not (args.data / name).is_dir()]
+    if missing:
+        print(f"fat_pixels: no draws for {', '.join(missing)} in {args.data}", file=sys.stderr)
+        return 2
+    model = load_model(resolve_model(args.model))
+    bands = [Band(low, high) for low, high in BANDS]
+    for name in args.domains:
+        for case in find_cases(args.data / name)[:args.patients]:
+            counts = patient_counts(model, case)
+            band = next(b for b in bands if b.low <= counts.true_fat_pct < b.high)
+            band.counts.add(counts)
+            band.errors.append(counts.predicted_fat_pct - counts.true_fat_pct)
+        print(f"{name} done", file=sys.stderr, flush=True)
+    print(HEADER)
+    print("\n".join(band.row() for band in bands if band.errors))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
