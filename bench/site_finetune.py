@@ -3,7 +3,8 @@
     python bench/site_finetune.py --data heldout-report [--domains NAME ...] [--site-patients 0 1 ...]
                                   [--selection] [--offsets FAT:BACKGROUND ...] [--shares S ...]
                                   [--model MODEL] [--epochs N] [--learning-rate LR] [--mirror P]
-                                  [--augmentation NAME=VALUE ...] [--compartment-dice W] [--cpu-bfloat16]
+                                  [--augmentation NAME=VALUE ...] [--freeze-encoder-epochs N]
+                                  [--compartment-dice W] [--cpu-bfloat16]
                                   [--per-patient] [--sites N] [--together] [--measure-from M] [-o table.md]
 
 A synthetic stand-in for a site: a held-out domain's report draws (`paraspinal heldout --report`, made in
@@ -21,6 +22,7 @@ several corrected studies; `--epochs N` trains N epochs instead, as `--epochs 10
 went to 30; `--learning-rate LR` trains at that rate instead of the recipe's; `--mirror P` mirrors that share
 of the slices left-right, sides swapped, as the training stages' `flip_probability` does; `--augmentation`
 sets other fields of the recipe's `AugmentationSettings`, such as `scale=0.25 elastic_probability=0.7`;
+`--freeze-encoder-epochs N` keeps the encoder frozen for the first N epochs instead of 3;
 `--compartment-dice W` adds the per-slice Dice of each side's compartment to the loss at weight W, as the
 training stages' `compartment_dice_weight` does; `--cpu-bfloat16` trains under
 bfloat16 autocast, as `paraspinal train --cpu-bfloat16` does). Measured through the product's
@@ -93,18 +95,19 @@ def site_study(cases: list, folder: Path) -> Path:
     return folder
 
 
-def recipe(epochs: int | None, mirror: float | None, compartment_dice: float | None = None, bfloat16: bool = False,
-           learning_rate: float | None = None, augmentation: dict[str, float] | None = None):
+def recipe(epochs: int | None = None, mirror: float | None = None, compartment_dice: float | None = None,
+           bfloat16: bool = False, learning_rate: float | None = None, augmentation: dict[str, float] | None = None,
+           freeze_encoder_epochs: int | None = None):
     """The fine-tuning recipe on the CPU, the fine-tuned network alone (parent share 0), with `epochs`,
     the mirrored share of the slices, the weight of the per-slice compartment Dice in the loss, the
-    learning rate and other augmentation settings (`AugmentationSettings` fields) where given (None: the
-    recipe's); `bfloat16`: trained under bfloat16 autocast (`mixed_precision_cpu`)."""
+    learning rate, other augmentation settings (`AugmentationSettings` fields) and the epochs with the encoder
+    frozen where given (None: the recipe's); `bfloat16`: trained under bfloat16 autocast (`mixed_precision_cpu`)."""
     from dataclasses import replace
 
     from ParaspinalSegTrainingLib.finetune import FineTuneSettings
 
-    settings = FineTuneSettings(device="cpu", parent_share=0.0).with_overrides(epochs=epochs,
-                                                                              learning_rate=learning_rate)
+    settings = FineTuneSettings(device="cpu", parent_share=0.0).with_overrides(
+        epochs=epochs, learning_rate=learning_rate, freeze_encoder_epochs=freeze_encoder_epochs)
     config = settings.config
     if augmentation:
         config = replace(config, augmentation=replace(config.augmentation, **augmentation))
@@ -363,6 +366,8 @@ def main() -> None:
                         help="fine-tune at this learning rate (default: the recipe's)")
     parser.add_argument("--mirror", type=mirror_share, metavar="P",
                         help="mirror this share of the slices left-right, sides swapped (default: the recipe's)")
+    parser.add_argument("--freeze-encoder-epochs", type=int, metavar="N",
+                        help="train the first N epochs with the encoder frozen (default: the recipe's 3)")
     parser.add_argument("--augmentation", nargs="+", type=augmentation_setting, default=[], metavar="NAME=VALUE",
                         help="augmentation settings instead of the recipe's (AugmentationSettings fields)")
     parser.add_argument("--compartment-dice", type=float, metavar="W",
@@ -386,6 +391,8 @@ def main() -> None:
         parser.error("--measure-from must leave a patient to measure")
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs needs at least 1")
+    if args.freeze_encoder_epochs is not None and args.freeze_encoder_epochs < 0:
+        parser.error("--freeze-encoder-epochs needs 0 or more")
     if args.compartment_dice is not None and args.compartment_dice < 0:
         parser.error("--compartment-dice needs a weight of 0 or more")
     registry = ModelRegistry()
@@ -394,7 +401,7 @@ def main() -> None:
     if args.learning_rate is not None and args.learning_rate <= 0:
         parser.error("--learning-rate needs a positive rate")
     rows, settings = [], recipe(args.epochs, args.mirror, args.compartment_dice, args.cpu_bfloat16, args.learning_rate,
-                                   dict(args.augmentation))
+                                   dict(args.augmentation), args.freeze_encoder_epochs)
     if args.sites:
         for domain in args.domains:
             for site in range(args.sites):

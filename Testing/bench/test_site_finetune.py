@@ -105,3 +105,9 @@ def test_the_recipe_takes_augmentation_settings_and_refuses_unknown_or_impossibl
     for text in ("zoom=2", "scale=big", "elastic_probability=1.5", "shift=-0.1"):
         with pytest.raises(argparse.ArgumentTypeError):
             site_finetune.augmentation_setting(text)
+
+
+def test_the_recipe_takes_the_frozen_epochs():
+    default, unfrozen = site_finetune.recipe(), site_finetune.recipe(freeze_encoder_epochs=0)
+    assert default.freeze_encoder_epochs == 3 and unfrozen.freeze_encoder_epochs == 0
+    assert unfrozen.training_config("m", "1").freeze_encoder_epochs == 0 and unfrozen.epochs == default.epochs
