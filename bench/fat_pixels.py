@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,7 @@ def patient_counts(model, case) -> PixelCounts:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ParaspinalSegLib import __version__
     from ParaspinalSegLib.network.modelfile import load_model
     from ParaspinalSegLib.network.registry import resolve_model
     from ParaspinalSegTrainingLib.datasets import find_cases
@@ -123,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             band.counts.add(counts)
             band.errors.append(counts.predicted_fat_pct - counts.true_fat_pct)
         print(f"{name} done", file=sys.stderr, flush=True)
+    print(f"{model.card.model_id} at its card's offsets on {args.data} ({len(args.domains)} domains, up to "
+          f"{args.patients} patients each; paraspinalseg {__version__}, {date.today().isoformat()})\n")
     print(HEADER)
     print("\n".join(band.row() for band in bands if band.errors))
     return 0
