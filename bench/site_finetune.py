@@ -20,8 +20,9 @@ slices with their true labels, as on a surgeon's corrected study, with the recip
 kept; with `--together`, the fine-tune is one, on all the named patients' studies as one training set of
 several corrected studies; `--epochs N` trains N epochs instead, as `--epochs 10` gives the recipe before it
 went to 30; `--learning-rate LR` trains at that rate instead of the recipe's; `--mirror P` mirrors that share
-of the slices left-right, sides swapped, as the training stages' `flip_probability` does; `--augmentation`
-sets other fields of the recipe's `AugmentationSettings`, such as `scale=0.25 elastic_probability=0.7`;
+of the slices left-right, sides swapped, as the training stages' `flip_probability` does (the same as
+`--augmentation flip_probability=P`); `--augmentation` sets fields of the recipe's `AugmentationSettings`,
+such as `scale=0.25 elastic_probability=0.7`;
 `--freeze-encoder-epochs N` keeps the encoder frozen for the first N epochs instead of 3;
 `--compartment-dice W` adds the per-slice Dice of each side's compartment to the loss at weight W, as the
 training stages' `compartment_dice_weight` does; `--cpu-bfloat16` trains under
@@ -95,13 +96,14 @@ def site_study(cases: list, folder: Path) -> Path:
     return folder
 
 
-def recipe(epochs: int | None = None, mirror: float | None = None, compartment_dice: float | None = None,
-           bfloat16: bool = False, learning_rate: float | None = None, augmentation: dict[str, float] | None = None,
+def recipe(epochs: int | None = None, compartment_dice: float | None = None, bfloat16: bool = False,
+           learning_rate: float | None = None, augmentation: dict[str, float] | None = None,
            freeze_encoder_epochs: int | None = None):
     """The fine-tuning recipe on the CPU, the fine-tuned network alone (parent share 0), with `epochs`,
-    the mirrored share of the slices, the weight of the per-slice compartment Dice in the loss, the
-    learning rate, other augmentation settings (`AugmentationSettings` fields) and the epochs with the encoder
-    frozen where given (None: the recipe's); `bfloat16`: trained under bfloat16 autocast (`mixed_precision_cpu`)."""
+    the weight of the per-slice compartment Dice in the loss, the learning rate, augmentation settings
+    (`AugmentationSettings` fields, such as the mirrored share of the slices, `flip_probability`) and the
+    epochs with the encoder frozen where given (None: the recipe's); `bfloat16`: trained under bfloat16
+    autocast (`mixed_precision_cpu`)."""
     from dataclasses import replace
 
     from ParaspinalSegTrainingLib.finetune import FineTuneSettings
@@ -111,8 +113,6 @@ def recipe(epochs: int | None = None, mirror: float | None = None, compartment_d
     config = settings.config
     if augmentation:
         config = replace(config, augmentation=replace(config.augmentation, **augmentation))
-    if mirror is not None:
-        config = replace(config, augmentation=replace(config.augmentation, flip_probability=mirror))
     if compartment_dice is not None:
         config = replace(config, compartment_dice_weight=compartment_dice)
     return replace(settings, config=replace(config, mixed_precision_cpu=bfloat16))
@@ -395,13 +395,14 @@ def main() -> None:
         parser.error("--freeze-encoder-epochs needs 0 or more")
     if args.compartment_dice is not None and args.compartment_dice < 0:
         parser.error("--compartment-dice needs a weight of 0 or more")
+    if args.learning_rate is not None and args.learning_rate <= 0:
+        parser.error("--learning-rate needs a positive rate")
     registry = ModelRegistry()
     base = resolve_model(args.model or registry.active().model_id, registry)
     print(header(variant_names(args.offsets, args.shares)), flush=True)
-    if args.learning_rate is not None and args.learning_rate <= 0:
-        parser.error("--learning-rate needs a positive rate")
-    rows, settings = [], recipe(args.epochs, args.mirror, args.compartment_dice, args.cpu_bfloat16, args.learning_rate,
-                                   dict(args.augmentation), args.freeze_encoder_epochs)
+    augmentation = dict(args.augmentation) | ({} if args.mirror is None else {"flip_probability": args.mirror})
+    rows, settings = [], recipe(args.epochs, args.compartment_dice, args.cpu_bfloat16, args.learning_rate,
+                                augmentation, args.freeze_encoder_epochs)
     if args.sites:
         for domain in args.domains:
             for site in range(args.sites):

@@ -87,7 +87,7 @@ def test_several_studies_are_fine_tuned_together_and_measured_on_the_same_later_
 def test_the_recipe_takes_a_learning_rate_and_keeps_the_rest():
     from ParaspinalSegTrainingLib.finetune import FineTuneSettings
 
-    default, other = site_finetune.recipe(None, None), site_finetune.recipe(None, None, learning_rate=1e-3)
+    default, other = site_finetune.recipe(), site_finetune.recipe(learning_rate=1e-3)
     assert default.learning_rate == FineTuneSettings().learning_rate != 1e-3
     assert other.learning_rate == 1e-3 and other.training_config("m", "1").learning_rate == 1e-3
     assert other.epochs == default.epochs and other.config == default.config and other.parent_share == 0.0
@@ -96,9 +96,9 @@ def test_the_recipe_takes_a_learning_rate_and_keeps_the_rest():
 def test_the_recipe_takes_augmentation_settings_and_refuses_unknown_or_impossible_ones():
     import argparse
 
-    default = site_finetune.recipe(None, None)
-    strong = site_finetune.recipe(None, 0.5, augmentation=dict(
-        site_finetune.augmentation_setting(text) for text in ("scale=0.25", "elastic_probability=0.7")))
+    default = site_finetune.recipe()
+    strong = site_finetune.recipe(augmentation=dict(site_finetune.augmentation_setting(text) for text in (
+        "scale=0.25", "elastic_probability=0.7", "flip_probability=0.5")))
     trained = strong.training_config("m", "1").augmentation
     assert (trained.scale, trained.elastic_probability, trained.flip_probability) == (0.25, 0.7, 0.5)
     assert trained.rotate_deg == default.config.augmentation.rotate_deg and default.config.augmentation.scale == 0.15
