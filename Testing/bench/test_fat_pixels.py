@@ -40,3 +40,17 @@ def test_a_band_sums_its_patients_and_reports_shares_of_its_true_fat():
     cells = [c.strip() for c in band.row().split("|")[1:-1]]
     assert cells[:4] == ["10-20 %", "2", "-1.50", "1"]
     assert cells[5] == "20.0 / 2.0" and cells[6] == "+0.0" and cells[7] == "+10.0"
+
+
+def test_the_per_slice_tables_give_each_band_and_the_lean_slices_of_each_domain():
+    true = np.array([1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 20.0, 40.0])
+    measured = true + np.array([1.0, 1.0, 1.0, 1.0, -2.0, -2.0, 0.0, 4.0])
+    domains = np.array(["a", "a", "b", "b", "a", "b", "a", "b"])
+    lines = fat_pixels.slice_agreement(domains, true, measured).splitlines()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in lines
+            if line.startswith("| ") and "slices" not in line}
+    assert rows["0-5 %"] == ["4", "1.00", "+1.00", "1.00"]     # a constant offset: r 1
+    assert rows["5-10 %"] == ["2", "2.00", "-2.00", "nan"]      # too few slices for r
+    assert rows["10-30 %"][:3] == ["1", "0.00", "+0.00"] and rows["30-100 %"][:3] == ["1", "4.00", "+4.00"]
+    assert rows["a"] == ["3", "1.33", "+0.00", "0.94"]          # 1, 2, 6 read 2, 3, 4: r = 5 / sqrt(14 x 2)
+    assert rows["b"][:3] == ["3", "1.33", "+0.00"]
