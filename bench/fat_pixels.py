@@ -31,7 +31,7 @@ LEAN_PCT = 10.0
 
 @dataclass
 class PixelCounts:
-    """One patient's pixel counts, truth against prediction (compartment = muscle + fat, both sides)."""
+    """Pixel counts, truth against prediction (compartment = muscle + fat, both sides): a slice's, or summed."""
 
     true_fat: int = 0
     true_muscle: int = 0
@@ -112,7 +112,7 @@ def slice_agreement(domains: np.ndarray, true_pct: np.ndarray, measured_pct: np.
                       AGREEMENT_HEADER.format(f"slices below {LEAN_PCT:g} % true fat, by domain"), *by_domain])
 
 
-def patient_counts(model, case) -> list[PixelCounts]:
+def counts_per_slice(model, case) -> list[PixelCounts]:
     """One held-out patient segmented through the product's path, counted against its truth slice by slice."""
     from ParaspinalSegLib.pipeline import segment_series
     from ParaspinalSegLib.read.reading import read_study
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.domains:
         for case in find_cases(args.data / name)[:args.patients]:
             counts = PixelCounts()
-            for one in patient_counts(model, case):
+            for one in counts_per_slice(model, case):
                 counts.add(one)
                 if one.true_fat + one.true_muscle:
                     slices.append((name, one.true_fat_pct, one.predicted_fat_pct))
