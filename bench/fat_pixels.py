@@ -1,6 +1,6 @@
 """Benchmark: where a model's fat pixels go on the held-out draws, and how closely its per-slice fat follows.
 
-    python bench/fat_pixels.py MODEL --data heldout-wide [--patients 24] [--domains NAME ...]
+    python bench/fat_pixels.py MODEL --data heldout-wide [--patients 24] [--domains NAME ...] [--fat-methods]
 
 A report that chooses nothing. Each held-out patient (the domains that stay held out, or `--domains`) is
 segmented through the product's path (segment, clean, labels on the slices' own pixels, the card's offsets)
@@ -10,8 +10,9 @@ summed over the patients of each band of the true patient fat (the compartments'
 slices), so a band's shares are of its true fat. Then the per-slice fat fraction against the truth's, by band
 of the slice's true fat (slices with a compartment): mean absolute error, bias and Pearson's r within the band,
 and for the lean slices (true fat below 10 %) domain by domain, the case of the hidden real studies of
-healthy volunteers, where the issue found the per-slice fat not following Dixon. `paraspinal heldout --data
-DIR` makes the draws.
+healthy volunteers, where the issue found the per-slice fat not following Dixon; with --fat-methods the same
+tables for `gmm` and `otsu` too, measured on the model's compartments (`paraspinal heldout --fat-methods` gives
+their agreement over all slices). `paraspinal heldout --data DIR` makes the draws.
 """
 
 from __future__ import annotations
@@ -102,7 +103,10 @@ AGREEMENT_HEADER = "| {} | slices | mean absolute error, points | bias | r |\n|-
 
 
 def slice_agreement(domains: np.ndarray, true_pct: np.ndarray, measured_pct: np.ndarray) -> str:
-    """The per-slice tables: by band of the slice's true fat, then the lean slices domain by domain."""
+    """The per-slice tables: by band of the slice's true fat, then the lean slices domain by domain (a slice
+    without a measured fat fraction, where the method found no compartment, left out)."""
+    measured = np.isfinite(measured_pct)
+    domains, true_pct, measured_pct = domains[measured], true_pct[measured], measured_pct[measured]
     by_band = [agreement_row(f"{low:g}-{high:g} %", true_pct[inside], measured_pct[inside])
                for low, high in SLICE_BANDS if (inside := (true_pct >= low) & (true_pct < high)).any()]
     lean = true_pct < LEAN_PCT
@@ -112,16 +116,26 @@ def slice_agreement(domains: np.ndarray, true_pct: np.ndarray, measured_pct: np.
                       AGREEMENT_HEADER.format(f"slices below {LEAN_PCT:g} % true fat, by domain"), *by_domain])
 
 
-def counts_per_slice(model, case) -> list[PixelCounts]:
-    """One held-out patient segmented through the product's path, counted against its truth slice by slice."""
-    from ParaspinalSegLib.pipeline import segment_series
+def measured_per_slice(model, case, fat_methods: tuple[str, ...]) -> tuple[list[PixelCounts], dict[str, list[float]]]:
+    """One held-out patient segmented through the product's path: its pixels counted against its truth slice
+    by slice, and each fat method's fat fraction per slice (%), the model's own (`cnn`) from the counts, the
+    others measured on the model's compartments as `paraspinal heldout --fat-methods` measures them."""
+    from ParaspinalSegLib.measure.fat import FatMethod, FatSettings
+    from ParaspinalSegLib.pipeline import FAT_FROM_MODEL, measure_series, segment_series
     from ParaspinalSegLib.read.reading import read_study
     from ParaspinalSegTrainingLib.datasets import case_labels
 
     study = read_study(case.image)
     truth, _ = case_labels(case, study.series)
     labels = segment_series(study.series, model).labels
-    return [slice_counts(true_labels, predicted) for true_labels, predicted in zip(truth, labels)]
+    counts = [slice_counts(true_labels, predicted) for true_labels, predicted in zip(truth, labels)]
+    measured = {FAT_FROM_MODEL: [one.predicted_fat_pct for one in counts]}
+    for method in fat_methods:
+        if method != FAT_FROM_MODEL:
+            settings = FatSettings(method=FatMethod(method))
+            found = measure_series(study.series, labels, needs_fat=True, fat_settings=settings)
+            measured[method] = [one.both.fat_fraction_pct for one in found.slices]
+    return counts, measured
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     from ParaspinalSegLib.network.modelfile import load_model
     from ParaspinalSegLib.network.registry import resolve_model
     from ParaspinalSegTrainingLib.datasets import find_cases
+    from ParaspinalSegTrainingLib.heldout import FAT_METHODS
     from ParaspinalSegTrainingLib.synthesis.domains import HELD_OUT
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -136,21 +151,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="the held-out draws (`paraspinal heldout --data`)")
     parser.add_argument("--patients", type=int, default=24)
     parser.add_argument("--domains", nargs="+", default=[d.name for d in HELD_OUT if not d.inside_training])
+    parser.add_argument("--fat-methods", action="store_true", help="the per-slice tables for gmm and otsu too")
     args = parser.parse_args(argv)
+    methods = FAT_METHODS if args.fat_methods else FAT_METHODS[:1]
     missing = [name for name in args.domains if not (args.data / name).is_dir()]
     if missing:
         print(f"fat_pixels: no draws for {', '.join(missing)} in {args.data}", file=sys.stderr)
         return 2
     model = load_model(resolve_model(args.model))
     bands = [Band(low, high) for low, high in BANDS]
-    slices: list[tuple[str, float, float]] = []
+    slices: list[tuple[str, float, tuple[float, ...]]] = []  # domain, true fat %, each method's fat %
     for name in args.domains:
         for case in find_cases(args.data / name)[:args.patients]:
             counts = PixelCounts()
-            for one in counts_per_slice(model, case):
+            per_slice, measured = measured_per_slice(model, case, methods)
+            for k, one in enumerate(per_slice):
                 counts.add(one)
                 if one.true_fat + one.true_muscle:
-                    slices.append((name, one.true_fat_pct, one.predicted_fat_pct))
+                    slices.append((name, one.true_fat_pct, tuple(measured[method][k] for method in methods)))
             band = next(b for b in bands if b.low <= counts.true_fat_pct < b.high)
             band.counts.add(counts)
             band.errors.append(counts.predicted_fat_pct - counts.true_fat_pct)
@@ -160,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER)
     print("\n".join(band.row() for band in bands if band.errors))
     names, true_pct, measured_pct = zip(*slices)
-    print("\n" + slice_agreement(np.array(names), np.array(true_pct), np.array(measured_pct)))
+    for method, measured in zip(methods, np.array(measured_pct).T):
+        print(f"\n{method}, per slice:\n" + slice_agreement(np.array(names), np.array(true_pct), measured))
     return 0
 
 

@@ -54,3 +54,9 @@ def test_the_per_slice_tables_give_each_band_and_the_lean_slices_of_each_domain(
     assert rows["10-30 %"][:3] == ["1", "0.00", "+0.00"] and rows["30-100 %"][:3] == ["1", "4.00", "+4.00"]
     assert rows["a"] == ["3", "1.33", "+0.00", "0.94"]          # 1, 2, 6 read 2, 3, 4: r = 5 / sqrt(14 x 2)
     assert rows["b"][:3] == ["3", "1.33", "+0.00"]
+
+
+def test_a_slice_without_a_measured_fat_fraction_is_left_out_of_the_per_slice_tables():
+    true, domains = np.array([1.0, 2.0, 3.0, 4.0]), np.array(["a", "a", "a", "a"])
+    lines = fat_pixels.slice_agreement(domains, true, np.array([2.0, 3.0, np.nan, 5.0])).splitlines()
+    assert "| 0-5 % | 3 | 1.00 | +1.00 | 1.00 |" in lines and "| a | 3 | 1.00 | +1.00 | 1.00 |" in lines
