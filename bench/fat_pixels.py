@@ -119,23 +119,19 @@ def slice_agreement(domains: np.ndarray, true_pct: np.ndarray, measured_pct: np.
 def measured_per_slice(model, case, fat_methods: tuple[str, ...]) -> tuple[list[PixelCounts], dict[str, list[float]]]:
     """One held-out patient segmented through the product's path: its pixels counted against its truth slice
     by slice, and each fat method's fat fraction per slice (%), the model's own (`cnn`) from the counts, the
-    others measured on the model's compartments as `paraspinal heldout --fat-methods` measures them."""
-    from ParaspinalSegLib.measure.fat import FatMethod, FatSettings
-    from ParaspinalSegLib.pipeline import FAT_FROM_MODEL, measure_series, segment_series
+    others measured on the model's compartments by `paraspinal heldout --fat-methods`'s own `intensity_fat`."""
+    from ParaspinalSegLib.pipeline import FAT_FROM_MODEL, segment_series
     from ParaspinalSegLib.read.reading import read_study
     from ParaspinalSegTrainingLib.datasets import case_labels
+    from ParaspinalSegTrainingLib.heldout import intensity_fat
 
     study = read_study(case.image)
     truth, _ = case_labels(case, study.series)
     labels = segment_series(study.series, model).labels
     counts = [slice_counts(true_labels, predicted) for true_labels, predicted in zip(truth, labels)]
-    measured = {FAT_FROM_MODEL: [one.predicted_fat_pct for one in counts]}
-    for method in fat_methods:
-        if method != FAT_FROM_MODEL:
-            settings = FatSettings(method=FatMethod(method))
-            found = measure_series(study.series, labels, needs_fat=True, fat_settings=settings)
-            measured[method] = [one.both.fat_fraction_pct for one in found.slices]
-    return counts, measured
+    measured = {method: [one.both.fat_fraction_pct for one in found.slices]
+                for method, found in intensity_fat(study.series, labels, fat_methods).items()}
+    return counts, {FAT_FROM_MODEL: [one.predicted_fat_pct for one in counts], **measured}
 
 
 def main(argv: list[str] | None = None) -> int:

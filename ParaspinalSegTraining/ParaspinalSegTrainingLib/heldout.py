@@ -171,6 +171,14 @@ def dataset_of(target: Path, patients: int, settings: SynthesisSettings, progres
     return target
 
 
+def intensity_fat(series, labels: list[np.ndarray], fat_methods: tuple[str, ...], fat_starts: int = 1) -> dict:
+    """Each named fat method but the model's own (`gmm`, `otsu`) measured on the model's compartments (`labels`),
+    by method; `gmm`'s mixture fitted from `fat_starts` starts."""
+    return {method: measure_series(series, labels, needs_fat=True,
+                                   fat_settings=FatSettings(method=FatMethod(method), starts=fat_starts))
+            for method in fat_methods if method != FAT_FROM_MODEL}
+
+
 def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, fat_methods: tuple[str, ...],
                   device: str, mirror: bool = False, fat_starts: int = 1) -> None:
     """One case through the product's path (segment, clean, measure), added to the domain's figures; `gmm`'s
@@ -189,11 +197,7 @@ def evaluate_case(model: LoadedModel, case: CaseFiles, figures: DomainFigures, f
     add_level_dice(figures, case, [image.source_index for image in study.series.slices], case_dice)
     figures.cases.append((float(np.nanmean(case_dice)), bool(result.flags)))
     true_slices = measure_labels(study.series, truth)
-    measured = {FAT_FROM_MODEL: result}
-    for method in fat_methods:
-        if method != FAT_FROM_MODEL:
-            measured[method] = measure_series(study.series, result.labels, needs_fat=True,
-                                              fat_settings=FatSettings(method=FatMethod(method), starts=fat_starts))
+    measured = {FAT_FROM_MODEL: result, **intensity_fat(study.series, result.labels, fat_methods, fat_starts)}
     for method, found in measured.items():
         figures.slice_fat.setdefault(method, []).extend(
             (t.both.fat_fraction_pct, p.both.fat_fraction_pct) for t, p in zip(true_slices, found.slices))
