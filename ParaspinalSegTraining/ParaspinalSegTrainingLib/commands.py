@@ -309,6 +309,14 @@ def command_soup(args: argparse.Namespace, progress) -> int:
     return 0
 
 
+def command_widen(args: argparse.Namespace, progress) -> int:
+    from .widen import make_widened
+
+    model_id = make_widened(Path(args.out), Path(args.model), tuple(args.decoder_channels), args.seed)
+    print(f"wrote {args.out}: {model_id}, the same scores with a wider decoder; train it on with `train --base {args.out}`")
+    return 0
+
+
 def score_offset(name: str):
     """The argument type of a postprocessing offset (`name`, a Postprocessing field), refused with the card's own bounds."""
     from ParaspinalSegLib.network.model import Postprocessing
@@ -359,6 +367,14 @@ def add_training_commands(commands) -> None:
     soup.add_argument("members", nargs="+", metavar="WEIGHT=MODEL",
                       help="a member's weight and model folder, e.g. 1=run-a/fold_0/model 1=run-b/fold_0/model")
     soup.set_defaults(run=command_soup)  # its paths are checked once the members are parsed
+    widen = commands.add_parser("widen", help="a new model with a wider decoder that gives the same scores as MODEL "
+                                              "(Net2WiderNet), to train on with more capacity")
+    widen.add_argument("model", help="model folder (a Unet)")
+    widen.add_argument("out", help="new model folder (must not exist)")
+    widen.add_argument("--decoder-channels", type=positive_int, nargs="+", required=True, metavar="N",
+                       help="channels of each decoder block, none below the model's own (e.g. 256 128 64 32 16)")
+    widen.add_argument("--seed", type=int, default=0, help="draws which channels are copied and the weight shares")
+    widen.set_defaults(run=command_widen, input_paths=("model",), output_paths=("out",))
     synth = commands.add_parser("synth", help="write a synthetic training data set (label maps L1-S1 turned into images)")
     synth.add_argument("out", help="data set folder to create")
     synth.add_argument("--cases", type=positive_int, required=True, help="number of synthetic patients")
