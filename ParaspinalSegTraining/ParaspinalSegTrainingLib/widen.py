@@ -102,9 +102,8 @@ def make_widened(out: Path, model_folder: Path, channels: tuple[int, ...], seed:
         raise InputError(f"--decoder-channels {' '.join(map(str, channels))}: needs {len(current)} counts, none "
                          f"below the model's own ({' '.join(map(str, current))})")
     widen_unet_decoder(model.network, channels, seed)
-    widened = ",".join(map(str, channels))
     card = dataclasses.replace(
-        model.card, version=f"{model.card.version}-wide{widened.replace(',', '-')}", graph=None,
+        model.card, version=f"{model.card.version}-wide{'-'.join(map(str, channels))}", graph=None,
         architecture=dataclasses.replace(architecture, decoder_channels=tuple(channels)),
         parent=model.card.model_id,
         description=f"{model.card.model_id} with its decoder widened from {list(current)} to {list(channels)} "
