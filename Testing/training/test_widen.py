@@ -102,3 +102,14 @@ def test_widen_writes_a_new_model_with_the_same_labels_and_refuses_narrower_or_a
     assert (out / "model.json").read_bytes() == stored
     code, _, err = run_cli(capsys, "widen", SHIPPED, tmp_path / "narrow", "--decoder-channels", "64", "64", "32", "16", "8")
     assert code != 0 and "none below the model's own (128 64 32 16 8)" in err and not (tmp_path / "narrow").exists()
+
+
+def test_widen_refuses_a_model_that_is_not_a_unet(tmp_path, capsys):
+    from ParaspinalSegLib.network.modelfile import ModelCard, save_model
+
+    fpn = ModelArchitecture(name="FPN", encoder_depth=5)
+    save_model(tmp_path / "fpn", build_network(fpn), ModelCard(name="fpn", version="1.0.0", architecture=fpn))
+    code, _, err = run_cli(capsys, "widen", tmp_path / "fpn", tmp_path / "wide", "--decoder-channels", "256", "128",
+                           "64", "32", "16")
+    assert code != 0 and "a FPN; only a Unet's decoder can be widened" in err and "Traceback" not in err
+    assert not (tmp_path / "wide").exists()
