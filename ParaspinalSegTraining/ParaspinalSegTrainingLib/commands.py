@@ -313,7 +313,8 @@ def command_widen(args: argparse.Namespace, progress) -> int:
     from .widen import make_widened
 
     model_id = make_widened(Path(args.out), Path(args.model), tuple(args.decoder_channels), args.seed)
-    print(f"wrote {args.out}: {model_id}, the same scores with a wider decoder; train it on with `train --base {args.out}`")
+    print(f"wrote {args.out}: {model_id}, the same scores with a wider decoder; "
+          f"train it on with `train --base {args.out}`")
     return 0
 
 

@@ -100,7 +100,8 @@ def test_widen_writes_a_new_model_with_the_same_labels_and_refuses_narrower_or_a
     code, _, err = run_cli(capsys, "widen", SHIPPED, out, "--decoder-channels", "256", "128", "64", "32", "16")
     assert code != 0 and "already exists" in err and "Traceback" not in err
     assert (out / "model.json").read_bytes() == stored
-    code, _, err = run_cli(capsys, "widen", SHIPPED, tmp_path / "narrow", "--decoder-channels", "64", "64", "32", "16", "8")
+    code, _, err = run_cli(capsys, "widen", SHIPPED, tmp_path / "narrow", "--decoder-channels",
+                           "64", "64", "32", "16", "8")
     assert code != 0 and "none below the model's own (128 64 32 16 8)" in err and not (tmp_path / "narrow").exists()
 
 
