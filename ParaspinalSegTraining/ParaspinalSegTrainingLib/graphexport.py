@@ -105,3 +105,24 @@ def add_graph(folder: Path) -> ModelCard:
         write_text_atomic(folder / CARD_FILE, card_before)
         raise
     return updated
+
+
+def save_model_with_graph(out: Path, network, card: ModelCard) -> ModelCard:
+    """Write a new model folder `out`: float16 weights, card and ONNX graph, all or nothing (made in a
+    hidden sibling folder and renamed into place, so that a failure leaves no half-made model)."""
+    import shutil
+
+    from ParaspinalSegLib.network.modelfile import save_model
+
+    if out.exists():
+        raise InputError(f"{out}: already exists; choose a new folder")
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        save_model(staging, network, card, half_precision=True)
+        saved = add_graph(staging)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return saved

@@ -47,12 +47,10 @@ def members_record(models: list, field: str) -> dict:
 
 def make_soup(out: Path, members: list[tuple[float, Path]]) -> str:
     """Write the weighted mean of the member models to the new folder `out`; returns the members as text."""
-    from ParaspinalSegLib.network.modelfile import load_model, save_model
+    from ParaspinalSegLib.network.modelfile import load_model
 
-    from .graphexport import add_graph
+    from .graphexport import save_model_with_graph
 
-    if out.exists():
-        raise InputError(f"{out}: already exists; choose a new folder")
     models = [(weight, load_model(folder)) for weight, folder in members]
     last = models[-1][1]
     if any(m.card.architecture != last.card.architecture or m.card.preprocessing != last.card.preprocessing
@@ -65,6 +63,5 @@ def make_soup(out: Path, members: list[tuple[float, Path]]) -> str:
                                            "own version and notes",
                                training_data=members_record(models, "training_data"),
                                training_settings=members_record(models, "training_settings"))
-    save_model(out, last.network, card, half_precision=True)
-    add_graph(out)
+    save_model_with_graph(out, last.network, card)
     return names

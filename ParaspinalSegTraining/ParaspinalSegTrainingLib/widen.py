@@ -87,12 +87,10 @@ def widen_unet_decoder(network, channels: tuple[int, ...], seed: int) -> None:
 def make_widened(out: Path, model_folder: Path, channels: tuple[int, ...], seed: int) -> str:
     """Write `model_folder`'s model with its decoder widened to `channels` into the new folder `out`;
     returns the card's new model id."""
-    from ParaspinalSegLib.network.modelfile import load_model, save_model
+    from ParaspinalSegLib.network.modelfile import load_model
 
-    from .graphexport import add_graph
+    from .graphexport import save_model_with_graph
 
-    if out.exists():
-        raise InputError(f"{out}: already exists; choose a new folder")
     model = load_model(model_folder)
     architecture = model.card.architecture
     if architecture.name != "Unet":
@@ -109,6 +107,5 @@ def make_widened(out: Path, model_folder: Path, channels: tuple[int, ...], seed:
         description=f"{model.card.model_id} with its decoder widened from {list(current)} to {list(channels)} "
                     f"(Net2WiderNet, seed {seed}): the same scores, more channels to train; train it on "
                     f"(`train --base`) and release it to give it its own version and notes")
-    save_model(out, model.network, card, half_precision=True)
-    add_graph(out)
+    save_model_with_graph(out, model.network, card)
     return card.model_id

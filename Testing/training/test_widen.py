@@ -114,3 +114,13 @@ def test_widen_refuses_a_model_that_is_not_a_unet(tmp_path, capsys):
                            "64", "32", "16")
     assert code != 0 and "a FPN; only a Unet's decoder can be widened" in err and "Traceback" not in err
     assert not (tmp_path / "wide").exists()
+
+
+def test_widen_leaves_no_half_made_model_when_the_graph_fails(tmp_path, capsys, monkeypatch):
+    from ParaspinalSegTrainingLib import graphexport
+
+    monkeypatch.setattr(graphexport, "check_agreement", lambda *args: 1.0)  # ONNX Runtime disagrees with torch
+    code, _, err = run_cli(capsys, "widen", SHIPPED, tmp_path / "wide", "--decoder-channels", "256", "128", "64",
+                           "32", "16")
+    assert code != 0 and "differ from torch's" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
