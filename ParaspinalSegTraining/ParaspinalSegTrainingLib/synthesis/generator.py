@@ -9,6 +9,7 @@ the same settings give the same arrays.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,9 +159,44 @@ def compartment_fat_pct(labels: np.ndarray, side) -> float:
 
 def synth_slice(level: Level | str, rng: np.random.Generator, settings: SynthesisSettings,
                 patient: Patient | None = None) -> SynthSlice:
-    """One synthetic slice at a level ('L1'..'S1', 'T12', or a disc such as 'L4/L5'); a new patient if none is given."""
+    """One synthetic slice at a level ('L1'..'S1', 'T12', or a disc such as 'L4/L5'); a new patient if none is
+    given. Each pixel sampled at its centre, or with settings.in_plane_supersampling above 1 over its area."""
     level = parse_level(level)
     patient = patient or draw_patient(rng, settings)
+    if settings.in_plane_supersampling > 1:
+        return area_sampled_slice(level, rng, settings, patient)
+    return point_sampled_slice(level, rng, settings, patient)
+
+
+def area_sampled_slice(level: Level, rng: np.random.Generator, settings: SynthesisSettings,
+                       patient: Patient) -> SynthSlice:
+    """A slice drawn at 1/K of the patient's pixel spacing (K = settings.in_plane_supersampling), its image the
+    mean of each K x K block and its labels and tissues each block's centre sub-pixel; the fat truth of those."""
+    k = settings.in_plane_supersampling
+    fine_settings = dataclasses.replace(
+        settings, image_size=settings.image_size * k, in_plane_supersampling=1,
+        resolution_factor=(settings.resolution_factor[0] * k, settings.resolution_factor[1] * k))
+    fine = point_sampled_slice(level, rng, fine_settings,
+                               dataclasses.replace(patient, pixel_spacing_mm=patient.pixel_spacing_mm / k))
+    size = settings.image_size
+    image = fine.image.reshape(size, k, size, k).mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
+    labels, tissues = (np.ascontiguousarray(a[k // 2::k, k // 2::k]) for a in (fine.labels, fine.tissues))
+    return dataclasses.replace(fine, image=image, labels=labels, tissues=tissues,
+                               pixel_spacing_mm=patient.pixel_spacing_mm, **fat_truth(labels))
+
+
+def fat_truth(labels: np.ndarray) -> dict[str, float]:
+    """A label map's fat fractions (fat pixels / compartment pixels), both sides and each, as SynthSlice's fields."""
+    compartment = labels > 0
+    fat = np.isin(labels, (RIGHT.fat, LEFT.fat))
+    return {"fat_fraction_pct": float(100.0 * fat[compartment].mean()) if compartment.any() else 0.0,
+            "fat_fraction_right_pct": compartment_fat_pct(labels, RIGHT),
+            "fat_fraction_left_pct": compartment_fat_pct(labels, LEFT)}
+
+
+def point_sampled_slice(level: Level, rng: np.random.Generator, settings: SynthesisSettings,
+                        patient: Patient) -> SynthSlice:
+    """A slice whose tissues and labels are read at each pixel's centre and its image rendered from them."""
     position = slice_position(level, rng)
     real = wants_real_shape(level, settings, rng)
     size, spacing = settings.image_size, patient.pixel_spacing_mm
@@ -190,17 +226,13 @@ def synth_slice(level: Level | str, rng: np.random.Generator, settings: Synthesi
     )
     if settings.crop_probability > 0 and rng.random() < settings.crop_probability:
         image = crop_field_of_view(image, labels, spacing, rng)
-    compartment = labels > 0
-    fat = np.isin(labels, (RIGHT.fat, LEFT.fat))
     return SynthSlice(
         image=image,
         labels=labels,
         tissues=tissues,
         level=level,
         position=position,
-        fat_fraction_pct=float(100.0 * fat[compartment].mean()) if compartment.any() else 0.0,
-        fat_fraction_right_pct=compartment_fat_pct(labels, RIGHT),
-        fat_fraction_left_pct=compartment_fat_pct(labels, LEFT),
+        **fat_truth(labels),
         fat_fraction_drawn_pct=fractions,
         shape_source="real" if real else "procedural",
         shape_name=compartments.source,

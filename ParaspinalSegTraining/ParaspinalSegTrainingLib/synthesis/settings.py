@@ -20,6 +20,7 @@ SHAPE_SOURCES = ("auto", "procedural", "real")
 CONTRASTS = ("t2", "t1", "fat_suppressed", "pd", "gre_in_phase", "inverted", "random", "random_tissue")
 SHAPE_SPLITS = ("all", "train", "heldout")
 MAX_HABITUS_SPREAD = 2.0  # keeps every range of anatomy.draw_habitus positive (abdominal wall 2-18 mm at 2)
+MAX_SUPERSAMPLING = 8  # sub-pixels a side: a 256-pixel slice drawn on a 2048-pixel grid at most
 
 
 def _did_you_mean(value: str, choices: tuple[str, ...]) -> str:
@@ -83,6 +84,12 @@ class SynthesisSettings:
     validation can use traced shapes that training never saw; site_contrast_seed: 0 or more gives every
     patient the one contrast (mode, material means and textures) drawn from a generator seeded by it alone,
     as one protocol at one site does (with contrast_per_slice off; -1, the default, draws each patient its own).
+    in_plane_supersampling: K; above 1 each slice is drawn at 1/K of its pixel spacing and its image averaged
+    over each K x K block, so that a pixel shows its area's mean (in-plane partial volume: a fascia thinner than
+    the pixel stays a faint line instead of vanishing or filling whole pixels); labels and tissues are each
+    block's centre sub-pixel, as a pixel's are at K = 1. On the fine grid the matrix reduction is multiplied by
+    K, so that the acquired k-space, noise included, stays the pixel grid's and snr keeps its meaning at the
+    pixel. 1, the default, samples each pixel at its centre.
     """
 
     image_size: int = 256
@@ -128,6 +135,7 @@ class SynthesisSettings:
     fascia_contrast: tuple[float, float] = (1.0, 1.0)
     real_shape_split: str = "all"
     site_contrast_seed: int = -1
+    in_plane_supersampling: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -160,6 +168,9 @@ class SynthesisSettings:
                 raise InputError(f"synthesis setting {name}={getattr(self, name)}: needs 0 < low <= high")
         if self.bone_gap_mm < 0:
             raise InputError(f"synthesis setting bone_gap_mm={self.bone_gap_mm}: needs 0 or more")
+        if not 1 <= self.in_plane_supersampling <= MAX_SUPERSAMPLING:
+            raise InputError(f"synthesis setting in_plane_supersampling={self.in_plane_supersampling}: needs 1 to "
+                             f"{MAX_SUPERSAMPLING} sub-pixels a side (1: each pixel sampled at its centre)")
         if self.image_size < 64:
             raise InputError(f"synthesis setting image_size={self.image_size}: needs at least 64 pixels")
         if len(self.fat_fraction_beta) != 2 or min(self.fat_fraction_beta) <= 0:
