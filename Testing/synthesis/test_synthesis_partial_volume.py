@@ -50,3 +50,26 @@ def test_a_sub_pixel_count_out_of_range_is_refused():
     for bad in (0, 9):
         with pytest.raises(InputError, match=f"in_plane_supersampling={bad}: needs 1 to 8"):
             SynthesisSettings(in_plane_supersampling=bad)
+
+
+def relative_noise(k: int) -> float:
+    """Mean over 8 slices like very_coarse_pixels' (3.1-3.6 mm) of the noise's standard deviation over the
+    body's mean: the same draw at SNR 15 less the draw with no noise to speak of (the same random numbers)."""
+    from ParaspinalSegTrainingLib.synthesis.domains import held_out_settings
+
+    quiet = dataclasses.replace(held_out_settings("very_coarse_pixels"), bias_strength=0.0, ghost_probability=0.0,
+                                wrap_probability=0.0, crop_probability=0.0, partial_volume_probability=0.0,
+                                normalise=False, in_plane_supersampling=k)
+    ratios = []
+    for seed in range(8):
+        noisy, clean = (synth_slice("L3", np.random.default_rng(seed), dataclasses.replace(quiet, snr=(snr, snr)))
+                        for snr in (15.0, 1e6))
+        body = clean.tissues > 0
+        ratios.append(np.std((noisy.image - clean.image)[body]) / np.mean(clean.image[body]))
+    return float(np.mean(ratios))
+
+
+def test_the_noise_keeps_the_pixels_snr_when_the_pixel_is_averaged():
+    centre, area = relative_noise(1), relative_noise(5)
+    assert 0.04 < centre < 0.09  # about 1 / 15, less the matrix reduction's share of the noise
+    assert 0.8 < area / centre < 1.2  # not K times the noise (the SNR divided by K) nor K times less
