@@ -53,13 +53,13 @@ def test_a_sub_pixel_count_out_of_range_is_refused():
 
 
 def relative_noise(k: int) -> float:
-    """Mean over 8 slices like very_coarse_pixels' (3.1-3.6 mm) of the noise's standard deviation over the
-    body's mean: the same draw at SNR 15 less the draw with no noise to speak of (the same random numbers)."""
+    """Mean over 8 slices like very_coarse_pixels' (3.1-3.6 mm, procedural shapes) of the noise's standard deviation
+    over the body's mean: the same draw at SNR 15 less the draw with no noise to speak of (the same random numbers)."""
     from ParaspinalSegTrainingLib.synthesis.domains import held_out_settings
 
     quiet = dataclasses.replace(held_out_settings("very_coarse_pixels"), bias_strength=0.0, ghost_probability=0.0,
                                 wrap_probability=0.0, crop_probability=0.0, partial_volume_probability=0.0,
-                                normalise=False, in_plane_supersampling=k)
+                                normalise=False, in_plane_supersampling=k, shape_source="procedural")
     ratios = []
     for seed in range(8):
         noisy, clean = (synth_slice("L3", np.random.default_rng(seed), dataclasses.replace(quiet, snr=(snr, snr)))
@@ -72,4 +72,6 @@ def relative_noise(k: int) -> float:
 def test_the_noise_keeps_the_pixels_snr_when_the_pixel_is_averaged():
     centre, area = relative_noise(1), relative_noise(5)
     assert 0.04 < centre < 0.09  # about 1 / 15, less the matrix reduction's share of the noise
-    assert 0.8 < area / centre < 1.2  # not K times the noise (the SNR divided by K) nor K times less
+    # the block mean is a low-pass of its own, so a little less: not K times the noise (the SNR divided by K)
+    # nor K times less (white noise averaged)
+    assert 0.7 < area / centre < 1.0
