@@ -59,20 +59,27 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--patients", type=int, default=24)
     parser.add_argument("--domains", nargs="+", default=DOMAINS, choices=DOMAINS)
     args = parser.parse_args(argv)
+    from ParaspinalSegLib.errors import InputError
     from ParaspinalSegLib.network.modelfile import load_model
     from ParaspinalSegLib.network.registry import resolve_model
+    from ParaspinalSegLib.pipeline import FAT_FROM_MODEL
     from ParaspinalSegTrainingLib.datasets import find_cases
     from ParaspinalSegTrainingLib.heldout import DomainFigures, dataset_of, evaluate_case
+    from ParaspinalSegTrainingLib.synthesis.domains import held_out_domain
 
     model = load_model(resolve_model(args.model))
     print("| domain | variant | Dice | area bias (%) | Dice at T12 | Dice at S1 |\n|---|---|---:|---:|---:|---:|")
     for domain in args.domains:
         for variant in VARIANTS:
-            target = dataset_of(Path(args.data) / folder_name(domain, variant), args.patients,
-                                variant_settings(domain, variant))
-            figures = DomainFigures(domain, True)
+            try:
+                target = dataset_of(Path(args.data) / folder_name(domain, variant), args.patients,
+                                    variant_settings(domain, variant))
+            except InputError as error:  # a folder made with other settings or patients
+                print(f"coarse_partial_volume: {error}", file=sys.stderr)
+                return 2
+            figures = DomainFigures(domain, held_out_domain(domain).holds_out)
             for case in find_cases(target):
-                evaluate_case(model, case, figures, ("cnn",), "cpu")
+                evaluate_case(model, case, figures, (FAT_FROM_MODEL,), "cpu")
             print(table_row(domain, variant, figures), flush=True)
     return 0
 
